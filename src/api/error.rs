@@ -1,0 +1,183 @@
+//! The API's one error type and its single mapping to HTTP (SPEC §3).
+//!
+//! Every error body is `{"error": {"code", "message", "details", "request_id"}}`. Internal
+//! failures are logged with their cause and answered with a generic message.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::domain::FieldError;
+use crate::store::StoreError;
+
+tokio::task_local! {
+    /// The current request's id, set by the request-context middleware.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request id, if called inside a request.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// An error answered to an API client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401 `AUTH_REQUIRED`: no, malformed, expired or wrongly signed credentials.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403 `FORBIDDEN`: authenticated but not allowed.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 404 `NOT_FOUND`: missing, or belonging to another org.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 `CONFLICT`.
+    #[error("{message}")]
+    Conflict {
+        /// Human message.
+        message: String,
+        /// Extra facts (e.g. the conflicting id).
+        details: Value,
+    },
+    /// 422 `VALIDATION_ERROR` naming the field.
+    #[error("{0}")]
+    Validation(FieldError),
+    /// 413 `PAYLOAD_TOO_LARGE`.
+    #[error("request body is larger than 1 MiB")]
+    PayloadTooLarge,
+    /// 502 `DEPENDENCY_ERROR`: something we depend on failed.
+    #[error("{0}")]
+    Dependency(String),
+    /// 500 `INTERNAL_ERROR`: the public message is fixed; the cause is only logged.
+    #[error("internal error: {cause}")]
+    Internal {
+        /// What the client sees.
+        public: &'static str,
+        /// What the log sees.
+        cause: String,
+    },
+}
+
+impl ApiError {
+    /// A 500 whose cause is logged, not answered.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError::Internal {
+            public: "Internal server error",
+            cause: cause.to_string(),
+        }
+    }
+
+    /// A 409 with a message and no details.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::Conflict {
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    /// A 422 for one field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation(FieldError::new(field, message))
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "AUTH_REQUIRED"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::Conflict { .. } => (StatusCode::CONFLICT, "CONFLICT"),
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            ApiError::Dependency(_) => (StatusCode::BAD_GATEWAY, "DEPENDENCY_ERROR"),
+            ApiError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+        }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(err: FieldError) -> Self {
+        ApiError::Validation(err)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::NotFound("Not found".into()),
+            StoreError::Conflict(constraint) => ApiError::Conflict {
+                message: "Conflicts with an existing record".into(),
+                details: json!({ "constraint": constraint }),
+            },
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// The error body, also used by the OpenAPI document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The error object.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable code, e.g. `VALIDATION_ERROR`.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Extra facts; for 422, `field` names the offending field.
+    #[schema(value_type = Object)]
+    pub details: Value,
+    /// The request id (also in the `X-Request-Id` header).
+    pub request_id: Option<String>,
+}
+
+/// Builds an error response in the standard shape.
+pub fn error_response(status: StatusCode, code: &str, message: String, details: Value) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message,
+            details,
+            request_id: current_request_id(),
+        },
+    };
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let (message, details) = match self {
+            ApiError::Internal { public, cause } => {
+                tracing::error!(error = %cause, "request failed");
+                (public.to_owned(), Value::Null)
+            }
+            ApiError::Validation(FieldError { field, message }) => (
+                format!("Invalid value for {field}: {message}"),
+                json!({ "field": field, "reason": message }),
+            ),
+            ApiError::Conflict { message, details } => (message, details),
+            other => (other.to_string(), Value::Null),
+        };
+        error_response(status, code, message, details)
+    }
+}
+
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(err: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError as S;
+        match err {
+            S::NotFound(message) => ApiError::NotFound(message),
+            S::Conflict(message) => ApiError::conflict(message),
+            S::Invalid(field) => ApiError::Validation(field),
+            S::Store(store) => store.into(),
+            S::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The HTTP API (SPEC §2-§5, §9): router, middleware, error mapping and handlers.
+
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::{Extension, Router};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use self::error::ApiError;
+pub use self::state::AppState;
+
+/// Largest accepted request body.
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// Builds the router and the OpenAPI document from the same handler list, so every endpoint
+/// is documented by construction.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(routes::health::healthz))
+        .routes(routes!(routes::health::readyz))
+        .routes(routes!(routes::health::metrics))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(routes::auth::login))
+        .routes(routes!(routes::me::me))
+        .routes(routes!(routes::audit::list))
+        .split_for_parts();
+
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+        let request_id = req
+            .headers()
+            .get(middleware::REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        tracing::info_span!("request", request_id, method = %req.method(), path = %req.uri().path())
+    });
+
+    router
+        .fallback(|| async { ApiError::NotFound("No such endpoint".into()) })
+        .layer(Extension(Arc::new(openapi)))
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(middleware::record_metrics))
+                .layer(axum::middleware::from_fn(middleware::request_context))
+                .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
+                .layer(trace)
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    request_timeout,
+                ))
+                .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES)),
+        )
+}
+
+/// A bound, not yet running, HTTP server. Binding first lets tests use port 0.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Binds `addr` and prepares the router.
+    pub async fn bind(
+        addr: SocketAddr,
+        state: AppState,
+        request_timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self {
+            listener,
+            router: router(state, request_timeout),
+        })
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

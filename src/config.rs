@@ -1,0 +1,309 @@
+//! Settings read from the environment (and a `.env` file, loaded by `main`), SPEC §1.
+//!
+//! Loading goes through a lookup function so tests can pass a map instead of mutating the
+//! process environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::crypto::{KeyError, Keyring, SecretString};
+
+/// Default `CONNECTOR_BLOCKED_NETWORKS`: loopback, link-local and "this network".
+pub const DEFAULT_BLOCKED_NETWORKS: &str = "127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10,0.0.0.0/8";
+
+/// A setting that cannot be used. The message names the variable and never echoes a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A problem with an encryption key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// `JWT_SECRET` missing or too short.
+    #[error("JWT_SECRET must be at least 32 bytes long (got {0}); `orderflow init` writes one")]
+    JwtSecret(usize),
+    /// Any other variable with a bad value; the value is shown (these are not secrets).
+    #[error("{name}: {reason}")]
+    Invalid {
+        /// Variable name.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// Where encrypted export files are archived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectStorage {
+    /// `file://DIR`: an object with key K is the file `DIR/K`.
+    Filesystem(PathBuf),
+    /// `s3://BUCKET` with the usual `AWS_*` settings.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (default, for production).
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Everything the database-facing commands need; no secrets required.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` or `postgres://…`.
+    pub url: String,
+}
+
+/// The full service configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Config cipher keys.
+    pub keyring: Keyring,
+    /// HMAC secret for access tokens.
+    pub jwt_secret: SecretString,
+    /// Database location.
+    pub database: DatabaseSettings,
+    /// Object storage for export files.
+    pub object_storage: ObjectStorage,
+    /// The only tree `filesystem` dropzones may touch.
+    pub dropzone_fs_root: PathBuf,
+    /// Networks an SFTP host may not resolve to.
+    pub blocked_networks: Vec<IpNet>,
+    /// HTTP listen address.
+    pub bind_addr: SocketAddr,
+    /// Acknowledgement polling interval.
+    pub ack_poll_interval: Duration,
+    /// Delivery attempts before an export is `FAILED`.
+    pub export_max_attempts: u32,
+    /// First retry backoff.
+    pub export_retry_base: Duration,
+    /// How long a claimed export stays reserved.
+    pub export_lease: Duration,
+    /// Whole-request timeout. Above the longest connection test (120 s) so tests can finish.
+    pub request_timeout: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Reads the database URL alone (for commands that must work before secrets exist).
+pub fn database_settings(lookup: &dyn Fn(&str) -> Option<String>) -> DatabaseSettings {
+    DatabaseSettings {
+        url: non_empty(lookup, "DATABASE_URL")
+            .unwrap_or_else(|| "sqlite://./data/orderflow.db".to_owned()),
+    }
+}
+
+/// Reads the log format alone (logging starts before the rest is validated).
+pub fn log_format(lookup: &dyn Fn(&str) -> Option<String>) -> LogFormat {
+    match non_empty(lookup, "LOG_FORMAT").as_deref() {
+        Some("pretty") => LogFormat::Pretty,
+        _ => LogFormat::Json,
+    }
+}
+
+fn non_empty(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn parse_num<T>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    min: T,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    match non_empty(lookup, name) {
+        None => Ok(default),
+        Some(text) => {
+            let value: T = text
+                .parse()
+                .map_err(|_| invalid(name, format!("not a number: {text:?}")))?;
+            if value < min {
+                return Err(invalid(name, format!("must be at least {min}")));
+            }
+            Ok(value)
+        }
+    }
+}
+
+/// Parses a comma-separated CIDR list.
+pub fn parse_networks(text: &str) -> Result<Vec<IpNet>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<IpNet>()
+                .map_err(|_| invalid("CONNECTOR_BLOCKED_NETWORKS", format!("not a CIDR: {p:?}")))
+        })
+        .collect()
+}
+
+fn parse_object_storage(url: &str) -> Result<ObjectStorage, ConfigError> {
+    if let Some(dir) = url.strip_prefix("file://") {
+        if dir.is_empty() {
+            return Err(invalid("OBJECT_STORAGE_URL", "file:// needs a directory"));
+        }
+        Ok(ObjectStorage::Filesystem(PathBuf::from(dir)))
+    } else if let Some(bucket) = url.strip_prefix("s3://") {
+        let bucket = bucket.trim_end_matches('/');
+        if bucket.is_empty() || bucket.contains('/') {
+            return Err(invalid("OBJECT_STORAGE_URL", "s3:// needs a bucket name"));
+        }
+        Ok(ObjectStorage::S3 {
+            bucket: bucket.to_owned(),
+        })
+    } else {
+        Err(invalid(
+            "OBJECT_STORAGE_URL",
+            "must start with file:// or s3://",
+        ))
+    }
+}
+
+impl Settings {
+    /// Reads the process environment (call `dotenvy` first to include `.env`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, validating every value.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let keyring = Keyring::from_hex(
+            &lookup("ENCRYPTION_MASTER_KEY").unwrap_or_default(),
+            &lookup("ENCRYPTION_PREVIOUS_KEYS").unwrap_or_default(),
+        )?;
+        let jwt_secret = SecretString::new(lookup("JWT_SECRET").unwrap_or_default());
+        if jwt_secret.expose().len() < 32 {
+            return Err(ConfigError::JwtSecret(jwt_secret.expose().len()));
+        }
+        let database = database_settings(lookup);
+        if !(database.url.starts_with("sqlite:") || database.url.starts_with("postgres")) {
+            return Err(invalid(
+                "DATABASE_URL",
+                "must start with sqlite:// or postgres://",
+            ));
+        }
+        let object_storage = parse_object_storage(
+            &non_empty(lookup, "OBJECT_STORAGE_URL")
+                .unwrap_or_else(|| "file://./data/objects".to_owned()),
+        )?;
+        let blocked_networks = parse_networks(
+            &lookup("CONNECTOR_BLOCKED_NETWORKS")
+                .unwrap_or_else(|| DEFAULT_BLOCKED_NETWORKS.to_owned()),
+        )?;
+        let bind_text =
+            non_empty(lookup, "BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8000".to_owned());
+        let bind_addr = bind_text
+            .parse()
+            .map_err(|_| invalid("BIND_ADDR", format!("not an address:port: {bind_text:?}")))?;
+        Ok(Self {
+            keyring,
+            jwt_secret,
+            database,
+            object_storage,
+            dropzone_fs_root: non_empty(lookup, "DROPZONE_FS_ROOT")
+                .map_or_else(|| PathBuf::from("./data/dropzones"), PathBuf::from),
+            blocked_networks,
+            bind_addr,
+            ack_poll_interval: Duration::from_secs(parse_num(
+                lookup,
+                "ACK_POLL_INTERVAL_SECS",
+                60,
+                1,
+            )?),
+            export_max_attempts: parse_num(lookup, "EXPORT_MAX_ATTEMPTS", 6, 1)?,
+            export_retry_base: Duration::from_secs(parse_num(
+                lookup,
+                "EXPORT_RETRY_BASE_SECS",
+                5,
+                1,
+            )?),
+            export_lease: Duration::from_secs(parse_num(lookup, "EXPORT_LEASE_SECS", 60, 5)?),
+            request_timeout: Duration::from_secs(parse_num(
+                lookup,
+                "REQUEST_TIMEOUT_SECS",
+                150,
+                1,
+            )?),
+            log_format: log_format(lookup),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const JWT: &str = "0123456789abcdef0123456789abcdef";
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let s = load(&[("ENCRYPTION_MASTER_KEY", KEY), ("JWT_SECRET", JWT)]).unwrap();
+        assert_eq!(s.database.url, "sqlite://./data/orderflow.db");
+        assert_eq!(
+            s.object_storage,
+            ObjectStorage::Filesystem("./data/objects".into())
+        );
+        assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.blocked_networks.len(), 5);
+        assert_eq!(s.export_max_attempts, 6);
+        assert_eq!(s.ack_poll_interval, Duration::from_secs(60));
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn secrets_are_validated_without_echoing_them() {
+        let short = "too-short-secret";
+        let err = load(&[("ENCRYPTION_MASTER_KEY", KEY), ("JWT_SECRET", short)]).unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET"));
+        assert!(!err.to_string().contains(short));
+        let err = load(&[("JWT_SECRET", JWT)]).unwrap_err();
+        assert!(err.to_string().contains("ENCRYPTION_MASTER_KEY is not set"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let base = [("ENCRYPTION_MASTER_KEY", KEY), ("JWT_SECRET", JWT)];
+        for (name, value) in [
+            ("CONNECTOR_BLOCKED_NETWORKS", "10.0.0.0/33"),
+            ("BIND_ADDR", "localhost"),
+            ("OBJECT_STORAGE_URL", "ftp://x"),
+            ("EXPORT_MAX_ATTEMPTS", "zero"),
+            ("DATABASE_URL", "mysql://x"),
+        ] {
+            let mut pairs = base.to_vec();
+            pairs.push((name, value));
+            let err = load(&pairs).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{name}: {err}");
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Audit log entries: who did what to which entity, never with secrets.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Who performed an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The acting user, when a user acted (None for the CLI or the system itself).
+    pub user_id: Option<Uuid>,
+    /// A readable label: the user's e-mail, `cli` or `system`.
+    pub label: String,
+}
+
+impl Actor {
+    /// An operator at the command line.
+    pub fn cli() -> Self {
+        Self {
+            user_id: None,
+            label: "cli".to_owned(),
+        }
+    }
+
+    /// A user acting through the API.
+    pub fn user(id: Uuid, email: &str) -> Self {
+        Self {
+            user_id: Some(id),
+            label: email.to_owned(),
+        }
+    }
+}
+
+/// Action names written to the audit log.
+pub mod action {
+    /// Successful login.
+    pub const LOGIN_SUCCEEDED: &str = "auth.login_succeeded";
+    /// Failed login (wrong password, unknown user, disabled user).
+    pub const LOGIN_FAILED: &str = "auth.login_failed";
+    /// User created.
+    pub const USER_CREATED: &str = "user.created";
+    /// User disabled.
+    pub const USER_DISABLED: &str = "user.disabled";
+    /// Access token issued from the CLI.
+    pub const TOKEN_ISSUED: &str = "token.issued";
+    /// Connection created.
+    pub const CONNECTION_CREATED: &str = "connection.created";
+    /// Connection config updated.
+    pub const CONNECTION_UPDATED: &str = "connection.updated";
+    /// Connection tested (details say whether it passed).
+    pub const CONNECTION_TESTED: &str = "connection.tested";
+    /// Connection disabled.
+    pub const CONNECTION_DISABLED: &str = "connection.disabled";
+    /// Connection enabled.
+    pub const CONNECTION_ENABLED: &str = "connection.enabled";
+    /// Host key recorded on first use.
+    pub const HOST_KEY_RECORDED: &str = "connection.host_key_recorded";
+    /// Config decrypted by an operator.
+    pub const CONFIG_DECRYPTED: &str = "connection.config_decrypted";
+    /// Config re-encrypted under the current key.
+    pub const CONFIG_REENCRYPTED: &str = "connection.config_reencrypted";
+}
+
+/// An entry to append.
+#[derive(Debug, Clone)]
+pub struct NewAuditEntry {
+    /// Owning org.
+    pub org_id: Uuid,
+    /// Who acted.
+    pub actor: Actor,
+    /// One of [`action`].
+    pub action: &'static str,
+    /// Kind of entity acted on (`user`, `erp_connection`, …).
+    pub entity_type: &'static str,
+    /// Its id, when there is one.
+    pub entity_id: Option<String>,
+    /// Extra facts; callers must never put secrets here.
+    pub details: serde_json::Value,
+}
+
+/// A stored entry.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// Entry id.
+    pub id: Uuid,
+    /// Owning org.
+    #[serde(skip)]
+    pub org_id: Uuid,
+    /// Acting user, if any.
+    pub actor_user_id: Option<Uuid>,
+    /// Actor label (e-mail, `cli`, `system`).
+    pub actor: String,
+    /// Action name.
+    pub action: String,
+    /// Entity kind.
+    pub entity_type: String,
+    /// Entity id.
+    pub entity_id: Option<String>,
+    /// Extra facts.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// When it happened.
+    pub created_at: DateTime<Utc>,
+    /// Position in the log, for pagination.
+    #[serde(skip)]
+    pub seq: i64,
+}

@@ -1,0 +1,9 @@
+//! API tests: a real server on port 0 per test, talked to over HTTP. One binary for all.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod audit;
+mod auth;
+mod errors;
+mod health;

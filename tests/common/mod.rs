@@ -1,0 +1,288 @@
+//! Shared test harness: fresh databases (SQLite file or PostgreSQL schema), a real server on
+//! port 0, and captured logs.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use orderflow::api::{AppState, Application};
+use orderflow::auth::TokenIssuer;
+use orderflow::config::{LogFormat, Settings};
+use orderflow::crypto::SecretString;
+use orderflow::domain::audit::Actor;
+use orderflow::domain::org::Org;
+use orderflow::domain::user::{Role, User};
+use orderflow::service::accounts;
+use orderflow::store::{PostgresStore, SqliteStore, Store};
+use sqlx::postgres::PgConnectOptions;
+use tempfile::TempDir;
+use uuid::Uuid;
+
+/// The master key every test app uses (from the shared test vectors).
+pub const TEST_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+/// The JWT secret every test app uses.
+pub const TEST_JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef-0123456789";
+/// Password given to every test user; the leak test looks for it.
+pub const TEST_PASSWORD: &str = "Pw-for-tests-7f3a9c!";
+
+/// Which database backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, private database: a SQLite file in a temp dir, or a PostgreSQL schema that is
+/// dropped when this value is dropped.
+pub struct TestDb {
+    pub store: Arc<dyn Store>,
+    pub backend: Backend,
+    /// Raw pools for tests that look at rows directly.
+    pub sqlite: Option<SqliteStore>,
+    pub postgres: Option<PostgresStore>,
+    pg_schema: Option<(String, String)>,
+    _dir: Option<TempDir>,
+}
+
+impl TestDb {
+    /// A migrated SQLite database in a temp dir.
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/nested/test.db", dir.path().display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        store.migrate_now().await;
+        TestDb {
+            store: Arc::new(store.clone()),
+            backend: Backend::Sqlite,
+            sqlite: Some(store),
+            postgres: None,
+            pg_schema: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A migrated schema in `TEST_DATABASE_URL`, or None (and a note) when it is not set.
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("skipped: TEST_DATABASE_URL is not set, PostgreSQL half not run");
+            return None;
+        };
+        let schema = format!("t_{}", Uuid::new_v4().simple());
+        let admin = PostgresStore::connect(&url).await.expect("TEST_DATABASE_URL unreachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+        admin.pool().close().await;
+        let options = PgConnectOptions::from_str(&url)
+            .unwrap()
+            .options([("search_path", schema.as_str())]);
+        let store = PostgresStore::connect_with(options).await.unwrap();
+        store.migrate_now().await;
+        Some(TestDb {
+            store: Arc::new(store.clone()),
+            backend: Backend::Postgres,
+            sqlite: None,
+            postgres: Some(store),
+            pg_schema: Some((url, schema)),
+            _dir: None,
+        })
+    }
+
+    /// The requested backend, or None when PostgreSQL is not configured.
+    pub async fn new(backend: Backend) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => Some(TestDb::sqlite().await),
+            Backend::Postgres => TestDb::postgres().await,
+        }
+    }
+}
+
+trait MigrateNow {
+    async fn migrate_now(&self);
+}
+
+impl<S: Store> MigrateNow for S {
+    async fn migrate_now(&self) {
+        self.migrate().await.unwrap();
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((url, schema)) = self.pg_schema.take() else { return };
+        // Drop runs outside async context: use a private runtime on a helper thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let store = PostgresStore::connect(&url).await.ok()?;
+                let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await;
+                store.pool().close().await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+/// Captures every log line the in-process servers write, for the secret-leak scans.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The process-wide log capture (installed by the first `spawn_app`).
+pub fn logs() -> &'static LogCapture {
+    static CAPTURE: OnceLock<LogCapture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = LogCapture::default();
+        let writer = capture.clone();
+        // Debug level so the leak scans see as much as the service can log.
+        orderflow::telemetry::init_logging_to(
+            LogFormat::Json,
+            Some("debug,russh=info,russh_sftp=info,hyper=info,h2=info"),
+            move || writer.clone(),
+        );
+        capture
+    })
+}
+
+/// Everything logged so far.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
+}
+
+/// Settings for a test app; `extra` overrides defaults.
+pub fn test_settings(dropzone_root: &std::path::Path, extra: &[(&str, &str)]) -> Settings {
+    let mut map: HashMap<String, String> = HashMap::from([
+        ("ENCRYPTION_MASTER_KEY".into(), TEST_KEY.into()),
+        ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
+        ("BIND_ADDR".into(), "127.0.0.1:0".into()),
+        ("DROPZONE_FS_ROOT".into(), dropzone_root.display().to_string()),
+    ]);
+    for (k, v) in extra {
+        map.insert((*k).into(), (*v).into());
+    }
+    Settings::from_lookup(&|k| map.get(k).cloned()).unwrap()
+}
+
+/// A running server on port 0 with its own database and dropzone root.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    pub settings: Settings,
+    pub tokens: TokenIssuer,
+    pub dropzone_root: TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts a server on SQLite.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(TestDb::sqlite().await, &[]).await
+}
+
+/// Starts a server on the given database with extra settings.
+pub async fn spawn_app_on(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
+    logs();
+    let dropzone_root = tempfile::tempdir().unwrap();
+    let settings = test_settings(dropzone_root.path(), extra);
+    let state = AppState::new(&settings, db.store.clone());
+    let app = Application::bind(settings.bind_addr, state, settings.request_timeout)
+        .await
+        .unwrap();
+    let addr = app.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        tokens: TokenIssuer::new(&settings.jwt_secret),
+        db,
+        settings,
+        dropzone_root,
+        _shutdown: tx,
+    }
+}
+
+impl TestApp {
+    pub fn store(&self) -> &dyn Store {
+        self.db.store.as_ref()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn org(&self, slug: &str) -> Org {
+        accounts::create_org(self.store(), slug, &format!("{slug} Ltd")).await.unwrap()
+    }
+
+    pub async fn user(&self, org: &Org, email: &str, role: Role) -> User {
+        accounts::create_user(
+            self.store(),
+            org,
+            email,
+            role,
+            SecretString::new(TEST_PASSWORD.into()),
+            Actor::cli(),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub fn token_for(&self, user: &User) -> String {
+        self.tokens.issue(user, 600).unwrap()
+    }
+
+    /// A new org with one user of `role`, and that user's token.
+    pub async fn org_with(&self, slug: &str, role: Role) -> (Org, User, String) {
+        let org = self.org(slug).await;
+        let user = self.user(&org, &format!("{}@{slug}.test", role.as_str().to_lowercase()), role).await;
+        let token = self.token_for(&user);
+        (org, user, token)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).bearer_auth(token).json(body).send().await.unwrap()
+    }
+}
+
+/// Asserts the standard error shape and returns the body.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status, "unexpected status");
+    let header_id = resp
+        .headers()
+        .get("x-request-id")
+        .expect("X-Request-Id header missing")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = resp.json().await.expect("error body is not JSON");
+    let error = &body["error"];
+    assert_eq!(error["code"], code, "{body}");
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(error.get("details").is_some(), "{body}");
+    assert_eq!(error["request_id"], header_id.as_str(), "{body}");
+    body
+}
