@@ -1,1 +1,245 @@
-//! Connector framework (see issue 3).
+//! The connector framework. A connector type knows how to validate its config (pure), test a
+//! connection and export an order; the framework around it applies the timeout, measures
+//! latency, counts and logs results, so no connector does that itself.
+//!
+//! Connector types are listed by one plain function, [`registry::builtin`]. Each type lives in
+//! its own folder; transports (`filesystem`, `sftp`) sit behind [`transport::Transport`] so the
+//! dropzone logic is written once.
+
+pub mod config;
+pub mod dropzone_json_v1;
+pub mod error;
+pub mod mock;
+pub mod registry;
+pub mod transport;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use self::config::ConnectorConfig;
+pub use self::error::{ConnectorError, ErrorCode};
+pub use self::registry::Registry;
+use crate::domain::FieldError;
+use crate::domain::order::ApprovedOrder;
+use crate::domain::org::Slug;
+use crate::telemetry::metric;
+
+/// Facts a pure validation may use.
+#[derive(Debug, Clone, Default)]
+pub struct ValidationEnv {
+    /// Networks an SFTP host literal may not be in.
+    pub blocked_networks: Vec<IpNet>,
+}
+
+/// Process-wide resources connectors share (folders, network policy, session pools).
+#[derive(Debug)]
+pub struct ConnectorEnv {
+    /// Root of every org's `filesystem` dropzone.
+    pub dropzone_fs_root: PathBuf,
+    /// Networks SFTP hosts may not resolve to.
+    pub blocked_networks: Vec<IpNet>,
+}
+
+impl ConnectorEnv {
+    /// The environment the settings describe.
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Self {
+            dropzone_fs_root: settings.dropzone_fs_root.clone(),
+            blocked_networks: settings.blocked_networks.clone(),
+        }
+    }
+
+    /// The pure part, for [`Connector::validate`].
+    pub fn validation(&self) -> ValidationEnv {
+        ValidationEnv {
+            blocked_networks: self.blocked_networks.clone(),
+        }
+    }
+}
+
+/// Identifies a stored connection's config version (pooled sessions are keyed by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionKey {
+    /// Connection id.
+    pub id: Uuid,
+    /// Config version.
+    pub version: i64,
+}
+
+/// Who a connector acts for.
+#[derive(Debug, Clone)]
+pub struct ConnectorContext {
+    /// The org.
+    pub org_id: Uuid,
+    /// The org's slug (names its filesystem dropzone folder).
+    pub org_slug: Slug,
+    /// The stored connection, or None for an unsaved config being tested.
+    pub connection: Option<ConnectionKey>,
+    /// Shared resources.
+    pub env: Arc<ConnectorEnv>,
+}
+
+/// What a successful connection test or export learned that the caller should store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Learned {
+    /// A host key fingerprint recorded on first use (`SHA256:…`).
+    pub host_key_fingerprint: Option<String>,
+}
+
+/// An export to deliver.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    /// The order.
+    pub order: ApprovedOrder,
+    /// The file name, fixed when the export was created.
+    pub file_name: String,
+}
+
+/// A delivered export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportResult {
+    /// Always true; failures are `Err`.
+    pub success: bool,
+    /// The file name.
+    pub file_name: String,
+    /// The final path as the connector sees it.
+    pub dropzone_path: String,
+    /// The bytes written.
+    pub content: Vec<u8>,
+    /// Lowercase hex SHA-256 of `content`.
+    pub content_sha256: String,
+    /// True when an identical file was already there (a retried delivery).
+    pub already_present: bool,
+    /// Facts to store.
+    pub learned: Learned,
+}
+
+/// A connector type.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// Type name, e.g. `DROPZONE_JSON_V1`.
+    fn connector_type(&self) -> &'static str;
+    /// URL slug, e.g. `dropzone-json-v1`.
+    fn slug(&self) -> &'static str;
+    /// Human name.
+    fn display_name(&self) -> &'static str;
+    /// JSON Schema of the config; secret fields are `writeOnly`.
+    fn config_schema(&self) -> serde_json::Value;
+    /// Names of the secret fields (never shown, kept on update when the identity is unchanged).
+    fn secret_fields(&self) -> &'static [&'static str];
+    /// Fields that identify whom the secrets are for; changing one requires the secrets again.
+    fn identity_fields(&self) -> &'static [&'static str];
+    /// Fields the service keeps across updates like secrets (e.g. a host key recorded on first
+    /// use), unless the identity changes or the caller sets them explicitly.
+    fn sticky_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Checks a submitted config without I/O and returns it normalised (defaults filled in).
+    fn validate(
+        &self,
+        config: &ConnectorConfig,
+        env: &ValidationEnv,
+    ) -> Result<ConnectorConfig, FieldError>;
+    /// Checks what needs the disk before saving (e.g. symlinks leading out of the org folder).
+    async fn check_before_save(
+        &self,
+        _ctx: &ConnectorContext,
+        _config: &ConnectorConfig,
+    ) -> Result<(), FieldError> {
+        Ok(())
+    }
+    /// The timeout for one test of this (validated) config.
+    fn timeout(&self, config: &ConnectorConfig) -> Duration;
+    /// Rehearses an export without sending an order. Called through [`run_test`].
+    async fn test_connection(
+        &self,
+        ctx: &ConnectorContext,
+        config: &ConnectorConfig,
+    ) -> Result<Learned, ConnectorError>;
+    /// Delivers one export.
+    async fn export(
+        &self,
+        ctx: &ConnectorContext,
+        request: &ExportRequest,
+        config: &ConnectorConfig,
+    ) -> Result<ExportResult, ConnectorError>;
+}
+
+/// The outcome of a connection test, in the API's shape (SPEC §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TestResult {
+    /// Whether the test passed.
+    pub success: bool,
+    /// On success, what was done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// On failure, the code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    /// On failure, the message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Time the test took.
+    pub latency_ms: u64,
+    /// Facts to store after a pass (not part of the API answer).
+    #[serde(skip)]
+    pub learned: Learned,
+}
+
+/// What a passing test says.
+pub const TEST_SUCCESS_MESSAGE: &str = "Test file written and cleaned up successfully";
+
+/// Runs a connection test with the config's timeout, measures it, and counts and logs the
+/// result. A test never errors: failures are results.
+pub async fn run_test(
+    connector: &dyn Connector,
+    ctx: &ConnectorContext,
+    config: &ConnectorConfig,
+) -> TestResult {
+    let timeout = connector.timeout(config);
+    let start = Instant::now();
+    let outcome = match tokio::time::timeout(timeout, connector.test_connection(ctx, config)).await
+    {
+        Ok(result) => result,
+        Err(_) => Err(ConnectorError::with_detail(
+            ErrorCode::ConnectionTimeout,
+            format!("no answer within {} s", timeout.as_secs()),
+        )),
+    };
+    let latency_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let result = match outcome {
+        Ok(learned) => TestResult {
+            success: true,
+            message: Some(TEST_SUCCESS_MESSAGE.to_owned()),
+            error_code: None,
+            error_message: None,
+            latency_ms,
+            learned,
+        },
+        Err(err) => TestResult {
+            success: false,
+            message: None,
+            error_code: Some(err.code),
+            error_message: Some(err.message),
+            latency_ms,
+            learned: Learned::default(),
+        },
+    };
+    let label = if result.success { "success" } else { "failure" };
+    metrics::counter!(metric::CONNECTION_TESTS, "result" => label).increment(1);
+    tracing::info!(
+        org_id = %ctx.org_id,
+        connector_type = connector.connector_type(),
+        success = result.success,
+        error_code = result.error_code.map(ErrorCode::as_str),
+        latency_ms,
+        "connection test finished"
+    );
+    result
+}

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use orderflow::api::{AppState, Application};
 use orderflow::auth::TokenIssuer;
 use orderflow::config::{LogFormat, Settings};
+use orderflow::connectors::Registry;
+use orderflow::connectors::mock::MockConnector;
 use orderflow::crypto::SecretString;
 use orderflow::domain::audit::Actor;
 use orderflow::domain::org::Org;
@@ -70,7 +72,9 @@ impl TestDb {
             return None;
         };
         let schema = format!("t_{}", Uuid::new_v4().simple());
-        let admin = PostgresStore::connect(&url).await.expect("TEST_DATABASE_URL unreachable");
+        let admin = PostgresStore::connect(&url)
+            .await
+            .expect("TEST_DATABASE_URL unreachable");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(admin.pool())
             .await
@@ -112,14 +116,21 @@ impl<S: Store> MigrateNow for S {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some((url, schema)) = self.pg_schema.take() else { return };
+        let Some((url, schema)) = self.pg_schema.take() else {
+            return;
+        };
         // Drop runs outside async context: use a private runtime on a helper thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async {
                 let store = PostgresStore::connect(&url).await.ok()?;
                 let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-                let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(store.pool())
+                    .await;
                 store.pool().close().await;
                 Some(())
             })
@@ -172,7 +183,10 @@ pub fn test_settings(dropzone_root: &std::path::Path, extra: &[(&str, &str)]) ->
         ("ENCRYPTION_MASTER_KEY".into(), TEST_KEY.into()),
         ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
-        ("DROPZONE_FS_ROOT".into(), dropzone_root.display().to_string()),
+        (
+            "DROPZONE_FS_ROOT".into(),
+            dropzone_root.display().to_string(),
+        ),
     ]);
     for (k, v) in extra {
         map.insert((*k).into(), (*v).into());
@@ -198,10 +212,25 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server on the given database with extra settings.
 pub async fn spawn_app_on(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(db, extra, Registry::default()).await
+}
+
+/// Starts a server with the `MOCK` connector type registered too.
+pub async fn spawn_app_with_mock() -> TestApp {
+    spawn_app_with(
+        TestDb::sqlite().await,
+        &[],
+        Registry::default().with(Arc::new(MockConnector)),
+    )
+    .await
+}
+
+/// Starts a server on the given database, settings and connector registry.
+pub async fn spawn_app_with(db: TestDb, extra: &[(&str, &str)], registry: Registry) -> TestApp {
     logs();
     let dropzone_root = tempfile::tempdir().unwrap();
     let settings = test_settings(dropzone_root.path(), extra);
-    let state = AppState::new(&settings, db.store.clone());
+    let state = AppState::with_registry(&settings, db.store.clone(), registry);
     let app = Application::bind(settings.bind_addr, state, settings.request_timeout)
         .await
         .unwrap();
@@ -231,7 +260,9 @@ impl TestApp {
     }
 
     pub async fn org(&self, slug: &str) -> Org {
-        accounts::create_org(self.store(), slug, &format!("{slug} Ltd")).await.unwrap()
+        accounts::create_org(self.store(), slug, &format!("{slug} Ltd"))
+            .await
+            .unwrap()
     }
 
     pub async fn user(&self, org: &Org, email: &str, role: Role) -> User {
@@ -254,17 +285,39 @@ impl TestApp {
     /// A new org with one user of `role`, and that user's token.
     pub async fn org_with(&self, slug: &str, role: Role) -> (Org, User, String) {
         let org = self.org(slug).await;
-        let user = self.user(&org, &format!("{}@{slug}.test", role.as_str().to_lowercase()), role).await;
+        let user = self
+            .user(
+                &org,
+                &format!("{}@{slug}.test", role.as_str().to_lowercase()),
+                role,
+            )
+            .await;
         let token = self.token_for(&user);
         (org, user, token)
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
-    pub async fn post_json(&self, path: &str, token: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client.post(self.url(path)).bearer_auth(token).json(body).send().await.unwrap()
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 }
 
@@ -281,8 +334,100 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> s
     let body: serde_json::Value = resp.json().await.expect("error body is not JSON");
     let error = &body["error"];
     assert_eq!(error["code"], code, "{body}");
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(error.get("details").is_some(), "{body}");
     assert_eq!(error["request_id"], header_id.as_str(), "{body}");
     body
+}
+
+/// Sample domain data and connector contexts.
+pub mod sample {
+    use std::str::FromStr;
+    use std::sync::Arc;
+
+    use chrono::{NaiveDate, TimeZone, Utc};
+    use orderflow::connectors::{ConnectorConfig, ConnectorContext, ConnectorEnv};
+    use orderflow::domain::order::{ApprovedOrder, Customer, OrderHeader, OrderLine};
+    use orderflow::domain::org::Slug;
+    use rust_decimal::Decimal;
+    use serde_json::Value;
+    use tempfile::TempDir;
+    use uuid::Uuid;
+
+    /// An approved two-line order (lines deliberately out of order).
+    pub fn order(slug: &str) -> ApprovedOrder {
+        ApprovedOrder {
+            draft_order_id: Uuid::new_v4(),
+            org_slug: Slug::parse(slug).unwrap(),
+            approved_at: Utc.with_ymd_and_hms(2026, 11, 2, 9, 30, 0).unwrap(),
+            approved_by: Some("approver@acme.test".into()),
+            customer: Customer {
+                id: Some(Uuid::new_v4()),
+                erp_customer_number: Some("C-1001".into()),
+                name: Some("Müller GmbH".into()),
+            },
+            header: OrderHeader {
+                external_order_number: Some("PO-77".into()),
+                order_date: NaiveDate::from_ymd_opt(2026, 11, 1),
+                currency: Some("EUR".into()),
+                requested_delivery_date: None,
+                notes: None,
+            },
+            lines: vec![
+                OrderLine {
+                    line_no: 2,
+                    internal_sku: "SKU-2".into(),
+                    qty: Decimal::from_str("3").unwrap(),
+                    uom: "PCE".into(),
+                    unit_price: Some(Decimal::from_str("19.99").unwrap()),
+                    currency: Some("USD".into()),
+                    customer_sku_raw: Some("c-2".into()),
+                    description: Some("Widget".into()),
+                },
+                OrderLine {
+                    line_no: 1,
+                    internal_sku: "SKU-1".into(),
+                    qty: Decimal::from_str("12.5").unwrap(),
+                    uom: "KG".into(),
+                    unit_price: None,
+                    currency: None,
+                    customer_sku_raw: None,
+                    description: None,
+                },
+            ],
+            source_document: None,
+        }
+    }
+
+    /// A connector context for `slug` with its own dropzone root (kept alive by the TempDir).
+    pub fn context(slug: &str) -> (ConnectorContext, TempDir) {
+        context_with(slug, Vec::new())
+    }
+
+    /// Like [`context`], with these blocked networks.
+    pub fn context_with(slug: &str, blocked: Vec<ipnet::IpNet>) -> (ConnectorContext, TempDir) {
+        let root = tempfile::tempdir().unwrap();
+        let env = ConnectorEnv {
+            dropzone_fs_root: root.path().to_owned(),
+            blocked_networks: blocked,
+        };
+        let ctx = ConnectorContext {
+            org_id: Uuid::new_v4(),
+            org_slug: Slug::parse(slug).unwrap(),
+            connection: None,
+            env: Arc::new(env),
+        };
+        (ctx, root)
+    }
+
+    /// A config from a JSON object.
+    pub fn config(value: Value) -> ConnectorConfig {
+        match value {
+            Value::Object(map) => ConnectorConfig::new(map),
+            other => panic!("not an object: {other}"),
+        }
+    }
 }

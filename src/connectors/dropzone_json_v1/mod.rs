@@ -1,0 +1,165 @@
+//! `DROPZONE_JSON_V1`: one JSON file per order in a folder the ERP's import job watches, on an
+//! SFTP server or a local/mounted filesystem; acknowledgements are read back from `ack_path`.
+//!
+//! - `config`: the settings and their validation (pure).
+//! - `export_file`: the export JSON, validated against the shared schema.
+//! - `dropzone`: publish-exactly-once and the connection test, over any transport.
+
+pub mod config;
+pub mod dropzone;
+pub mod export_file;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use self::config::{DropzoneConfig, Mode};
+use super::transport::Transport;
+use super::transport::filesystem::{FilesystemTransport, check_confined};
+use super::{
+    ConnectorConfig, ConnectorContext, ConnectorError, ErrorCode, ExportRequest, ExportResult,
+    Learned, ValidationEnv,
+};
+use crate::domain::FieldError;
+
+/// The connector type.
+#[derive(Debug, Default)]
+pub struct DropzoneJsonV1;
+
+/// Re-reads a stored (or just validated) config; failure means the stored data is unusable.
+fn parse(
+    ctx: &ConnectorContext,
+    config: &ConnectorConfig,
+) -> Result<DropzoneConfig, ConnectorError> {
+    DropzoneConfig::parse(config, &ctx.env.validation())
+        .map_err(|e| ConnectorError::with_detail(ErrorCode::ConfigUnreadable, e))
+}
+
+/// The transport for this config. Holds the connection (or folder) for one operation.
+async fn open_transport(
+    ctx: &ConnectorContext,
+    config: &DropzoneConfig,
+) -> Result<(Box<dyn Transport>, Learned), ConnectorError> {
+    match config.mode {
+        Mode::Filesystem => {
+            let fs =
+                FilesystemTransport::open(&ctx.env.dropzone_fs_root, ctx.org_slug.as_str()).await?;
+            Ok((Box::new(fs), Learned::default()))
+        }
+        Mode::Sftp => Err(ConnectorError::with_detail(
+            ErrorCode::ProtocolError,
+            "sftp transport not available",
+        )),
+    }
+}
+
+#[async_trait]
+impl super::Connector for DropzoneJsonV1 {
+    fn connector_type(&self) -> &'static str {
+        "DROPZONE_JSON_V1"
+    }
+
+    fn slug(&self) -> &'static str {
+        "dropzone-json-v1"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "JSON files in a dropzone folder (SFTP or filesystem)"
+    }
+
+    fn config_schema(&self) -> serde_json::Value {
+        config::schema()
+    }
+
+    fn secret_fields(&self) -> &'static [&'static str] {
+        config::SECRET_FIELDS
+    }
+
+    fn identity_fields(&self) -> &'static [&'static str] {
+        config::IDENTITY_FIELDS
+    }
+
+    fn sticky_fields(&self) -> &'static [&'static str] {
+        config::STICKY_FIELDS
+    }
+
+    fn validate(
+        &self,
+        config: &ConnectorConfig,
+        env: &ValidationEnv,
+    ) -> Result<ConnectorConfig, FieldError> {
+        DropzoneConfig::parse(config, env).map(|c| c.to_config())
+    }
+
+    async fn check_before_save(
+        &self,
+        ctx: &ConnectorContext,
+        config: &ConnectorConfig,
+    ) -> Result<(), FieldError> {
+        let parsed = DropzoneConfig::parse(config, &ctx.env.validation())?;
+        if parsed.mode != Mode::Filesystem {
+            return Ok(());
+        }
+        let root = ctx.env.dropzone_fs_root.clone();
+        let slug = ctx.org_slug.to_string();
+        tokio::task::spawn_blocking(move || {
+            check_confined(&root, &slug, "export_path", &parsed.export_path)?;
+            match &parsed.ack_path {
+                Some(ack) => check_confined(&root, &slug, "ack_path", ack),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(|_| FieldError::new("export_path", "could not be checked"))?
+    }
+
+    fn timeout(&self, config: &ConnectorConfig) -> Duration {
+        let secs = config
+            .get("timeout_secs")
+            .and_then(serde_json::Value::as_u64);
+        Duration::from_secs(
+            secs.unwrap_or(config::DEFAULT_TIMEOUT_SECS)
+                .clamp(1, config::MAX_TIMEOUT_SECS),
+        )
+    }
+
+    async fn test_connection(
+        &self,
+        ctx: &ConnectorContext,
+        config: &ConnectorConfig,
+    ) -> Result<Learned, ConnectorError> {
+        let parsed = parse(ctx, config)?;
+        let (transport, learned) = open_transport(ctx, &parsed).await?;
+        dropzone::rehearse(transport.as_ref(), &parsed).await?;
+        Ok(learned)
+    }
+
+    async fn export(
+        &self,
+        ctx: &ConnectorContext,
+        request: &ExportRequest,
+        config: &ConnectorConfig,
+    ) -> Result<ExportResult, ConnectorError> {
+        let parsed = parse(ctx, config)?;
+        let content = export_file::render(&request.order)?;
+        let (transport, learned) = open_transport(ctx, &parsed).await?;
+        let published = dropzone::publish(
+            transport.as_ref(),
+            &parsed.export_path,
+            &request.file_name,
+            &content,
+            parsed.atomic_write,
+        )
+        .await?;
+        Ok(ExportResult {
+            success: true,
+            file_name: request.file_name.clone(),
+            dropzone_path: published.path,
+            content_sha256: hex::encode(Sha256::digest(&content)),
+            content,
+            already_present: published.already_present,
+            learned,
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! The closed set of failures a connector reports: each has a code a user can act on, a fixed
+//! headline message, and whether retrying can help.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a connection test or an export failed (SPEC §5, §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The server refused the credentials.
+    AuthFailed,
+    /// No answer within `timeout_secs`.
+    ConnectionTimeout,
+    /// Nothing listens on that port.
+    ConnectionRefused,
+    /// The host name does not resolve.
+    DnsFailure,
+    /// The host resolves into `CONNECTOR_BLOCKED_NETWORKS`.
+    HostBlocked,
+    /// The server's host key differs from the pinned or recorded one.
+    HostKeyMismatch,
+    /// The server or filesystem refused the operation.
+    PermissionDenied,
+    /// The folder or file does not exist.
+    PathNotFound,
+    /// The connection dropped mid-operation.
+    ConnectionLost,
+    /// The export file already exists with different content.
+    FileExistsDifferent,
+    /// The rendered file does not match the export schema.
+    SchemaInvalid,
+    /// The stored config cannot be decrypted or parsed.
+    ConfigUnreadable,
+    /// The ERP rejected the order (from its error file).
+    ErpRejected,
+    /// The SSH peer speaks something we cannot work with (no common algorithm, not SSH).
+    ProtocolError,
+    /// Another local I/O failure (disk full, …).
+    IoError,
+}
+
+impl ErrorCode {
+    /// The wire name, e.g. `AUTH_FAILED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::AuthFailed => "AUTH_FAILED",
+            ErrorCode::ConnectionTimeout => "CONNECTION_TIMEOUT",
+            ErrorCode::ConnectionRefused => "CONNECTION_REFUSED",
+            ErrorCode::DnsFailure => "DNS_FAILURE",
+            ErrorCode::HostBlocked => "HOST_BLOCKED",
+            ErrorCode::HostKeyMismatch => "HOST_KEY_MISMATCH",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::PathNotFound => "PATH_NOT_FOUND",
+            ErrorCode::ConnectionLost => "CONNECTION_LOST",
+            ErrorCode::FileExistsDifferent => "FILE_EXISTS_DIFFERENT",
+            ErrorCode::SchemaInvalid => "SCHEMA_INVALID",
+            ErrorCode::ConfigUnreadable => "CONFIG_UNREADABLE",
+            ErrorCode::ErpRejected => "ERP_REJECTED",
+            ErrorCode::ProtocolError => "PROTOCOL_ERROR",
+            ErrorCode::IoError => "IO_ERROR",
+        }
+    }
+
+    /// The user-facing headline.
+    pub fn message(self) -> &'static str {
+        match self {
+            ErrorCode::AuthFailed => "Authentication failed",
+            ErrorCode::ConnectionTimeout => "Connection timeout",
+            ErrorCode::ConnectionRefused => "Connection refused",
+            ErrorCode::DnsFailure => "Host name could not be resolved",
+            ErrorCode::HostBlocked => "Host is in a blocked network",
+            ErrorCode::HostKeyMismatch => "Host key verification failed",
+            ErrorCode::PermissionDenied => "Permission denied",
+            ErrorCode::PathNotFound => "Path not found",
+            ErrorCode::ConnectionLost => "Connection lost",
+            ErrorCode::FileExistsDifferent => "File already exists with different content",
+            ErrorCode::SchemaInvalid => "Export file does not match the schema",
+            ErrorCode::ConfigUnreadable => "Configuration error",
+            ErrorCode::ErpRejected => "The ERP rejected the order",
+            ErrorCode::ProtocolError => "SSH protocol error",
+            ErrorCode::IoError => "I/O error",
+        }
+    }
+
+    /// Whether a later retry may succeed without anyone changing anything (SPEC §7).
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::ConnectionTimeout
+                | ErrorCode::ConnectionRefused
+                | ErrorCode::DnsFailure
+                | ErrorCode::ConnectionLost
+                | ErrorCode::IoError
+        )
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A connector failure: a code plus a message for the user. Messages may name hosts and paths
+/// but never credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ConnectorError {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// Human message, starting with the code's headline.
+    pub message: String,
+}
+
+impl ConnectorError {
+    /// The code's headline alone.
+    pub fn new(code: ErrorCode) -> Self {
+        Self {
+            code,
+            message: code.message().to_owned(),
+        }
+    }
+
+    /// The headline followed by a detail, e.g. `Path not found: /import/orders`.
+    pub fn with_detail(code: ErrorCode, detail: impl fmt::Display) -> Self {
+        Self {
+            code,
+            message: format!("{}: {detail}", code.message()),
+        }
+    }
+
+    /// Whether retrying may help.
+    pub fn is_transient(&self) -> bool {
+        self.code.is_transient()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_messages_and_retry_classes() {
+        assert_eq!(ErrorCode::AuthFailed.message(), "Authentication failed");
+        assert_eq!(ErrorCode::ConnectionTimeout.message(), "Connection timeout");
+        assert_eq!(
+            ErrorCode::HostKeyMismatch.message(),
+            "Host key verification failed"
+        );
+        assert_eq!(ErrorCode::PermissionDenied.message(), "Permission denied");
+        for transient in [
+            "CONNECTION_TIMEOUT",
+            "CONNECTION_REFUSED",
+            "DNS_FAILURE",
+            "CONNECTION_LOST",
+        ] {
+            let code: ErrorCode = serde_json::from_value(serde_json::json!(transient))
+                .unwrap_or(ErrorCode::AuthFailed);
+            assert_eq!(code.as_str(), transient);
+            assert!(code.is_transient(), "{transient}");
+        }
+        for permanent in [
+            ErrorCode::AuthFailed,
+            ErrorCode::PermissionDenied,
+            ErrorCode::SchemaInvalid,
+            ErrorCode::HostKeyMismatch,
+        ] {
+            assert!(!permanent.is_transient());
+        }
+        let json = serde_json::to_value(ErrorCode::HostBlocked).unwrap();
+        assert_eq!(json, "HOST_BLOCKED");
+    }
+}

@@ -1,0 +1,8 @@
+//! Connector framework, DROPZONE_JSON_V1 and its transports, against real folders and servers.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod export_file;
+mod filesystem;
+mod registry;
