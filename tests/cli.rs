@@ -12,7 +12,9 @@ const JWT: &str = "cli-test-jwt-secret-0123456789abcdef-xyz";
 /// A command with a clean environment (no inherited settings) in `dir`.
 fn orderflow(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     cmd
 }
 
@@ -26,12 +28,34 @@ fn serve_refuses_to_start_with_bad_secrets_in_one_line_without_echoing_them() {
     let dir = tempfile::tempdir().unwrap();
     let short_jwt = "short-secret-value";
     let not_hex = "g".repeat(64);
-    let cases: Vec<(Vec<(&str, &str)>, &str, Option<&str>)> = vec![
-        (vec![("JWT_SECRET", JWT)], "ENCRYPTION_MASTER_KEY is not set", None),
-        (vec![("ENCRYPTION_MASTER_KEY", "abc123"), ("JWT_SECRET", JWT)], "ENCRYPTION_MASTER_KEY must be 64 hex", Some("abc123")),
-        (vec![("ENCRYPTION_MASTER_KEY", &not_hex), ("JWT_SECRET", JWT)], "only hex digits", Some(&not_hex)),
-        (vec![("ENCRYPTION_MASTER_KEY", KEY)], "JWT_SECRET must be at least 32 bytes", None),
-        (vec![("ENCRYPTION_MASTER_KEY", KEY), ("JWT_SECRET", short_jwt)], "JWT_SECRET must be at least 32 bytes", Some(short_jwt)),
+    // (environment, expected message, value that must not be echoed)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("JWT_SECRET", JWT)],
+            "ENCRYPTION_MASTER_KEY is not set",
+            None,
+        ),
+        (
+            vec![("ENCRYPTION_MASTER_KEY", "abc123"), ("JWT_SECRET", JWT)],
+            "ENCRYPTION_MASTER_KEY must be 64 hex",
+            Some("abc123"),
+        ),
+        (
+            vec![("ENCRYPTION_MASTER_KEY", &not_hex), ("JWT_SECRET", JWT)],
+            "only hex digits",
+            Some(&not_hex),
+        ),
+        (
+            vec![("ENCRYPTION_MASTER_KEY", KEY)],
+            "JWT_SECRET must be at least 32 bytes",
+            None,
+        ),
+        (
+            vec![("ENCRYPTION_MASTER_KEY", KEY), ("JWT_SECRET", short_jwt)],
+            "JWT_SECRET must be at least 32 bytes",
+            Some(short_jwt),
+        ),
     ];
     for (env, expected, secret) in cases {
         let mut cmd = orderflow(dir.path());
@@ -42,13 +66,20 @@ fn serve_refuses_to_start_with_bad_secrets_in_one_line_without_echoing_them() {
         let out = cmd.output().unwrap();
         assert!(!out.status.success(), "{expected}: started anyway");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "not one line: {stderr}"
+        );
         assert!(stderr.contains(expected), "{stderr}");
         if let Some(secret) = secret {
             assert!(!stderr.contains(secret), "echoed the secret: {stderr}");
         }
     }
-    assert!(!dir.path().join("data").exists(), "touched the disk before validating");
+    assert!(
+        !dir.path().join("data").exists(),
+        "touched the disk before validating"
+    );
 }
 
 #[test]
@@ -62,23 +93,70 @@ fn bootstrap_commands_print_only_ids_and_tokens_on_stdout() {
         }
         cmd.output().unwrap()
     };
-    let out = run(&["org", "create", "--slug", "acme", "--name", "Acme GmbH"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &["org", "create", "--slug", "acme", "--name", "Acme GmbH"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let org_id = String::from_utf8(out.stdout).unwrap();
     assert!(uuid::Uuid::parse_str(org_id.trim()).is_ok(), "{org_id:?}");
 
-    let out = run(&["org", "create", "--slug", "Bad Slug", "--name", "x"], None);
+    let out = run(
+        &["org", "create", "--slug", "Bad Slug", "--name", "x"],
+        None,
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("slug"));
 
-    let out = run(&["user", "create", "--org", "acme", "--email", "ann@acme.test", "--role", "admin"], Some("a-long-enough-password"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = run(&["user", "create", "--org", "acme", "--email", "bob@acme.test", "--role", "root"], Some("a-long-enough-password"));
+    let out = run(
+        &[
+            "user",
+            "create",
+            "--org",
+            "acme",
+            "--email",
+            "ann@acme.test",
+            "--role",
+            "admin",
+        ],
+        Some("a-long-enough-password"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &[
+            "user",
+            "create",
+            "--org",
+            "acme",
+            "--email",
+            "bob@acme.test",
+            "--role",
+            "root",
+        ],
+        Some("a-long-enough-password"),
+    );
     assert!(!out.status.success());
 
     // Password from stdin when ORDERFLOW_PASSWORD is absent.
     let mut child = with_secrets(orderflow(dir.path()))
-        .args(["user", "create", "--org", "acme", "--email", "cy@acme.test", "--role", "VIEWER"])
+        .args([
+            "user",
+            "create",
+            "--org",
+            "acme",
+            "--email",
+            "cy@acme.test",
+            "--role",
+            "VIEWER",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -86,34 +164,89 @@ fn bootstrap_commands_print_only_ids_and_tokens_on_stdout() {
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"stdin-password-123\n").unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
 
-    let out = run(&["token", "issue", "--org", "acme", "--email", "ann@acme.test", "--ttl", "120"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &[
+            "token",
+            "issue",
+            "--org",
+            "acme",
+            "--email",
+            "ann@acme.test",
+            "--ttl",
+            "120",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap();
     assert_eq!(token.trim().split('.').count(), 3, "{token:?}");
-    let claims = orderflow::auth::TokenIssuer::new(&orderflow::crypto::SecretString::new(JWT.into()))
-        .verify(token.trim())
-        .unwrap();
+    let claims =
+        orderflow::auth::TokenIssuer::new(&orderflow::crypto::SecretString::new(JWT.into()))
+            .verify(token.trim())
+            .unwrap();
     assert_eq!(claims.exp - claims.iat, 120);
 
-    let out = run(&["user", "disable", "--org", "acme", "--email", "ann@acme.test"], None);
+    let out = run(
+        &[
+            "user",
+            "disable",
+            "--org",
+            "acme",
+            "--email",
+            "ann@acme.test",
+        ],
+        None,
+    );
     assert!(out.status.success());
-    let out = run(&["token", "issue", "--org", "acme", "--email", "ann@acme.test"], None);
+    let out = run(
+        &[
+            "token",
+            "issue",
+            "--org",
+            "acme",
+            "--email",
+            "ann@acme.test",
+        ],
+        None,
+    );
     assert!(!out.status.success(), "token issued for a disabled user");
 }
 
 #[test]
 fn keys_generate_and_init_never_overwrite() {
     let dir = tempfile::tempdir().unwrap();
-    let out = orderflow(dir.path()).args(["keys", "generate"]).output().unwrap();
+    let out = orderflow(dir.path())
+        .args(["keys", "generate"])
+        .output()
+        .unwrap();
     let key = String::from_utf8(out.stdout).unwrap();
     assert_eq!(key.trim().len(), 64);
     assert!(orderflow::crypto::Keyring::from_hex(key.trim(), "").is_ok());
 
-    assert!(orderflow(dir.path()).arg("init").status().unwrap().success());
+    assert!(
+        orderflow(dir.path())
+            .arg("init")
+            .status()
+            .unwrap()
+            .success()
+    );
     let first = std::fs::read_to_string(dir.path().join(".env")).unwrap();
     assert!(first.contains("ENCRYPTION_MASTER_KEY=") && first.contains("JWT_SECRET="));
-    assert!(orderflow(dir.path()).arg("init").status().unwrap().success());
-    assert_eq!(std::fs::read_to_string(dir.path().join(".env")).unwrap(), first);
+    assert!(
+        orderflow(dir.path())
+            .arg("init")
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".env")).unwrap(),
+        first
+    );
 }
 
 struct Killed(Child);
@@ -149,7 +282,9 @@ async fn quickstart_on_an_empty_directory_serves_with_a_valid_admin_token() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut base, mut token) = (None, None);
     while base.is_none() || token.is_none() {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("quickstart printed no token/address in time");
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("quickstart printed no token/address in time");
         if let Some(rest) = line.split("listening on ").nth(1) {
             base = Some(rest.trim().to_owned());
         }
@@ -171,5 +306,133 @@ async fn quickstart_on_an_empty_directory_serves_with_a_valid_admin_token() {
     assert_eq!(me["org_slug"], "demo");
     assert!(dir.path().join(".env").exists());
     assert!(dir.path().join("data/orderflow.db").exists());
-    assert!(dir.path().join("data/dropzones/demo/import/orders").is_dir());
+    assert!(
+        dir.path()
+            .join("data/dropzones/demo/import/orders")
+            .is_dir()
+    );
+}
+
+#[tokio::test]
+async fn keys_rotate_rewrites_old_blobs_once_and_decrypt_prints_the_config() {
+    use std::sync::Arc;
+
+    use orderflow::connectors::{ConnectorEnv, Registry};
+    use orderflow::crypto::Keyring;
+    use orderflow::domain::audit::Actor;
+    use orderflow::service::connections::ConnectionService;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}/of.db", dir.path().display());
+    let old_key = orderflow::crypto::generate_key_hex();
+    let store = orderflow::store::connect(&db_url).await.unwrap();
+    store.migrate().await.unwrap();
+    let service = ConnectionService::new(
+        store.clone(),
+        Arc::new(Keyring::from_hex(&old_key, "").unwrap()),
+        Arc::new(Registry::default()),
+        Arc::new(ConnectorEnv {
+            dropzone_fs_root: dir.path().join("dz"),
+            blocked_networks: vec![],
+        }),
+    );
+    let mut ids = Vec::new();
+    for slug in ["acme", "globex"] {
+        let org = store.create_org(slug, slug).await.unwrap();
+        let body = serde_json::json!({"mode": "sftp", "host": "sftp.example.com", "username": slug, "password": format!("pw-{slug}-secret"), "export_path": "/in"});
+        let outcome = service
+            .save(
+                &Actor::cli(),
+                org.id,
+                "dropzone-json-v1",
+                body.as_object().unwrap().clone(),
+            )
+            .await
+            .unwrap();
+        let orderflow::service::connections::SaveOutcome::Saved { connection, .. } = outcome else {
+            panic!("not saved")
+        };
+        ids.push(connection.id);
+    }
+    store.close().await;
+
+    let run = |args: &[&str], previous: &str| {
+        let mut cmd = orderflow(dir.path());
+        cmd.args(args)
+            .env("ENCRYPTION_MASTER_KEY", KEY)
+            .env("ENCRYPTION_PREVIOUS_KEYS", previous)
+            .env("JWT_SECRET", JWT)
+            .env("DATABASE_URL", &db_url);
+        cmd.output().unwrap()
+    };
+    let out = run(&["keys", "rotate"], &old_key);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "rewrote 2 of 2 configs\n"
+    );
+    let out = run(&["keys", "rotate"], &old_key);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "rewrote 0 of 2 configs\n"
+    );
+
+    // Without the old key, the rotated configs still open.
+    let out = run(&["connector", "decrypt", &ids[1].to_string()], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["password"], "pw-globex-secret");
+    assert_eq!(config["username"], "globex");
+
+    let out = run(
+        &["connector", "decrypt", &uuid::Uuid::new_v4().to_string()],
+        "",
+    );
+    assert!(!out.status.success());
+
+    let store = orderflow::store::connect(&db_url).await.unwrap();
+    let globex = store.org_by_slug("globex").await.unwrap().unwrap();
+    let page = orderflow::domain::page::PageRequest::parse(None, None).unwrap();
+    let actions: Vec<String> = store
+        .list_audit(globex.id, page)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.contains(&"connection.config_decrypted".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"connection.config_reencrypted".to_owned()),
+        "{actions:?}"
+    );
+
+    // A config no configured key opens is reported, and the command fails.
+    let out = run(&["keys", "rotate"], "");
+    assert!(
+        out.status.success(),
+        "all rows are under the current key now"
+    );
+    let other_key = orderflow::crypto::generate_key_hex();
+    let mut cmd = orderflow(dir.path());
+    let out = cmd
+        .args(["keys", "rotate"])
+        .env("ENCRYPTION_MASTER_KEY", &other_key)
+        .env("JWT_SECRET", JWT)
+        .env("DATABASE_URL", &db_url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not be decrypted"));
 }

@@ -178,6 +178,10 @@ impl From<crate::service::ServiceError> for ApiError {
             S::Invalid(field) => ApiError::Validation(field),
             S::Store(store) => store.into(),
             S::Internal(cause) => ApiError::internal(cause),
+            S::ConfigUnreadable => ApiError::Internal {
+                public: "Configuration error",
+                cause: "stored connector config is unreadable".into(),
+            },
         }
     }
 }

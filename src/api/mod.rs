@@ -40,6 +40,15 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .routes(routes!(routes::auth::login))
         .routes(routes!(routes::me::me))
         .routes(routes!(routes::audit::list))
+        .routes(routes!(routes::connectors::types))
+        .routes(routes!(routes::connectors::list))
+        .routes(routes!(
+            routes::connectors::save,
+            routes::connectors::details
+        ))
+        .routes(routes!(routes::connectors::test))
+        .routes(routes!(routes::connectors::disable))
+        .routes(routes!(routes::connectors::enable))
         .split_for_parts();
 
     let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

@@ -2,7 +2,9 @@
 //! human messages go to stderr.
 
 mod admin;
+mod bench;
 mod dotenv;
+mod keys;
 mod serve;
 
 use std::process::ExitCode;
@@ -50,12 +52,33 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Connector configs.
+    Connector {
+        #[command(subcommand)]
+        command: ConnectorCommand,
+    },
+    /// Benchmarks (not run in CI); the last line of output is one JSON object.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConnectorCommand {
+    /// Print one connection's decrypted config as JSON (audited).
+    Decrypt {
+        /// The connection id.
+        connection_id: uuid::Uuid,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Print a fresh 32-byte key as 64 hex characters.
     Generate,
+    /// Re-encrypt every config still under a previous key with the current one.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,5 +182,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Issue { org, email, ttl },
         } => admin::token_issue(&org, &email, ttl).await,
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => keys::rotate().await,
+        Command::Connector {
+            command: ConnectorCommand::Decrypt { connection_id },
+        } => keys::decrypt(connection_id).await,
+        Command::Bench { command } => bench::run(command).await,
     }
 }

@@ -25,7 +25,6 @@ const DEMO_SLUG: &str = "demo";
 /// Its admin.
 const DEMO_ADMIN: &str = "admin@demo.local";
 
-
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

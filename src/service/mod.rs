@@ -2,6 +2,7 @@
 //! log; they know nothing about HTTP.
 
 pub mod accounts;
+pub mod connections;
 
 use crate::domain::FieldError;
 use crate::store::StoreError;
@@ -21,6 +22,9 @@ pub enum ServiceError {
     /// The database failed.
     #[error(transparent)]
     Store(StoreError),
+    /// A stored connector config cannot be decrypted or parsed (details are logged, never shown).
+    #[error("Configuration error")]
+    ConfigUnreadable,
     /// Something that should not happen (hashing, signing) failed.
     #[error("{0}")]
     Internal(String),

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::audit::{AuditEntry, NewAuditEntry};
+use crate::domain::connection::{Connection, ConnectionStatus};
 use crate::domain::org::Org;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::user::{Email, User};
@@ -81,6 +82,71 @@ pub trait Store: Send + Sync + 'static {
         org_id: Uuid,
         page: PageRequest,
     ) -> Result<Page<AuditEntry>, StoreError>;
+
+    /// Inserts an ACTIVE connection; `Conflict` if the org already has an active one.
+    async fn insert_connection(&self, new: &NewConnection) -> Result<Connection, StoreError>;
+    /// The org's active connection, if any.
+    async fn active_connection(&self, org_id: Uuid) -> Result<Option<Connection>, StoreError>;
+    /// One of the org's connections.
+    async fn connection_by_id(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<Connection>, StoreError>;
+    /// All the org's connections, oldest first.
+    async fn list_connections(&self, org_id: Uuid) -> Result<Vec<Connection>, StoreError>;
+    /// Replaces an active connection's config if its version is still `expected_version`
+    /// (bumping it); sets `last_test_at` when given. None if the row moved on or is gone.
+    async fn update_connection_config(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        expected_version: i64,
+        config_encrypted: &[u8],
+        last_test_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<Connection>, StoreError>;
+    /// Records a passed test.
+    async fn record_connection_test(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Sets the status; `Conflict` if activating while another is active, `NotFound` if absent.
+    async fn set_connection_status(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        status: ConnectionStatus,
+    ) -> Result<Connection, StoreError>;
+
+    /// Every connection id, across orgs (operator commands: key rotation).
+    async fn all_connection_ids(&self) -> Result<Vec<Uuid>, StoreError>;
+    /// A connection by id, across orgs (operator commands).
+    async fn connection_by_id_any_org(&self, id: Uuid) -> Result<Option<Connection>, StoreError>;
+    /// Swaps the blob if it is still `old` (one atomic statement, so rotation is safe to
+    /// interrupt and to run beside a live server). True if it was swapped.
+    async fn replace_connection_blob(
+        &self,
+        id: Uuid,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
+}
+
+/// A connection to insert (always ACTIVE, version 1).
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    /// Chosen by the caller: it is part of the blob's associated data.
+    pub id: Uuid,
+    /// Owning org.
+    pub org_id: Uuid,
+    /// Connector type.
+    pub connector_type: String,
+    /// Encrypted config.
+    pub config_encrypted: Vec<u8>,
+    /// Set when the config was tested before saving.
+    pub last_test_at: Option<DateTime<Utc>>,
 }
 
 /// Opens the database named by `url` (`sqlite://PATH` or `postgres://…`). SQLite creates the

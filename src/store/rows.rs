@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{StoreError, UserWithHash};
 use crate::domain::audit::AuditEntry;
+use crate::domain::connection::Connection;
 use crate::domain::org::{Org, Slug};
 use crate::domain::user::{Email, User};
 
@@ -96,5 +97,36 @@ impl From<AuditRow> for AuditEntry {
             created_at: row.created_at,
             seq: row.seq,
         }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ConnectionRow {
+    id: Uuid,
+    org_id: Uuid,
+    connector_type: String,
+    config_encrypted: Vec<u8>,
+    config_version: i64,
+    status: String,
+    last_test_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<ConnectionRow> for Connection {
+    type Error = StoreError;
+
+    fn try_from(row: ConnectionRow) -> Result<Self, StoreError> {
+        Ok(Connection {
+            id: row.id,
+            org_id: row.org_id,
+            connector_type: row.connector_type,
+            config_encrypted: row.config_encrypted,
+            config_version: row.config_version,
+            status: row.status.parse().map_err(StoreError::Corrupt)?,
+            last_test_at: row.last_test_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
     }
 }

@@ -27,6 +27,39 @@ pub(super) const LIST_AUDIT: &str = "SELECT seq, id, org_id, actor_user_id, acto
     entity_type, entity_id, details, created_at FROM audit_log \
     WHERE org_id = $1 AND ($2 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3";
 
+pub(super) const INSERT_CONNECTION: &str = "INSERT INTO erp_connection \
+    (id, org_id, connector_type, config_encrypted, config_version, status, last_test_at, \
+    created_at, updated_at) VALUES ($1, $2, $3, $4, 1, 'ACTIVE', $5, $6, $6) \
+    RETURNING id, org_id, connector_type, config_encrypted, config_version, status, \
+    last_test_at, created_at, updated_at";
+pub(super) const ACTIVE_CONNECTION: &str = "SELECT id, org_id, connector_type, \
+    config_encrypted, config_version, status, last_test_at, created_at, updated_at \
+    FROM erp_connection WHERE org_id = $1 AND status = 'ACTIVE'";
+pub(super) const CONNECTION_BY_ID: &str = "SELECT id, org_id, connector_type, \
+    config_encrypted, config_version, status, last_test_at, created_at, updated_at \
+    FROM erp_connection WHERE org_id = $1 AND id = $2";
+pub(super) const LIST_CONNECTIONS: &str = "SELECT id, org_id, connector_type, \
+    config_encrypted, config_version, status, last_test_at, created_at, updated_at \
+    FROM erp_connection WHERE org_id = $1 ORDER BY created_at, id";
+pub(super) const UPDATE_CONNECTION_CONFIG: &str = "UPDATE erp_connection \
+    SET config_encrypted = $4, config_version = config_version + 1, \
+    last_test_at = COALESCE($5, last_test_at), updated_at = $6 \
+    WHERE org_id = $1 AND id = $2 AND config_version = $3 AND status = 'ACTIVE' \
+    RETURNING id, org_id, connector_type, config_encrypted, config_version, status, \
+    last_test_at, created_at, updated_at";
+pub(super) const RECORD_CONNECTION_TEST: &str =
+    "UPDATE erp_connection SET last_test_at = $3 WHERE org_id = $1 AND id = $2";
+pub(super) const SET_CONNECTION_STATUS: &str = "UPDATE erp_connection \
+    SET status = $3, updated_at = $4 WHERE org_id = $1 AND id = $2 \
+    RETURNING id, org_id, connector_type, config_encrypted, config_version, status, \
+    last_test_at, created_at, updated_at";
+pub(super) const ALL_CONNECTION_IDS: &str = "SELECT id FROM erp_connection ORDER BY created_at, id";
+pub(super) const CONNECTION_BY_ID_ANY_ORG: &str = "SELECT id, org_id, connector_type, \
+    config_encrypted, config_version, status, last_test_at, created_at, updated_at \
+    FROM erp_connection WHERE id = $1";
+pub(super) const REPLACE_CONNECTION_BLOB: &str = "UPDATE erp_connection \
+    SET config_encrypted = $3 WHERE id = $1 AND config_encrypted = $2";
+
 pub(super) const COUNT_APPLIED_MIGRATIONS: &str =
     "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
 
@@ -177,6 +210,137 @@ macro_rules! impl_store {
                     page,
                     |e| e.seq,
                 ))
+            }
+
+            async fn insert_connection(
+                &self,
+                new: &NewConnection,
+            ) -> Result<Connection, StoreError> {
+                let row: ConnectionRow = sqlx::query_as(sql::INSERT_CONNECTION)
+                    .bind(new.id)
+                    .bind(new.org_id)
+                    .bind(&new.connector_type)
+                    .bind(&new.config_encrypted)
+                    .bind(new.last_test_at)
+                    .bind(store::now())
+                    .fetch_one(&self.pool)
+                    .await?;
+                row.try_into()
+            }
+
+            async fn active_connection(
+                &self,
+                org_id: Uuid,
+            ) -> Result<Option<Connection>, StoreError> {
+                let row: Option<ConnectionRow> = sqlx::query_as(sql::ACTIVE_CONNECTION)
+                    .bind(org_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn connection_by_id(
+                &self,
+                org_id: Uuid,
+                id: Uuid,
+            ) -> Result<Option<Connection>, StoreError> {
+                let row: Option<ConnectionRow> = sqlx::query_as(sql::CONNECTION_BY_ID)
+                    .bind(org_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn list_connections(&self, org_id: Uuid) -> Result<Vec<Connection>, StoreError> {
+                let rows: Vec<ConnectionRow> = sqlx::query_as(sql::LIST_CONNECTIONS)
+                    .bind(org_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn update_connection_config(
+                &self,
+                org_id: Uuid,
+                id: Uuid,
+                expected_version: i64,
+                config_encrypted: &[u8],
+                last_test_at: Option<DateTime<Utc>>,
+            ) -> Result<Option<Connection>, StoreError> {
+                let row: Option<ConnectionRow> = sqlx::query_as(sql::UPDATE_CONNECTION_CONFIG)
+                    .bind(org_id)
+                    .bind(id)
+                    .bind(expected_version)
+                    .bind(config_encrypted)
+                    .bind(last_test_at)
+                    .bind(store::now())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn record_connection_test(
+                &self,
+                org_id: Uuid,
+                id: Uuid,
+                at: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                sqlx::query(sql::RECORD_CONNECTION_TEST)
+                    .bind(org_id)
+                    .bind(id)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn set_connection_status(
+                &self,
+                org_id: Uuid,
+                id: Uuid,
+                status: ConnectionStatus,
+            ) -> Result<Connection, StoreError> {
+                let row: ConnectionRow = sqlx::query_as(sql::SET_CONNECTION_STATUS)
+                    .bind(org_id)
+                    .bind(id)
+                    .bind(status.as_str())
+                    .bind(store::now())
+                    .fetch_one(&self.pool)
+                    .await?;
+                row.try_into()
+            }
+
+            async fn all_connection_ids(&self) -> Result<Vec<Uuid>, StoreError> {
+                Ok(sqlx::query_scalar(sql::ALL_CONNECTION_IDS)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn connection_by_id_any_org(
+                &self,
+                id: Uuid,
+            ) -> Result<Option<Connection>, StoreError> {
+                let row: Option<ConnectionRow> = sqlx::query_as(sql::CONNECTION_BY_ID_ANY_ORG)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn replace_connection_blob(
+                &self,
+                id: Uuid,
+                old: &[u8],
+                new: &[u8],
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(sql::REPLACE_CONNECTION_BLOB)
+                    .bind(id)
+                    .bind(old)
+                    .bind(new)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
             }
         }
     };

@@ -8,10 +8,13 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use uuid::Uuid;
 
-use super::rows::{AuditRow, OrgRow, UserRow};
+use chrono::{DateTime, Utc};
+
+use super::rows::{AuditRow, ConnectionRow, OrgRow, UserRow};
 use super::sql::{self, impl_store};
-use super::{StoreError, UserWithHash};
+use super::{NewConnection, StoreError, UserWithHash};
 use crate::domain::audit::{AuditEntry, NewAuditEntry};
+use crate::domain::connection::{Connection, ConnectionStatus};
 use crate::domain::org::Org;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::user::{Email, Role, User};

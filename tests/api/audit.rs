@@ -9,8 +9,19 @@ use crate::common::{assert_error, spawn_app};
 async fn viewer_and_ops_are_forbidden_integrator_and_admin_allowed() {
     let app = spawn_app().await;
     let org = app.org("acme").await;
-    for (role, status) in [(Role::Viewer, 403), (Role::Ops, 403), (Role::Integrator, 200), (Role::Admin, 200)] {
-        let user = app.user(&org, &format!("{}@acme.test", role.as_str().to_lowercase()), role).await;
+    for (role, status) in [
+        (Role::Viewer, 403),
+        (Role::Ops, 403),
+        (Role::Integrator, 200),
+        (Role::Admin, 200),
+    ] {
+        let user = app
+            .user(
+                &org,
+                &format!("{}@acme.test", role.as_str().to_lowercase()),
+                role,
+            )
+            .await;
         let resp = app.get("/api/v1/audit-log", &app.token_for(&user)).await;
         if status == 403 {
             assert_error(resp, 403, "FORBIDDEN").await;
@@ -26,7 +37,8 @@ async fn pages_walk_newest_first_without_gaps_or_repeats() {
     let org = app.org("acme").await;
     let admin = app.user(&org, "admin@acme.test", Role::Admin).await;
     for i in 0..6 {
-        app.user(&org, &format!("u{i}@acme.test"), Role::Viewer).await;
+        app.user(&org, &format!("u{i}@acme.test"), Role::Viewer)
+            .await;
     }
     let token = app.token_for(&admin);
     let mut seen = Vec::new();
@@ -39,13 +51,21 @@ async fn pages_walk_newest_first_without_gaps_or_repeats() {
         let page: Value = app.get(&path, &token).await.json().await.unwrap();
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 3);
-        seen.extend(items.iter().map(|e| e["details"]["email"].as_str().unwrap_or("").to_owned()));
+        seen.extend(
+            items
+                .iter()
+                .map(|e| e["details"]["email"].as_str().unwrap_or("").to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
     }
-    let expected: Vec<String> = (0..6).rev().map(|i| format!("u{i}@acme.test")).chain(["admin@acme.test".to_owned()]).collect();
+    let expected: Vec<String> = (0..6)
+        .rev()
+        .map(|i| format!("u{i}@acme.test"))
+        .chain(["admin@acme.test".to_owned()])
+        .collect();
     assert_eq!(seen, expected);
 }
 
@@ -53,8 +73,18 @@ async fn pages_walk_newest_first_without_gaps_or_repeats() {
 async fn bad_pagination_values_are_422_naming_the_field() {
     let app = spawn_app().await;
     let (_, _, token) = app.org_with("acme", Role::Admin).await;
-    for (query, field) in [("limit=0", "limit"), ("limit=201", "limit"), ("limit=ten", "limit"), ("cursor=not-a-cursor", "cursor")] {
-        let body = assert_error(app.get(&format!("/api/v1/audit-log?{query}"), &token).await, 422, "VALIDATION_ERROR").await;
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=not-a-cursor", "cursor"),
+    ] {
+        let body = assert_error(
+            app.get(&format!("/api/v1/audit-log?{query}"), &token).await,
+            422,
+            "VALIDATION_ERROR",
+        )
+        .await;
         assert_eq!(body["error"]["details"]["field"], field, "{query}");
     }
 }
@@ -64,12 +94,23 @@ async fn an_org_sees_only_its_own_audit_entries() {
     let app = spawn_app().await;
     let (_, _, acme_token) = app.org_with("acme", Role::Admin).await;
     let (globex, _, globex_token) = app.org_with("globex", Role::Admin).await;
-    app.user(&globex, "secret-hire@globex.test", Role::Viewer).await;
+    app.user(&globex, "secret-hire@globex.test", Role::Viewer)
+        .await;
 
-    let acme_page: Value = app.get("/api/v1/audit-log", &acme_token).await.json().await.unwrap();
+    let acme_page: Value = app
+        .get("/api/v1/audit-log", &acme_token)
+        .await
+        .json()
+        .await
+        .unwrap();
     let text = acme_page.to_string();
     assert!(!text.contains("globex"), "{text}");
     assert_eq!(acme_page["items"].as_array().unwrap().len(), 1);
-    let globex_page: Value = app.get("/api/v1/audit-log", &globex_token).await.json().await.unwrap();
+    let globex_page: Value = app
+        .get("/api/v1/audit-log", &globex_token)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(globex_page["items"].as_array().unwrap().len(), 2);
 }

@@ -40,7 +40,14 @@ async fn login_returns_a_working_bearer_token_and_audits_it() {
     assert_eq!(claims.exp - claims.iat, 3600);
     assert_eq!(claims.role, Role::Integrator);
 
-    let log = app.store().list_audit(org.id, orderflow::domain::page::PageRequest::parse(None, None).unwrap()).await.unwrap();
+    let log = app
+        .store()
+        .list_audit(
+            org.id,
+            orderflow::domain::page::PageRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(log.items[0].action, "auth.login_succeeded");
 }
 
@@ -67,10 +74,29 @@ async fn wrong_credentials_are_401_and_failures_are_audited() {
         // The same answer whatever was wrong: no user enumeration.
         assert_eq!(body["error"]["message"], "Invalid org, e-mail or password");
     }
-    let log = app.store().list_audit(org.id, orderflow::domain::page::PageRequest::parse(None, None).unwrap()).await.unwrap();
-    let failures: Vec<_> = log.items.iter().filter(|e| e.action == "auth.login_failed").collect();
-    assert_eq!(failures.len(), 3, "wrong password, unknown user and bad e-mail in acme");
-    assert!(failures.iter().all(|e| !e.details.to_string().contains("wrong-password")));
+    let log = app
+        .store()
+        .list_audit(
+            org.id,
+            orderflow::domain::page::PageRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+    let failures: Vec<_> = log
+        .items
+        .iter()
+        .filter(|e| e.action == "auth.login_failed")
+        .collect();
+    assert_eq!(
+        failures.len(),
+        3,
+        "wrong password, unknown user and bad e-mail in acme"
+    );
+    assert!(
+        failures
+            .iter()
+            .all(|e| !e.details.to_string().contains("wrong-password"))
+    );
 }
 
 #[tokio::test]
@@ -78,7 +104,9 @@ async fn disabled_user_cannot_log_in_or_use_a_token() {
     let app = spawn_app().await;
     let (org, user, token) = app.org_with("acme", Role::Ops).await;
     assert_eq!(app.get("/api/v1/me", &token).await.status(), 200);
-    accounts::disable_user(app.store(), &org, user.email.as_str()).await.unwrap();
+    accounts::disable_user(app.store(), &org, user.email.as_str())
+        .await
+        .unwrap();
 
     let resp = app
         .client
@@ -99,7 +127,13 @@ async fn bad_tokens_are_401() {
     let now = jsonwebtoken::get_current_timestamp();
     let expired = app
         .tokens
-        .sign(&Claims { sub: user.id, org_id: user.org_id, role: user.role, iat: now - 7200, exp: now - 3600 })
+        .sign(&Claims {
+            sub: user.id,
+            org_id: user.org_id,
+            role: user.role,
+            iat: now - 7200,
+            exp: now - 3600,
+        })
         .unwrap();
     let other_key = orderflow::auth::TokenIssuer::new(&orderflow::crypto::SecretString::new(
         "another-secret-that-is-long-enough-to-use".into(),
@@ -107,17 +141,35 @@ async fn bad_tokens_are_401() {
     let wrong_signature = other_key.issue(&user, 600).unwrap();
     let payload = token.split('.').nth(1).unwrap();
     use base64::Engine;
-    let none_header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let none_header =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let alg_none = format!("{none_header}.{payload}.");
-    let hs512_header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#);
-    let swapped_alg = format!("{hs512_header}.{payload}.{}", token.split('.').nth(2).unwrap());
+    let hs512_header =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#);
+    let swapped_alg = format!(
+        "{hs512_header}.{payload}.{}",
+        token.split('.').nth(2).unwrap()
+    );
 
-    for bad in [expired.as_str(), &wrong_signature, &alg_none, &swapped_alg, "garbage", ""] {
+    for bad in [
+        expired.as_str(),
+        &wrong_signature,
+        &alg_none,
+        &swapped_alg,
+        "garbage",
+        "",
+    ] {
         assert_error(app.get("/api/v1/me", bad).await, 401, "AUTH_REQUIRED").await;
     }
     let no_header = app.client.get(app.url("/api/v1/me")).send().await.unwrap();
     assert_error(no_header, 401, "AUTH_REQUIRED").await;
-    let basic = app.client.get(app.url("/api/v1/me")).header("Authorization", "Basic abc").send().await.unwrap();
+    let basic = app
+        .client
+        .get(app.url("/api/v1/me"))
+        .header("Authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
     assert_error(basic, 401, "AUTH_REQUIRED").await;
     assert_eq!(app.get("/api/v1/me", &token).await.status(), 200);
 }
@@ -131,7 +183,13 @@ async fn token_for_a_user_of_another_org_id_is_rejected() {
     let now = jsonwebtoken::get_current_timestamp();
     let forged = app
         .tokens
-        .sign(&Claims { sub: user.id, org_id: other_org.id, role: Role::Admin, iat: now, exp: now + 60 })
+        .sign(&Claims {
+            sub: user.id,
+            org_id: other_org.id,
+            role: Role::Admin,
+            iat: now,
+            exp: now + 60,
+        })
         .unwrap();
     assert_error(app.get("/api/v1/me", &forged).await, 401, "AUTH_REQUIRED").await;
 }

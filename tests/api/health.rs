@@ -27,7 +27,15 @@ async fn metrics_count_requests_by_route_method_and_status() {
     let app = spawn_app().await;
     app.client.get(app.url("/healthz")).send().await.unwrap();
     app.client.get(app.url("/api/v1/me")).send().await.unwrap();
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("http_requests_total{"), "{text}");
     assert!(
         text.lines().any(|l| l.starts_with("http_requests_total")
@@ -36,16 +44,35 @@ async fn metrics_count_requests_by_route_method_and_status() {
             && l.contains("method=\"GET\"")),
         "{text}"
     );
-    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn openapi_lists_every_endpoint() {
     let app = spawn_app().await;
-    let doc: Value = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
-    for path in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/auth/login", "/api/v1/me", "/api/v1/audit-log"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/openapi.json",
+        "/api/v1/auth/login",
+        "/api/v1/me",
+        "/api/v1/audit-log",
+    ] {
         assert!(paths.contains_key(path), "missing {path}");
     }
 }

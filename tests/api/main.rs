@@ -5,5 +5,7 @@ mod common;
 
 mod audit;
 mod auth;
+mod connectors;
+mod encryption;
 mod errors;
 mod health;

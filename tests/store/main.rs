@@ -5,6 +5,7 @@
 mod common;
 
 mod accounts;
+mod connections;
 
 /// Generates `<name>_sqlite` and `<name>_postgres` tests around `async fn name(db: &TestDb)`.
 macro_rules! on_both_backends {

@@ -2,5 +2,6 @@
 
 pub mod audit;
 pub mod auth;
+pub mod connectors;
 pub mod health;
 pub mod me;

@@ -1,0 +1,253 @@
+//! Connector endpoints (SPEC §5), ADMIN and INTEGRATOR only.
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{AuthUser, body_bytes, parse_json, parse_uuid};
+use crate::api::state::AppState;
+use crate::connectors::TestResult;
+use crate::domain::connection::{Connection, ConnectionStatus};
+use crate::domain::user::Role;
+use crate::service::connections::SaveOutcome;
+
+/// A connector type from the registry.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectorType {
+    /// e.g. `DROPZONE_JSON_V1`.
+    connector_type: &'static str,
+    /// e.g. `dropzone-json-v1`.
+    slug: &'static str,
+    /// Human name.
+    display_name: &'static str,
+    /// JSON Schema of the config; secret fields are `writeOnly`.
+    #[schema(value_type = Object)]
+    config_schema: Value,
+}
+
+/// A connection, without its config.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionSummary {
+    id: Uuid,
+    connector_type: String,
+    status: ConnectionStatus,
+    last_test_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<&Connection> for ConnectionSummary {
+    fn from(c: &Connection) -> Self {
+        Self {
+            id: c.id,
+            connector_type: c.connector_type.clone(),
+            status: c.status,
+            last_test_at: c.last_test_at,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// The active connection with its non-secret config.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionDetailsView {
+    #[serde(flatten)]
+    summary: ConnectionSummary,
+    /// Every non-secret field, including a recorded `host_key_fingerprint`.
+    #[schema(value_type = Object)]
+    config: Map<String, Value>,
+    /// Names of the secret fields that hold a value.
+    secrets_set: Vec<String>,
+}
+
+/// The answer to a save.
+#[derive(Serialize, ToSchema)]
+pub struct SaveResponse {
+    id: Uuid,
+    connector_type: String,
+    status: ConnectionStatus,
+    last_test_at: Option<DateTime<Utc>>,
+    /// The test result when `test_on_save` was set, else null.
+    test_result: Option<TestResult>,
+}
+
+/// Reads an optional JSON object body (empty body: None).
+async fn optional_object(req: Request) -> Result<Option<Map<String, Value>>, ApiError> {
+    let bytes = body_bytes(req, &()).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match parse_json::<Value>(&bytes)? {
+        Value::Object(map) => Ok(Some(map)),
+        _ => Err(ApiError::invalid("body", "must be a JSON object")),
+    }
+}
+
+fn test_response(result: TestResult) -> Response {
+    let status = if result.success {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (status, Json(result)).into_response()
+}
+
+/// Every connector type.
+#[utoipa::path(get, path = "/api/v1/connectors/types", tag = "connectors", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ConnectorType>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn types(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<Vec<ConnectorType>>, ApiError> {
+    auth.require(Role::CONNECTOR_MANAGERS)?;
+    let types = state
+        .connections
+        .registry()
+        .all()
+        .iter()
+        .map(|c| ConnectorType {
+            connector_type: c.connector_type(),
+            slug: c.slug(),
+            display_name: c.display_name(),
+            config_schema: c.config_schema(),
+        })
+        .collect();
+    Ok(Json(types))
+}
+
+/// The org's connections (active and disabled), never their configs.
+#[utoipa::path(get, path = "/api/v1/connectors", tag = "connectors", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ConnectionSummary>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<Vec<ConnectionSummary>>, ApiError> {
+    auth.require(Role::CONNECTOR_MANAGERS)?;
+    let connections = state.connections.list(auth.org_id()).await?;
+    Ok(Json(
+        connections.iter().map(ConnectionSummary::from).collect(),
+    ))
+}
+
+/// Creates the org's active connection of this type, or updates it. Body: the config fields
+/// plus `test_on_save`. A failed `test_on_save` answers 400 with the test result and stores
+/// nothing.
+#[utoipa::path(post, path = "/api/v1/connectors/{slug}", tag = "connectors", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "e.g. dropzone-json-v1")),
+    request_body(content = Object, description = "Config fields (see the type's config_schema) plus test_on_save"),
+    responses(
+        (status = 200, body = SaveResponse),
+        (status = 400, description = "test_on_save failed", body = TestResult),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn save(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(slug): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    auth.require(Role::CONNECTOR_MANAGERS)?;
+    let body = optional_object(req)
+        .await?
+        .ok_or_else(|| ApiError::invalid("body", "a JSON object is required"))?;
+    match state
+        .connections
+        .save(&auth.actor(), auth.org_id(), &slug, body)
+        .await?
+    {
+        SaveOutcome::TestFailed(result) => Ok(test_response(result)),
+        SaveOutcome::Saved {
+            connection,
+            test_result,
+        } => Ok(Json(SaveResponse {
+            id: connection.id,
+            connector_type: connection.connector_type,
+            status: connection.status,
+            last_test_at: connection.last_test_at,
+            test_result,
+        })
+        .into_response()),
+    }
+}
+
+/// The active connection of this type with its non-secret config; 404 if none is active.
+#[utoipa::path(get, path = "/api/v1/connectors/{slug}", tag = "connectors", security(("bearer" = [])),
+    params(("slug" = String, Path)),
+    responses((status = 200, body = ConnectionDetailsView), (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)))]
+pub async fn details(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(slug): Path<String>,
+) -> Result<Json<ConnectionDetailsView>, ApiError> {
+    auth.require(Role::CONNECTOR_MANAGERS)?;
+    let details = state.connections.details(auth.org_id(), &slug).await?;
+    Ok(Json(ConnectionDetailsView {
+        summary: ConnectionSummary::from(&details.connection),
+        config: details.config,
+        secrets_set: details.secrets_set,
+    }))
+}
+
+/// Tests the stored active config, or the unsaved config in the body. 200 on success, 400
+/// with the failure; never sends an order.
+#[utoipa::path(post, path = "/api/v1/connectors/{slug}/test", tag = "connectors", security(("bearer" = [])),
+    params(("slug" = String, Path)),
+    request_body(content = Option<Object>, description = "Optional unsaved config to test instead of the stored one"),
+    responses((status = 200, body = TestResult), (status = 400, body = TestResult),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)))]
+pub async fn test(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(slug): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    auth.require(Role::CONNECTOR_MANAGERS)?;
+    let body = optional_object(req).await?;
+    let result = state
+        .connections
+        .test(&auth.actor(), auth.org_id(), &slug, body)
+        .await?;
+    Ok(test_response(result))
+}
+
+/// Disables the active connection of this type (kept as history).
+#[utoipa::path(post, path = "/api/v1/connectors/{slug}/disable", tag = "connectors", security(("bearer" = [])),
+    params(("slug" = String, Path)),
+    responses((status = 200, body = ConnectionSummary), (status = 404, body = ErrorBody)))]
+pub async fn disable(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(slug): Path<String>,
+) -> Result<Json<ConnectionSummary>, ApiError> {
+    auth.require(Role::CONNECTOR_MANAGERS)?;
+    let connection = state
+        .connections
+        .disable(&auth.actor(), auth.org_id(), &slug)
+        .await?;
+    Ok(Json(ConnectionSummary::from(&connection)))
+}
+
+/// Re-activates a connection; 409 if another one is active.
+#[utoipa::path(post, path = "/api/v1/connections/{id}/enable", tag = "connectors", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = ConnectionSummary), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn enable(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionSummary>, ApiError> {
+    auth.require(Role::CONNECTOR_MANAGERS)?;
+    let id = parse_uuid("id", &id)?;
+    let connection = state
+        .connections
+        .enable(&auth.actor(), auth.org_id(), id)
+        .await?;
+    Ok(Json(ConnectionSummary::from(&connection)))
+}

@@ -1,0 +1,656 @@
+//! ERP connections: saving (encrypted), showing (without secrets), testing, enabling and
+//! disabling, and the operator's decrypt and key rotation (SPEC §4, §5).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::ServiceError;
+use crate::connectors::{
+    ConnectionKey, Connector, ConnectorConfig, ConnectorContext, ConnectorEnv, Learned, Registry,
+    TestResult, run_test,
+};
+use crate::crypto::{Keyring, connection_aad};
+use crate::domain::FieldError;
+use crate::domain::audit::{Actor, NewAuditEntry, action};
+use crate::domain::connection::{Connection, ConnectionStatus};
+use crate::domain::org::Org;
+use crate::store::{NewConnection, Store, StoreError};
+
+/// The message for the one-active-connection rule (SPEC §5).
+pub const ONLY_ONE_ACTIVE: &str = "Only one active connector per org";
+
+/// The result of `POST /connectors/{slug}`.
+#[derive(Debug)]
+pub enum SaveOutcome {
+    /// Stored (created or updated).
+    Saved {
+        /// The connection after the write.
+        connection: Connection,
+        /// The test result when `test_on_save` was set.
+        test_result: Option<TestResult>,
+    },
+    /// `test_on_save` failed; nothing was stored.
+    TestFailed(TestResult),
+}
+
+/// A connection as shown by `GET /connectors/{slug}`: no secrets, only which ones are set.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionDetails {
+    /// The stored row (the blob is never serialised).
+    #[serde(skip)]
+    pub connection: Connection,
+    /// Every non-secret config field.
+    pub config: Map<String, Value>,
+    /// Names of secret fields holding a value.
+    pub secrets_set: Vec<String>,
+}
+
+/// Outcome of `keys rotate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationReport {
+    /// Blobs re-encrypted under the current key.
+    pub rewrote: usize,
+    /// Connections seen.
+    pub total: usize,
+    /// Connections no configured key could open.
+    pub unreadable: Vec<Uuid>,
+}
+
+/// Connection use cases over a store, the keyring and the connector registry.
+#[derive(Clone)]
+pub struct ConnectionService {
+    store: Arc<dyn Store>,
+    keyring: Arc<Keyring>,
+    registry: Arc<Registry>,
+    env: Arc<ConnectorEnv>,
+}
+
+impl std::fmt::Debug for ConnectionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionService")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// True when the field differs between two configs (absent and null are the same).
+fn differs(a: &ConnectorConfig, b: &ConnectorConfig, field: &str) -> bool {
+    let value = |c: &ConnectorConfig| c.get(field).filter(|v| !v.is_null()).cloned();
+    value(a) != value(b)
+}
+
+impl ConnectionService {
+    /// Builds the service.
+    pub fn new(
+        store: Arc<dyn Store>,
+        keyring: Arc<Keyring>,
+        registry: Arc<Registry>,
+        env: Arc<ConnectorEnv>,
+    ) -> Self {
+        Self {
+            store,
+            keyring,
+            registry,
+            env,
+        }
+    }
+
+    /// The connector registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn connector(&self, slug: &str) -> Result<Arc<dyn Connector>, ServiceError> {
+        self.registry
+            .by_slug(slug)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("Unknown connector type '{slug}'")))
+    }
+
+    async fn org(&self, org_id: Uuid) -> Result<Org, ServiceError> {
+        self.store
+            .org_by_id(org_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("org not found".into()))
+    }
+
+    fn context(&self, org: &Org, connection: Option<&Connection>) -> ConnectorContext {
+        ConnectorContext {
+            org_id: org.id,
+            org_slug: org.slug.clone(),
+            connection: connection.map(|c| ConnectionKey {
+                id: c.id,
+                version: c.config_version,
+            }),
+            env: self.env.clone(),
+        }
+    }
+
+    fn seal(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        config: &ConnectorConfig,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let aad = connection_aad(org_id, id);
+        self.keyring
+            .encrypt(aad.as_bytes(), config.to_plaintext().expose())
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// Decrypts and parses a stored config. Failure is `ConfigUnreadable`, never a crash, and
+    /// carries no config values.
+    pub fn open(&self, connection: &Connection) -> Result<ConnectorConfig, ServiceError> {
+        let aad = connection_aad(connection.org_id, connection.id);
+        let unreadable = |reason: String| {
+            tracing::error!(connection_id = %connection.id, reason, "stored connector config is unreadable");
+            ServiceError::ConfigUnreadable
+        };
+        let decrypted = self
+            .keyring
+            .decrypt(aad.as_bytes(), &connection.config_encrypted)
+            .map_err(|e| unreadable(e.to_string()))?;
+        ConnectorConfig::from_plaintext(&decrypted.plaintext)
+            .map_err(|_| unreadable("decrypted config is not a JSON object".into()))
+    }
+
+    /// The active connection of this connector type, if the org has one.
+    async fn active_of_type(
+        &self,
+        org_id: Uuid,
+        connector: &dyn Connector,
+    ) -> Result<Option<Connection>, ServiceError> {
+        Ok(self
+            .store
+            .active_connection(org_id)
+            .await?
+            .filter(|c| c.connector_type == connector.connector_type()))
+    }
+
+    /// Merges a submitted config with the stored one and validates it.
+    ///
+    /// An omitted (absent) secret keeps its stored value only while the identity fields (host,
+    /// port, username, mode) are unchanged; otherwise it must be given again. A secret given as
+    /// null is cleared. Sticky fields (a recorded host key) follow the same rule, so an update
+    /// that does not repeat the fingerprint never silently re-enables trust on first use.
+    fn prepare(
+        &self,
+        connector: &dyn Connector,
+        submitted: &ConnectorConfig,
+        stored: Option<&ConnectorConfig>,
+    ) -> Result<ConnectorConfig, FieldError> {
+        let mut merged = submitted.clone();
+        let mut kept_secrets = Vec::new();
+        let mut kept_sticky = Vec::new();
+        if let Some(stored) = stored {
+            for &field in connector.secret_fields() {
+                if submitted.get(field).is_none() && stored.has(field) {
+                    merged.insert(field, stored.get(field).cloned().unwrap_or(Value::Null));
+                    kept_secrets.push(field);
+                }
+            }
+            for &field in connector.sticky_fields() {
+                if submitted.get(field).is_none() && stored.has(field) {
+                    merged.insert(field, stored.get(field).cloned().unwrap_or(Value::Null));
+                    kept_sticky.push(field);
+                }
+            }
+        }
+        let env = self.env.validation();
+        let mut validated = match connector.validate(&merged, &env) {
+            Err(err) if kept_secrets.contains(&err.field.as_str()) => {
+                return Err(FieldError::new(
+                    err.field,
+                    format!("{} (stored value kept)", err.message),
+                ));
+            }
+            other => other?,
+        };
+        let (Some(stored), false) = (stored, kept_secrets.is_empty() && kept_sticky.is_empty())
+        else {
+            return Ok(validated);
+        };
+        let identity_changed = connector
+            .identity_fields()
+            .iter()
+            .any(|f| differs(&validated, stored, f));
+        if identity_changed {
+            if let Some(field) = kept_secrets.first() {
+                return Err(FieldError::new(
+                    *field,
+                    "must be given again because host, port, username or mode changed",
+                ));
+            }
+            for field in kept_sticky {
+                validated.remove(field);
+            }
+        }
+        Ok(validated)
+    }
+
+    /// Names (never values) of the fields that differ from the stored config.
+    fn changed_fields(new: &ConnectorConfig, old: Option<&ConnectorConfig>) -> Vec<String> {
+        let mut names: Vec<String> = new.fields().keys().cloned().collect();
+        if let Some(old) = old {
+            names.extend(old.fields().keys().cloned());
+        }
+        names.sort();
+        names.dedup();
+        names.retain(|f| old.is_none_or(|o| differs(new, o, f)));
+        names
+    }
+
+    async fn audit(
+        &self,
+        org_id: Uuid,
+        actor: &Actor,
+        action: &'static str,
+        entity_id: Option<Uuid>,
+        details: Value,
+    ) -> Result<(), ServiceError> {
+        self.store
+            .append_audit(&NewAuditEntry {
+                org_id,
+                actor: actor.clone(),
+                action,
+                entity_type: "erp_connection",
+                entity_id: entity_id.map(|id| id.to_string()),
+                details,
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn apply_learned(config: &mut ConnectorConfig, learned: &Learned) {
+        if let Some(fp) = &learned.host_key_fingerprint {
+            config.insert("host_key_fingerprint", json!(fp));
+        }
+    }
+
+    /// `POST /connectors/{slug}`: creates the org's active connection of this type or updates
+    /// it; with `test_on_save`, tests first and stores nothing if the test fails.
+    pub async fn save(
+        &self,
+        actor: &Actor,
+        org_id: Uuid,
+        slug: &str,
+        mut body: Map<String, Value>,
+    ) -> Result<SaveOutcome, ServiceError> {
+        let connector = self.connector(slug)?;
+        let test_on_save = match body.remove("test_on_save") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err(FieldError::new("test_on_save", "must be true or false").into()),
+        };
+        let active = self.store.active_connection(org_id).await?;
+        if active
+            .as_ref()
+            .is_some_and(|a| a.connector_type != connector.connector_type())
+        {
+            return Err(ServiceError::Conflict(ONLY_ONE_ACTIVE.into()));
+        }
+        // A stored config that no longer decrypts can still be replaced by a complete new one.
+        let stored = active.as_ref().and_then(|a| self.open(a).ok());
+        let submitted = ConnectorConfig::new(body);
+        let mut config = self.prepare(connector.as_ref(), &submitted, stored.as_ref())?;
+        let org = self.org(org_id).await?;
+        let ctx = self.context(&org, None);
+        connector.check_before_save(&ctx, &config).await?;
+
+        let mut test_result = None;
+        if test_on_save {
+            let result = run_test(connector.as_ref(), &ctx, &config).await;
+            self.audit(
+                org_id,
+                actor,
+                action::CONNECTION_TESTED,
+                active.as_ref().map(|a| a.id),
+                json!({ "connector_type": connector.connector_type(), "success": result.success,
+                        "error_code": result.error_code, "latency_ms": result.latency_ms, "on_save": true }),
+            )
+            .await?;
+            if !result.success {
+                return Ok(SaveOutcome::TestFailed(result));
+            }
+            Self::apply_learned(&mut config, &result.learned);
+            test_result = Some(result);
+        }
+        let tested_at = test_result.as_ref().map(|_| crate::store::now());
+        let changed = Self::changed_fields(&config, stored.as_ref());
+
+        let connection = match active {
+            Some(active) => {
+                let blob = self.seal(org_id, active.id, &config)?;
+                let updated = self
+                    .store
+                    .update_connection_config(
+                        org_id,
+                        active.id,
+                        active.config_version,
+                        &blob,
+                        tested_at,
+                    )
+                    .await?
+                    .ok_or_else(|| {
+                        ServiceError::Conflict(
+                            "The connection was changed concurrently; try again".into(),
+                        )
+                    })?;
+                self.audit(
+                    org_id,
+                    actor,
+                    action::CONNECTION_UPDATED,
+                    Some(updated.id),
+                    json!({ "connector_type": updated.connector_type, "changed_fields": changed }),
+                )
+                .await?;
+                updated
+            }
+            None => {
+                let id = Uuid::new_v4();
+                let new = NewConnection {
+                    id,
+                    org_id,
+                    connector_type: connector.connector_type().to_owned(),
+                    config_encrypted: self.seal(org_id, id, &config)?,
+                    last_test_at: tested_at,
+                };
+                let created = match self.store.insert_connection(&new).await {
+                    Err(StoreError::Conflict(_)) => {
+                        return Err(ServiceError::Conflict(ONLY_ONE_ACTIVE.into()));
+                    }
+                    other => other?,
+                };
+                self.audit(
+                    org_id,
+                    actor,
+                    action::CONNECTION_CREATED,
+                    Some(created.id),
+                    json!({ "connector_type": created.connector_type, "changed_fields": changed }),
+                )
+                .await?;
+                created
+            }
+        };
+        Ok(SaveOutcome::Saved {
+            connection,
+            test_result,
+        })
+    }
+
+    /// The org's connections (all statuses).
+    pub async fn list(&self, org_id: Uuid) -> Result<Vec<Connection>, ServiceError> {
+        Ok(self.store.list_connections(org_id).await?)
+    }
+
+    /// `GET /connectors/{slug}`: the active connection of this type, without secrets.
+    pub async fn details(
+        &self,
+        org_id: Uuid,
+        slug: &str,
+    ) -> Result<ConnectionDetails, ServiceError> {
+        let connector = self.connector(slug)?;
+        let connection = self
+            .active_of_type(org_id, connector.as_ref())
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "No active {} connection",
+                    connector.connector_type()
+                ))
+            })?;
+        let config = self.open(&connection)?;
+        let secrets_set = connector
+            .secret_fields()
+            .iter()
+            .filter(|f| config.has(f))
+            .map(|f| (*f).to_owned())
+            .collect();
+        Ok(ConnectionDetails {
+            config: config.without(connector.secret_fields()),
+            secrets_set,
+            connection,
+        })
+    }
+
+    /// `POST /connectors/{slug}/test`: tests the stored active config, or `body` (an unsaved
+    /// config, merged with the stored secrets like an update would be).
+    pub async fn test(
+        &self,
+        actor: &Actor,
+        org_id: Uuid,
+        slug: &str,
+        body: Option<Map<String, Value>>,
+    ) -> Result<TestResult, ServiceError> {
+        let connector = self.connector(slug)?;
+        let active = self.active_of_type(org_id, connector.as_ref()).await?;
+        let org = self.org(org_id).await?;
+        let (config, tested_connection) = match body {
+            Some(mut body) => {
+                body.remove("test_on_save");
+                let stored = active.as_ref().and_then(|a| self.open(a).ok());
+                let config = self.prepare(
+                    connector.as_ref(),
+                    &ConnectorConfig::new(body),
+                    stored.as_ref(),
+                )?;
+                connector
+                    .check_before_save(&self.context(&org, None), &config)
+                    .await?;
+                (config, None)
+            }
+            None => {
+                let active = active.ok_or_else(|| {
+                    ServiceError::NotFound(format!(
+                        "No active {} connection",
+                        connector.connector_type()
+                    ))
+                })?;
+                (self.open(&active)?, Some(active))
+            }
+        };
+        let ctx = self.context(&org, tested_connection.as_ref());
+        let result = run_test(connector.as_ref(), &ctx, &config).await;
+        if let (true, Some(connection)) = (result.success, &tested_connection) {
+            self.after_stored_test_passed(actor, connection, config, &result.learned)
+                .await?;
+        }
+        self.audit(
+            org_id,
+            actor,
+            action::CONNECTION_TESTED,
+            tested_connection.as_ref().map(|c| c.id),
+            json!({ "connector_type": connector.connector_type(), "success": result.success,
+                    "error_code": result.error_code, "latency_ms": result.latency_ms,
+                    "unsaved_config": tested_connection.is_none() }),
+        )
+        .await?;
+        Ok(result)
+    }
+
+    /// Sets `last_test_at`, and records a host key learned on first use into the stored config.
+    async fn after_stored_test_passed(
+        &self,
+        actor: &Actor,
+        connection: &Connection,
+        mut config: ConnectorConfig,
+        learned: &Learned,
+    ) -> Result<(), ServiceError> {
+        let now = crate::store::now();
+        let Some(fingerprint) = &learned.host_key_fingerprint else {
+            self.store
+                .record_connection_test(connection.org_id, connection.id, now)
+                .await?;
+            return Ok(());
+        };
+        Self::apply_learned(&mut config, learned);
+        let blob = self.seal(connection.org_id, connection.id, &config)?;
+        let updated = self
+            .store
+            .update_connection_config(
+                connection.org_id,
+                connection.id,
+                connection.config_version,
+                &blob,
+                Some(now),
+            )
+            .await?;
+        if updated.is_some() {
+            self.audit(
+                connection.org_id,
+                actor,
+                action::HOST_KEY_RECORDED,
+                Some(connection.id),
+                json!({ "host_key_fingerprint": fingerprint }),
+            )
+            .await?;
+        } else {
+            // The config changed while we tested; that newer config will learn its own key.
+            self.store
+                .record_connection_test(connection.org_id, connection.id, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `POST /connectors/{slug}/disable`.
+    pub async fn disable(
+        &self,
+        actor: &Actor,
+        org_id: Uuid,
+        slug: &str,
+    ) -> Result<Connection, ServiceError> {
+        let connector = self.connector(slug)?;
+        let active = self
+            .active_of_type(org_id, connector.as_ref())
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "No active {} connection",
+                    connector.connector_type()
+                ))
+            })?;
+        let disabled = self
+            .store
+            .set_connection_status(org_id, active.id, ConnectionStatus::Disabled)
+            .await?;
+        self.audit(
+            org_id,
+            actor,
+            action::CONNECTION_DISABLED,
+            Some(disabled.id),
+            json!({ "connector_type": disabled.connector_type }),
+        )
+        .await?;
+        Ok(disabled)
+    }
+
+    /// `POST /connections/{id}/enable`: 409 if another connection is active.
+    pub async fn enable(
+        &self,
+        actor: &Actor,
+        org_id: Uuid,
+        id: Uuid,
+    ) -> Result<Connection, ServiceError> {
+        let connection = self
+            .store
+            .connection_by_id(org_id, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("Connection not found".into()))?;
+        if connection.status == ConnectionStatus::Active {
+            return Ok(connection);
+        }
+        let enabled = match self
+            .store
+            .set_connection_status(org_id, id, ConnectionStatus::Active)
+            .await
+        {
+            Err(StoreError::Conflict(_)) => {
+                return Err(ServiceError::Conflict(ONLY_ONE_ACTIVE.into()));
+            }
+            other => other?,
+        };
+        self.audit(
+            org_id,
+            actor,
+            action::CONNECTION_ENABLED,
+            Some(enabled.id),
+            json!({ "connector_type": enabled.connector_type }),
+        )
+        .await?;
+        Ok(enabled)
+    }
+
+    /// `orderflow connector decrypt`: one config in full, for an operator; audited.
+    pub async fn decrypt_for_operator(&self, id: Uuid) -> Result<ConnectorConfig, ServiceError> {
+        let connection = self
+            .store
+            .connection_by_id_any_org(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no connection {id}")))?;
+        let config = self.open(&connection)?;
+        self.audit(
+            connection.org_id,
+            &Actor::cli(),
+            action::CONFIG_DECRYPTED,
+            Some(id),
+            json!({}),
+        )
+        .await?;
+        Ok(config)
+    }
+
+    /// `orderflow keys rotate`: re-encrypts every blob not under the current key. Each row is
+    /// its own compare-and-swap, so an interrupted run loses nothing and a second run rewrites
+    /// only what the first did not.
+    pub async fn rotate_keys(&self) -> Result<RotationReport, ServiceError> {
+        let ids = self.store.all_connection_ids().await?;
+        let mut report = RotationReport {
+            rewrote: 0,
+            total: ids.len(),
+            unreadable: Vec::new(),
+        };
+        for id in ids {
+            let Some(connection) = self.store.connection_by_id_any_org(id).await? else {
+                continue;
+            };
+            let aad = connection_aad(connection.org_id, connection.id);
+            let decrypted = match self
+                .keyring
+                .decrypt(aad.as_bytes(), &connection.config_encrypted)
+            {
+                Ok(d) => d,
+                Err(_) => {
+                    report.unreadable.push(id);
+                    continue;
+                }
+            };
+            if decrypted.key_index == 0 {
+                continue;
+            }
+            let blob = self
+                .keyring
+                .encrypt(aad.as_bytes(), decrypted.plaintext.expose())
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if self
+                .store
+                .replace_connection_blob(id, &connection.config_encrypted, &blob)
+                .await?
+            {
+                report.rewrote += 1;
+                self.audit(
+                    connection.org_id,
+                    &Actor::cli(),
+                    action::CONFIG_REENCRYPTED,
+                    Some(id),
+                    json!({}),
+                )
+                .await?;
+            }
+        }
+        Ok(report)
+    }
+}
