@@ -331,10 +331,7 @@ async fn keys_rotate_rewrites_old_blobs_once_and_decrypt_prints_the_config() {
         store.clone(),
         Arc::new(Keyring::from_hex(&old_key, "").unwrap()),
         Arc::new(Registry::default()),
-        Arc::new(ConnectorEnv {
-            dropzone_fs_root: dir.path().join("dz"),
-            blocked_networks: vec![],
-        }),
+        Arc::new(ConnectorEnv::new(dir.path().join("dz"), vec![])),
     );
     let mut ids = Vec::new();
     for slug in ["acme", "globex"] {

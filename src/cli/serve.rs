@@ -50,6 +50,15 @@ async fn run(
     on_bound: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let state = AppState::new(&settings, store.clone());
+    // Idle SFTP sessions are closed even when no export comes along to notice.
+    let pool = state.connections.sftp_pool().clone();
+    let reaper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            pool.prune();
+        }
+    });
     let app = Application::bind(settings.bind_addr, state, settings.request_timeout)
         .await
         .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
@@ -59,6 +68,7 @@ async fn run(
     app.run_until(shutdown_signal())
         .await
         .context("server failed")?;
+    reaper.abort();
     store.close().await;
     Ok(())
 }

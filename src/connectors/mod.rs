@@ -25,6 +25,7 @@ use uuid::Uuid;
 pub use self::config::ConnectorConfig;
 pub use self::error::{ConnectorError, ErrorCode};
 pub use self::registry::Registry;
+use self::transport::sftp::pool::SessionPool;
 use crate::domain::FieldError;
 use crate::domain::order::ApprovedOrder;
 use crate::domain::org::Slug;
@@ -44,14 +45,25 @@ pub struct ConnectorEnv {
     pub dropzone_fs_root: PathBuf,
     /// Networks SFTP hosts may not resolve to.
     pub blocked_networks: Vec<IpNet>,
+    /// Reused SFTP sessions.
+    pub sftp_pool: Arc<SessionPool>,
 }
 
 impl ConnectorEnv {
     /// The environment the settings describe.
     pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Self::new(
+            settings.dropzone_fs_root.clone(),
+            settings.blocked_networks.clone(),
+        )
+    }
+
+    /// An environment with a fresh SFTP session pool.
+    pub fn new(dropzone_fs_root: PathBuf, blocked_networks: Vec<IpNet>) -> Self {
         Self {
-            dropzone_fs_root: settings.dropzone_fs_root.clone(),
-            blocked_networks: settings.blocked_networks.clone(),
+            dropzone_fs_root,
+            blocked_networks,
+            sftp_pool: Arc::new(SessionPool::default()),
         }
     }
 

@@ -103,6 +103,11 @@ impl ConnectionService {
         &self.registry
     }
 
+    /// The shared SFTP session pool (the server prunes it periodically).
+    pub fn sftp_pool(&self) -> &Arc<crate::connectors::transport::sftp::pool::SessionPool> {
+        &self.env.sftp_pool
+    }
+
     fn connector(&self, slug: &str) -> Result<Arc<dyn Connector>, ServiceError> {
         self.registry
             .by_slug(slug)

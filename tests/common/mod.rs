@@ -410,10 +410,7 @@ pub mod sample {
     /// Like [`context`], with these blocked networks.
     pub fn context_with(slug: &str, blocked: Vec<ipnet::IpNet>) -> (ConnectorContext, TempDir) {
         let root = tempfile::tempdir().unwrap();
-        let env = ConnectorEnv {
-            dropzone_fs_root: root.path().to_owned(),
-            blocked_networks: blocked,
-        };
+        let env = ConnectorEnv::new(root.path().to_owned(), blocked);
         let ctx = ConnectorContext {
             org_id: Uuid::new_v4(),
             org_slug: Slug::parse(slug).unwrap(),

@@ -6,3 +6,6 @@ mod common;
 mod export_file;
 mod filesystem;
 mod registry;
+mod sftp;
+mod sftp_openssh;
+mod sftp_server;

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use self::config::{DropzoneConfig, Mode};
 use super::transport::Transport;
 use super::transport::filesystem::{FilesystemTransport, check_confined};
+use super::transport::sftp::{SftpTarget, SftpTransport};
 use super::{
     ConnectorConfig, ConnectorContext, ConnectorError, ErrorCode, ExportRequest, ExportResult,
     Learned, ValidationEnv,
@@ -28,30 +29,79 @@ use crate::domain::FieldError;
 pub struct DropzoneJsonV1;
 
 /// Re-reads a stored (or just validated) config; failure means the stored data is unusable.
-fn parse(
-    ctx: &ConnectorContext,
-    config: &ConnectorConfig,
-) -> Result<DropzoneConfig, ConnectorError> {
-    DropzoneConfig::parse(config, &ctx.env.validation())
+/// The network policy is not applied here but when connecting, so a host that became blocked
+/// after the config was saved is `HOST_BLOCKED`, not an unreadable config.
+fn parse(config: &ConnectorConfig) -> Result<DropzoneConfig, ConnectorError> {
+    DropzoneConfig::parse(config, &ValidationEnv::default())
         .map_err(|e| ConnectorError::with_detail(ErrorCode::ConfigUnreadable, e))
 }
 
-/// The transport for this config. Holds the connection (or folder) for one operation.
-async fn open_transport(
-    ctx: &ConnectorContext,
-    config: &DropzoneConfig,
-) -> Result<(Box<dyn Transport>, Learned), ConnectorError> {
-    match config.mode {
-        Mode::Filesystem => {
-            let fs =
-                FilesystemTransport::open(&ctx.env.dropzone_fs_root, ctx.org_slug.as_str()).await?;
-            Ok((Box::new(fs), Learned::default()))
-        }
-        Mode::Sftp => Err(ConnectorError::with_detail(
-            ErrorCode::ProtocolError,
-            "sftp transport not available",
-        )),
+/// The transport for one operation sequence (a test or an export).
+enum DropzoneTransport {
+    Filesystem(FilesystemTransport),
+    Sftp(Box<SftpTransport>),
+}
+
+impl DropzoneTransport {
+    /// Opens the org's folder, or prepares an SFTP transport. Connection tests use a private
+    /// session, never a pooled one: a test should prove that a *new* connection works today
+    /// (credentials, host key, network), not that an old one is still open.
+    async fn open(
+        ctx: &ConnectorContext,
+        config: &DropzoneConfig,
+        pooled: bool,
+    ) -> Result<Self, ConnectorError> {
+        let Some(sftp) = config.sftp.as_ref().filter(|_| config.mode == Mode::Sftp) else {
+            let root = &ctx.env.dropzone_fs_root;
+            return Ok(Self::Filesystem(
+                FilesystemTransport::open(root, ctx.org_slug.as_str()).await?,
+            ));
+        };
+        let target = SftpTarget {
+            host: sftp.host.clone(),
+            port: sftp.port,
+            username: sftp.username.clone(),
+            password: sftp.password.clone(),
+            private_key: sftp.private_key.clone(),
+            private_key_passphrase: sftp.private_key_passphrase.clone(),
+            host_key_fingerprint: sftp.host_key_fingerprint.clone(),
+            timeout: Duration::from_secs(config.timeout_secs),
+        };
+        let key = if pooled { ctx.connection } else { None };
+        let pool = ctx.env.sftp_pool.clone();
+        Ok(Self::Sftp(Box::new(SftpTransport::new(
+            target,
+            pool,
+            key,
+            ctx.env.blocked_networks.clone(),
+        ))))
     }
+
+    fn as_dyn(&self) -> &dyn Transport {
+        match self {
+            Self::Filesystem(fs) => fs,
+            Self::Sftp(sftp) => sftp.as_ref(),
+        }
+    }
+
+    fn learned(&self) -> Learned {
+        match self {
+            Self::Filesystem(_) => Learned::default(),
+            Self::Sftp(sftp) => Learned {
+                host_key_fingerprint: sftp.learned_fingerprint(),
+            },
+        }
+    }
+}
+
+/// A host key failure also drops the connection's pooled sessions.
+fn after_failure(ctx: &ConnectorContext, err: ConnectorError) -> ConnectorError {
+    if err.code == ErrorCode::HostKeyMismatch
+        && let Some(key) = ctx.connection
+    {
+        ctx.env.sftp_pool.forget(key.id);
+    }
+    err
 }
 
 #[async_trait]
@@ -129,10 +179,12 @@ impl super::Connector for DropzoneJsonV1 {
         ctx: &ConnectorContext,
         config: &ConnectorConfig,
     ) -> Result<Learned, ConnectorError> {
-        let parsed = parse(ctx, config)?;
-        let (transport, learned) = open_transport(ctx, &parsed).await?;
-        dropzone::rehearse(transport.as_ref(), &parsed).await?;
-        Ok(learned)
+        let parsed = parse(config)?;
+        let transport = DropzoneTransport::open(ctx, &parsed, false).await?;
+        dropzone::rehearse(transport.as_dyn(), &parsed)
+            .await
+            .map_err(|e| after_failure(ctx, e))?;
+        Ok(transport.learned())
     }
 
     async fn export(
@@ -141,17 +193,18 @@ impl super::Connector for DropzoneJsonV1 {
         request: &ExportRequest,
         config: &ConnectorConfig,
     ) -> Result<ExportResult, ConnectorError> {
-        let parsed = parse(ctx, config)?;
+        let parsed = parse(config)?;
         let content = export_file::render(&request.order)?;
-        let (transport, learned) = open_transport(ctx, &parsed).await?;
+        let transport = DropzoneTransport::open(ctx, &parsed, true).await?;
         let published = dropzone::publish(
-            transport.as_ref(),
+            transport.as_dyn(),
             &parsed.export_path,
             &request.file_name,
             &content,
             parsed.atomic_write,
         )
-        .await?;
+        .await
+        .map_err(|e| after_failure(ctx, e))?;
         Ok(ExportResult {
             success: true,
             file_name: request.file_name.clone(),
@@ -159,7 +212,7 @@ impl super::Connector for DropzoneJsonV1 {
             content_sha256: hex::encode(Sha256::digest(&content)),
             content,
             already_present: published.already_present,
-            learned,
+            learned: transport.learned(),
         })
     }
 }

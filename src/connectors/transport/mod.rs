@@ -6,6 +6,7 @@
 //! org's own folder).
 
 pub mod filesystem;
+pub mod sftp;
 
 use async_trait::async_trait;
 

@@ -1,0 +1,359 @@
+//! Reused SFTP sessions. A new SSH connection costs a TCP handshake, a key exchange and an
+//! authentication (≈100 ms on a LAN); a pooled one costs nothing. Sessions are keyed by
+//! connection id and config version, so a changed config never reuses a session opened with the
+//! old one; a host key failure drops every session of that connection.
+//!
+//! Bounds: at most `max_per_connection` sessions per connection, each shared by up to
+//! `max_in_flight` concurrent operations (SFTP multiplexes requests), and `max_total` sessions
+//! in the process (a semaphore every session holds a permit of, pooled or not). Idle sessions
+//! close after `idle_timeout`; dead ones (server gone, keepalive unanswered) are skipped and
+//! dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use super::SftpTarget;
+use super::session::SftpSession;
+use crate::connectors::{ConnectionKey, ConnectorError, ErrorCode};
+
+/// Pool sizing.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Sessions kept per connection.
+    pub max_per_connection: usize,
+    /// Concurrent operations per session before another session is opened.
+    pub max_in_flight: usize,
+    /// Sessions open in the whole process.
+    pub max_total: usize,
+    /// Unused sessions are closed after this long.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        Self {
+            max_per_connection: 4,
+            max_in_flight: 8,
+            max_total: 64,
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A session and its bookkeeping.
+pub struct PooledSession {
+    /// The session.
+    pub session: SftpSession,
+    in_use: AtomicUsize,
+    last_used: Mutex<Instant>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl PooledSession {
+    fn idle_for(&self) -> Duration {
+        self.last_used
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+}
+
+/// The right to use a session for one operation sequence; returns it to the pool on drop.
+pub struct Lease {
+    session: Arc<PooledSession>,
+    /// True when the session was opened earlier and reused.
+    pub reused: bool,
+}
+
+impl Lease {
+    /// The session.
+    pub fn session(&self) -> &SftpSession {
+        &self.session.session
+    }
+
+    /// Whether this lease holds exactly `other`'s session.
+    pub fn same_session(&self, other: &Lease) -> bool {
+        Arc::ptr_eq(&self.session, &other.session)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.session.last_used.lock() {
+            *t = Instant::now();
+        }
+        self.session.in_use.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Default)]
+struct Entry {
+    version: i64,
+    sessions: Vec<Arc<PooledSession>>,
+    connecting: usize,
+}
+
+/// The process-wide SFTP session pool.
+pub struct SessionPool {
+    limits: PoolLimits,
+    permits: Arc<Semaphore>,
+    entries: Mutex<HashMap<Uuid, Entry>>,
+    connects: AtomicUsize,
+    /// Woken whenever a pooled connect finishes.
+    connected: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for SessionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionPool")
+            .field("limits", &self.limits)
+            .field("open", &self.open_sessions())
+            .finish()
+    }
+}
+
+impl Default for SessionPool {
+    fn default() -> Self {
+        Self::new(PoolLimits::default())
+    }
+}
+
+fn close_later(sessions: Vec<Arc<PooledSession>>) {
+    if sessions.is_empty() {
+        return;
+    }
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            for s in sessions {
+                s.session.close().await;
+            }
+        });
+    }
+}
+
+enum Plan {
+    Reuse(Arc<PooledSession>),
+    Connect,
+    /// Every slot is taken by connections still being opened: wait for one.
+    Wait,
+}
+
+impl SessionPool {
+    /// A pool with these limits.
+    pub fn new(limits: PoolLimits) -> Self {
+        Self {
+            limits,
+            permits: Arc::new(Semaphore::new(limits.max_total)),
+            entries: Mutex::new(HashMap::new()),
+            connects: AtomicUsize::new(0),
+            connected: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Sessions currently pooled (all connections).
+    pub fn open_sessions(&self) -> usize {
+        self.entries
+            .lock()
+            .map(|e| e.values().map(|x| x.sessions.len()).sum())
+            .unwrap_or(0)
+    }
+
+    /// How many SSH connections this pool has opened (tests and benchmarks read it).
+    pub fn connects(&self) -> usize {
+        self.connects.load(Ordering::Relaxed)
+    }
+
+    /// Closes idle and dead sessions; `serve` calls it periodically, `acquire` on every call.
+    pub fn prune(&self) {
+        let mut dropped = Vec::new();
+        if let Ok(mut entries) = self.entries.lock() {
+            for entry in entries.values_mut() {
+                entry.sessions.retain(|s| {
+                    let keep = !s.session.is_closed()
+                        && (s.in_use.load(Ordering::Acquire) > 0
+                            || s.idle_for() < self.limits.idle_timeout);
+                    if !keep {
+                        dropped.push(s.clone());
+                    }
+                    keep
+                });
+            }
+            entries.retain(|_, e| !e.sessions.is_empty() || e.connecting > 0);
+        }
+        close_later(dropped);
+    }
+
+    /// Drops every pooled session of a connection (after a host key failure).
+    pub fn forget(&self, connection_id: Uuid) {
+        let removed = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|mut e| e.remove(&connection_id));
+        close_later(removed.map(|e| e.sessions).unwrap_or_default());
+    }
+
+    fn plan(&self, key: ConnectionKey) -> Plan {
+        let Ok(mut entries) = self.entries.lock() else {
+            return Plan::Wait;
+        };
+        let entry = entries.entry(key.id).or_default();
+        if entry.version != key.version {
+            // The config changed: sessions opened with the old one must not be used again.
+            close_later(std::mem::take(&mut entry.sessions));
+            entry.version = key.version;
+        }
+        entry.sessions.retain(|s| !s.session.is_closed());
+        let least_busy = entry
+            .sessions
+            .iter()
+            .min_by_key(|s| s.in_use.load(Ordering::Acquire))
+            .cloned();
+        if let Some(s) = &least_busy
+            && s.in_use.load(Ordering::Acquire) < self.limits.max_in_flight
+        {
+            s.in_use.fetch_add(1, Ordering::AcqRel);
+            return Plan::Reuse(s.clone());
+        }
+        if entry.sessions.len() + entry.connecting < self.limits.max_per_connection {
+            entry.connecting += 1;
+            return Plan::Connect;
+        }
+        match least_busy {
+            Some(s) => {
+                s.in_use.fetch_add(1, Ordering::AcqRel);
+                Plan::Reuse(s)
+            }
+            None => Plan::Wait,
+        }
+    }
+
+    /// Frees a process-wide slot by closing the longest-idle unused session, if any.
+    fn evict_one_idle(&self) -> bool {
+        let victim = self.entries.lock().ok().and_then(|mut entries| {
+            let (id, idx) = entries
+                .iter()
+                .flat_map(|(id, e)| e.sessions.iter().enumerate().map(move |(i, s)| (*id, i, s)))
+                .filter(|(_, _, s)| s.in_use.load(Ordering::Acquire) == 0)
+                .max_by_key(|(_, _, s)| s.idle_for())
+                .map(|(id, i, _)| (id, i))?;
+            entries.get_mut(&id).map(|e| e.sessions.swap_remove(idx))
+        });
+        let found = victim.is_some();
+        close_later(victim.into_iter().collect());
+        found
+    }
+
+    async fn permit(&self, target: &SftpTarget) -> Result<OwnedSemaphorePermit, ConnectorError> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        self.evict_one_idle();
+        tokio::time::timeout(target.timeout, self.permits.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                ConnectorError::with_detail(
+                    ErrorCode::ConnectionTimeout,
+                    "too many SFTP sessions open in this process",
+                )
+            })
+    }
+
+    async fn open(
+        &self,
+        target: &SftpTarget,
+        blocked: &[IpNet],
+    ) -> Result<Arc<PooledSession>, ConnectorError> {
+        let permit = self.permit(target).await?;
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        let session = SftpSession::connect(target, blocked).await?;
+        Ok(Arc::new(PooledSession {
+            session,
+            in_use: AtomicUsize::new(1),
+            last_used: Mutex::new(Instant::now()),
+            _permit: permit,
+        }))
+    }
+
+    /// A session for `key` (pooled) or, with no key, a fresh session used once.
+    pub async fn acquire(
+        &self,
+        key: Option<ConnectionKey>,
+        target: &SftpTarget,
+        blocked: &[IpNet],
+    ) -> Result<Lease, ConnectorError> {
+        self.prune();
+        let Some(key) = key else {
+            return Ok(Lease {
+                session: self.open(target, blocked).await?,
+                reused: false,
+            });
+        };
+        let deadline = tokio::time::Instant::now() + target.timeout;
+        loop {
+            let notified = self.connected.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a connect finishing in between still wakes us.
+            notified.as_mut().enable();
+            match self.plan(key) {
+                Plan::Reuse(session) => {
+                    return Ok(Lease {
+                        session,
+                        reused: true,
+                    });
+                }
+                Plan::Connect => break,
+                Plan::Wait => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(ConnectorError::with_detail(
+                            ErrorCode::ConnectionTimeout,
+                            "no SFTP session became free in time",
+                        ));
+                    }
+                }
+            }
+        }
+        let opened = self.open(target, blocked).await;
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(&key.id)
+        {
+            entry.connecting = entry.connecting.saturating_sub(1);
+            if let Ok(session) = &opened
+                && entry.version == key.version
+            {
+                entry.sessions.push(session.clone());
+            }
+        }
+        self.connected.notify_waiters();
+        match opened {
+            Ok(session) => Ok(Lease {
+                session,
+                reused: false,
+            }),
+            Err(err) => {
+                if err.code == ErrorCode::HostKeyMismatch {
+                    self.forget(key.id);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Removes a session that failed mid-use so no one else picks it up.
+    pub fn discard(&self, key: Option<ConnectionKey>, lease: &Lease) {
+        let Some(key) = key else { return };
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(&key.id)
+        {
+            entry.sessions.retain(|s| !Arc::ptr_eq(s, &lease.session));
+        }
+    }
+}
