@@ -304,6 +304,32 @@ async fn quickstart_on_an_empty_directory_serves_with_a_valid_admin_token() {
         .unwrap();
     assert_eq!(me["role"], "ADMIN", "{me}");
     assert_eq!(me["org_slug"], "demo");
+
+    // The two example requests quickstart prints work as printed.
+    let client = reqwest::Client::new();
+    let saved: serde_json::Value = client
+        .post(format!("{base}/api/v1/connectors/dropzone-json-v1"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"mode": "filesystem", "export_path": "/import/orders", "test_on_save": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(saved["test_result"]["success"], true, "{saved}");
+    let tested = client
+        .post(format!("{base}/api/v1/connectors/dropzone-json-v1/test"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tested.status(), 200);
+    let tested: serde_json::Value = tested.json().await.unwrap();
+    assert_eq!(
+        tested["message"],
+        "Test file written and cleaned up successfully"
+    );
     assert!(dir.path().join(".env").exists());
     assert!(dir.path().join("data/orderflow.db").exists());
     assert!(

@@ -175,6 +175,24 @@ impl ConnectionService {
             .filter(|c| c.connector_type == connector.connector_type()))
     }
 
+    fn no_active(connector: &dyn Connector) -> ServiceError {
+        ServiceError::NotFound(format!(
+            "No active {} connection",
+            connector.connector_type()
+        ))
+    }
+
+    /// The active connection of this type, or `NotFound`.
+    async fn require_active_of_type(
+        &self,
+        org_id: Uuid,
+        connector: &dyn Connector,
+    ) -> Result<Connection, ServiceError> {
+        self.active_of_type(org_id, connector)
+            .await?
+            .ok_or_else(|| Self::no_active(connector))
+    }
+
     /// Merges a submitted config with the stored one and validates it.
     ///
     /// An omitted (absent) secret keeps its stored value only while the identity fields (host,
@@ -326,7 +344,7 @@ impl ConnectionService {
         let tested_at = test_result.as_ref().map(|_| crate::store::now());
         let changed = Self::changed_fields(&config, stored.as_ref());
 
-        let connection = match active {
+        let (connection, audit_action) = match active {
             Some(active) => {
                 let blob = self.seal(org_id, active.id, &config)?;
                 let updated = self
@@ -344,15 +362,7 @@ impl ConnectionService {
                             "The connection was changed concurrently; try again".into(),
                         )
                     })?;
-                self.audit(
-                    org_id,
-                    actor,
-                    action::CONNECTION_UPDATED,
-                    Some(updated.id),
-                    json!({ "connector_type": updated.connector_type, "changed_fields": changed }),
-                )
-                .await?;
-                updated
+                (updated, action::CONNECTION_UPDATED)
             }
             None => {
                 let id = Uuid::new_v4();
@@ -369,17 +379,13 @@ impl ConnectionService {
                     }
                     other => other?,
                 };
-                self.audit(
-                    org_id,
-                    actor,
-                    action::CONNECTION_CREATED,
-                    Some(created.id),
-                    json!({ "connector_type": created.connector_type, "changed_fields": changed }),
-                )
-                .await?;
-                created
+                (created, action::CONNECTION_CREATED)
             }
         };
+        let details =
+            json!({ "connector_type": connection.connector_type, "changed_fields": changed });
+        self.audit(org_id, actor, audit_action, Some(connection.id), details)
+            .await?;
         Ok(SaveOutcome::Saved {
             connection,
             test_result,
@@ -399,14 +405,8 @@ impl ConnectionService {
     ) -> Result<ConnectionDetails, ServiceError> {
         let connector = self.connector(slug)?;
         let connection = self
-            .active_of_type(org_id, connector.as_ref())
-            .await?
-            .ok_or_else(|| {
-                ServiceError::NotFound(format!(
-                    "No active {} connection",
-                    connector.connector_type()
-                ))
-            })?;
+            .require_active_of_type(org_id, connector.as_ref())
+            .await?;
         let config = self.open(&connection)?;
         let secrets_set = connector
             .secret_fields()
@@ -448,12 +448,7 @@ impl ConnectionService {
                 (config, None)
             }
             None => {
-                let active = active.ok_or_else(|| {
-                    ServiceError::NotFound(format!(
-                        "No active {} connection",
-                        connector.connector_type()
-                    ))
-                })?;
+                let active = active.ok_or_else(|| Self::no_active(connector.as_ref()))?;
                 (self.open(&active)?, Some(active))
             }
         };
@@ -530,14 +525,8 @@ impl ConnectionService {
     ) -> Result<Connection, ServiceError> {
         let connector = self.connector(slug)?;
         let active = self
-            .active_of_type(org_id, connector.as_ref())
-            .await?
-            .ok_or_else(|| {
-                ServiceError::NotFound(format!(
-                    "No active {} connection",
-                    connector.connector_type()
-                ))
-            })?;
+            .require_active_of_type(org_id, connector.as_ref())
+            .await?;
         let disabled = self
             .store
             .set_connection_status(org_id, active.id, ConnectionStatus::Disabled)

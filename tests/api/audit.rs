@@ -48,7 +48,7 @@ async fn pages_walk_newest_first_without_gaps_or_repeats() {
             Some(c) => format!("/api/v1/audit-log?limit=3&cursor={c}"),
             None => "/api/v1/audit-log?limit=3".to_owned(),
         };
-        let page: Value = app.get(&path, &token).await.json().await.unwrap();
+        let page: Value = app.get_json(&path, &token).await;
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 3);
         seen.extend(
@@ -97,20 +97,10 @@ async fn an_org_sees_only_its_own_audit_entries() {
     app.user(&globex, "secret-hire@globex.test", Role::Viewer)
         .await;
 
-    let acme_page: Value = app
-        .get("/api/v1/audit-log", &acme_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let acme_page: Value = app.get_json("/api/v1/audit-log", &acme_token).await;
     let text = acme_page.to_string();
     assert!(!text.contains("globex"), "{text}");
     assert_eq!(acme_page["items"].as_array().unwrap().len(), 1);
-    let globex_page: Value = app
-        .get("/api/v1/audit-log", &globex_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let globex_page: Value = app.get_json("/api/v1/audit-log", &globex_token).await;
     assert_eq!(globex_page["items"].as_array().unwrap().len(), 2);
 }

@@ -30,7 +30,7 @@ async fn login_returns_a_working_bearer_token_and_audits_it() {
     assert_eq!(body["expires_in"], 3600);
     let token = body["access_token"].as_str().unwrap();
 
-    let me: Value = app.get("/api/v1/me", token).await.json().await.unwrap();
+    let me: Value = app.get_json("/api/v1/me", token).await;
     assert_eq!(me["email"], "ann@acme.test");
     assert_eq!(me["role"], "INTEGRATOR");
     assert_eq!(me["org_slug"], "acme");

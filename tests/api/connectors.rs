@@ -58,13 +58,7 @@ async fn quickstart_flow_saves_tests_and_leaves_the_folder_clean() {
         "Test file written and cleaned up successfully"
     );
 
-    let resp = app
-        .client
-        .post(app.url(&format!("{SLUG}/test")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_empty(&format!("{SLUG}/test"), &token).await;
     assert_eq!(resp.status(), 200);
     let result: Value = resp.json().await.unwrap();
     assert_eq!(result["success"], true);
@@ -80,7 +74,7 @@ async fn quickstart_flow_saves_tests_and_leaves_the_folder_clean() {
         entries(&orders)
     );
 
-    let details: Value = app.get(SLUG, &token).await.json().await.unwrap();
+    let details: Value = app.get_json(SLUG, &token).await;
     assert_eq!(details["id"], saved["id"]);
     assert_eq!(
         details["config"],
@@ -93,12 +87,7 @@ async fn quickstart_flow_saves_tests_and_leaves_the_folder_clean() {
 async fn types_list_the_registry_and_mock_is_not_reachable_in_a_normal_serve() {
     let app = spawn_app().await;
     let (_, _, token) = app.org_with("acme", Role::Integrator).await;
-    let types: Value = app
-        .get("/api/v1/connectors/types", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let types: Value = app.get_json("/api/v1/connectors/types", &token).await;
     let types = types.as_array().unwrap();
     assert_eq!(types.len(), 1);
     assert_eq!(types[0]["connector_type"], "DROPZONE_JSON_V1");
@@ -179,7 +168,7 @@ async fn secrets_are_never_shown_and_kept_only_while_the_identity_is_unchanged()
     update.as_object_mut().unwrap().remove("password");
     update["export_path"] = json!("/import/new");
     assert_eq!(app.post_json(SLUG, &token, &update).await.status(), 200);
-    let details: Value = app.get(SLUG, &token).await.json().await.unwrap();
+    let details: Value = app.get_json(SLUG, &token).await;
     assert_eq!(details["secrets_set"], json!(["password"]));
     assert_eq!(details["config"]["export_path"], "/import/new");
 
@@ -262,12 +251,7 @@ async fn invalid_configs_are_422_naming_the_field_and_store_nothing() {
         let body = assert_error(resp, 422, "VALIDATION_ERROR").await;
         assert_eq!(body["error"]["details"]["field"], field);
     }
-    let list: Value = app
-        .get("/api/v1/connectors", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/connectors", &token).await;
     assert_eq!(list, json!([]));
     assert_error(
         app.post_json("/api/v1/connectors/ftp-v9", &token, &json!({}))
@@ -277,12 +261,8 @@ async fn invalid_configs_are_422_naming_the_field_and_store_nothing() {
     )
     .await;
     let resp = app
-        .client
-        .post(app.url("/api/v1/connections/not-a-uuid/enable"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+        .post_empty("/api/v1/connections/not-a-uuid/enable", &token)
+        .await;
     let body = assert_error(resp, 422, "VALIDATION_ERROR").await;
     assert_eq!(body["error"]["details"]["field"], "id");
 }
@@ -348,13 +328,7 @@ async fn unsaved_config_in_the_body_is_tested_instead_of_the_stored_one() {
         resp.json::<Value>().await.unwrap()["error_code"],
         "PATH_NOT_FOUND"
     );
-    let resp = app
-        .client
-        .post(app.url(&url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_empty(&url, &token).await;
     assert_eq!(resp.status(), 200);
     let body = assert_error(
         app.post_json(&url, &token, &json!({"mode": "filesystem"}))
@@ -482,13 +456,7 @@ async fn no_path_leaves_the_org_folder_even_through_symlinks() {
     );
     std::fs::remove_dir(&inner).unwrap();
     std::os::unix::fs::symlink(&acme_orders, &inner).unwrap();
-    let resp = app
-        .client
-        .post(app.url(&format!("{SLUG}/test")))
-        .bearer_auth(&globex)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_empty(&format!("{SLUG}/test"), &globex).await;
     assert_eq!(resp.status(), 400);
     assert_eq!(
         resp.json::<Value>().await.unwrap()["error_code"],
@@ -511,27 +479,13 @@ async fn no_path_leaves_the_org_folder_even_through_symlinks() {
         .status(),
         200
     );
-    let acme_list: Value = app
-        .get("/api/v1/connectors", &acme)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let acme_list: Value = app.get_json("/api/v1/connectors", &acme).await;
     let acme_id = acme_list[0]["id"].as_str().unwrap().to_owned();
     let resp = app
-        .client
-        .post(app.url(&format!("/api/v1/connections/{acme_id}/enable")))
-        .bearer_auth(&globex)
-        .send()
-        .await
-        .unwrap();
+        .post_empty(&format!("/api/v1/connections/{acme_id}/enable"), &globex)
+        .await;
     assert_error(resp, 404, "NOT_FOUND").await;
-    let globex_list: Value = app
-        .get("/api/v1/connectors", &globex)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let globex_list: Value = app.get_json("/api/v1/connectors", &globex).await;
     assert!(!globex_list.to_string().contains(&acme_id));
 }
 
@@ -561,22 +515,10 @@ async fn disable_enable_and_the_one_active_rule() {
         "Only one active connector per org"
     );
 
-    let resp = app
-        .client
-        .post(app.url(&format!("{SLUG}/disable")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_empty(&format!("{SLUG}/disable"), &token).await;
     assert_eq!(resp.json::<Value>().await.unwrap()["status"], "DISABLED");
     assert_error(app.get(SLUG, &token).await, 404, "NOT_FOUND").await;
-    let resp = app
-        .client
-        .post(app.url(&format!("{SLUG}/disable")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_empty(&format!("{SLUG}/disable"), &token).await;
     assert_error(resp, 404, "NOT_FOUND").await;
 
     assert_eq!(
@@ -586,40 +528,19 @@ async fn disable_enable_and_the_one_active_rule() {
         200
     );
     let enable = format!("/api/v1/connections/{first_id}/enable");
-    let resp = app
-        .client
-        .post(app.url(&enable))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.post_empty(&enable, &token).await;
     let body = assert_error(resp, 409, "CONFLICT").await;
     assert_eq!(
         body["error"]["message"],
         "Only one active connector per org"
     );
 
-    app.client
-        .post(app.url("/api/v1/connectors/mock/disable"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    let resp = app
-        .client
-        .post(app.url(&enable))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    app.post_empty("/api/v1/connectors/mock/disable", &token)
+        .await;
+    let resp = app.post_empty(&enable, &token).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["status"], "ACTIVE");
-    let list: Value = app
-        .get("/api/v1/connectors", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/connectors", &token).await;
     let statuses: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -630,20 +551,11 @@ async fn disable_enable_and_the_one_active_rule() {
     assert!(list[0].get("config").is_none() && list[0].get("config_encrypted").is_none());
     let random = uuid::Uuid::new_v4();
     let resp = app
-        .client
-        .post(app.url(&format!("/api/v1/connections/{random}/enable")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+        .post_empty(&format!("/api/v1/connections/{random}/enable"), &token)
+        .await;
     assert_error(resp, 404, "NOT_FOUND").await;
 
-    let audit: Value = app
-        .get("/api/v1/audit-log?limit=200", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = app.get_json("/api/v1/audit-log?limit=200", &token).await;
     let actions: Vec<&str> = audit["items"]
         .as_array()
         .unwrap()

@@ -131,12 +131,7 @@ async fn an_undecryptable_config_is_a_clean_500_and_can_be_replaced() {
     overwrite_blob(&app, id, &blob).await;
 
     for resp in [
-        app.client
-            .post(app.url(&format!("{SLUG}/test")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
+        app.post_empty(&format!("{SLUG}/test"), &token).await,
         app.get(SLUG, &token).await,
     ] {
         let body = crate::common::assert_error(resp, 500, "INTERNAL_ERROR").await;
@@ -207,12 +202,8 @@ async fn secrets_never_appear_in_responses_or_logs() {
             .unwrap(),
     );
     answers.push(
-        app.client
-            .post(app.url(&format!("{SLUG}/test")))
-            .bearer_auth(&token)
-            .send()
+        app.post_empty(&format!("{SLUG}/test"), &token)
             .await
-            .unwrap()
             .text()
             .await
             .unwrap(),

@@ -305,6 +305,21 @@ impl TestApp {
             .unwrap()
     }
 
+    /// POST without a body.
+    pub async fn post_empty(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET and parse the JSON answer.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        self.get(path, token).await.json().await.unwrap()
+    }
+
     pub async fn post_json(
         &self,
         path: &str,

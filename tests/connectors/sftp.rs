@@ -445,19 +445,13 @@ mod through_the_api {
                 .status(),
             200
         );
-        let details: Value = app.get(SLUG, &token).await.json().await.unwrap();
+        let details: Value = app.get_json(SLUG, &token).await;
         assert!(details["config"].get("host_key_fingerprint").is_none());
 
         // The first successful test records the key the server presented.
-        let resp = app
-            .client
-            .post(app.url(&format!("{SLUG}/test")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let resp = app.post_empty(&format!("{SLUG}/test"), &token).await;
         assert_eq!(resp.status(), 200);
-        let details: Value = app.get(SLUG, &token).await.json().await.unwrap();
+        let details: Value = app.get_json(SLUG, &token).await;
         assert_eq!(
             details["config"]["host_key_fingerprint"],
             server.fingerprint()
@@ -468,7 +462,7 @@ mod through_the_api {
         let mut update = config_for(&server, json!({"export_path": "/import/orders/"}));
         update.as_object_mut().unwrap().remove("password");
         assert_eq!(app.post_json(SLUG, &token, &update).await.status(), 200);
-        let details: Value = app.get(SLUG, &token).await.json().await.unwrap();
+        let details: Value = app.get_json(SLUG, &token).await;
         assert_eq!(
             details["config"]["host_key_fingerprint"],
             server.fingerprint()
@@ -480,13 +474,7 @@ mod through_the_api {
             .stats
             .auth_attempts
             .load(std::sync::atomic::Ordering::SeqCst);
-        let resp = app
-            .client
-            .post(app.url(&format!("{SLUG}/test")))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let resp = app.post_empty(&format!("{SLUG}/test"), &token).await;
         assert_eq!(resp.status(), 400);
         let result: Value = resp.json().await.unwrap();
         assert_eq!(result["error_code"], "HOST_KEY_MISMATCH");
@@ -516,17 +504,12 @@ mod through_the_api {
             )
             .await;
         assert_eq!(resp.status(), 200);
-        let details: Value = app.get(SLUG, &token).await.json().await.unwrap();
+        let details: Value = app.get_json(SLUG, &token).await;
         assert_eq!(
             details["config"]["host_key_fingerprint"],
             server.fingerprint()
         );
-        let audit: Value = app
-            .get("/api/v1/audit-log?limit=200", &token)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let audit: Value = app.get_json("/api/v1/audit-log?limit=200", &token).await;
         assert!(audit.to_string().contains("connection.host_key_recorded"));
     }
 }

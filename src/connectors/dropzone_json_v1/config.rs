@@ -5,10 +5,12 @@
 //! `CONFIG_UNREADABLE`).
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
+use crate::connectors::transport::sftp::SftpTarget;
 use crate::connectors::{ConnectorConfig, ValidationEnv};
 use crate::crypto::SecretString;
 use crate::domain::FieldError;
@@ -56,25 +58,6 @@ pub enum Mode {
     Filesystem,
 }
 
-/// SFTP connection settings.
-#[derive(Debug, Clone)]
-pub struct SftpConfig {
-    /// Host name or IP literal.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// User name.
-    pub username: String,
-    /// Password, if password auth is configured.
-    pub password: Option<SecretString>,
-    /// OpenSSH private key, if key auth is configured.
-    pub private_key: Option<SecretString>,
-    /// Its passphrase.
-    pub private_key_passphrase: Option<SecretString>,
-    /// Pinned or recorded host key (`SHA256:…`).
-    pub host_key_fingerprint: Option<String>,
-}
-
 /// A validated `DROPZONE_JSON_V1` config.
 #[derive(Debug, Clone)]
 pub struct DropzoneConfig {
@@ -88,8 +71,8 @@ pub struct DropzoneConfig {
     pub atomic_write: bool,
     /// Per-operation timeout (and the whole connection test's).
     pub timeout_secs: u64,
-    /// Present in sftp mode.
-    pub sftp: Option<SftpConfig>,
+    /// Present in sftp mode: where and how to connect (its timeout is `timeout_secs`).
+    pub sftp: Option<SftpTarget>,
 }
 
 fn field_error(field: &str, message: &str) -> FieldError {
@@ -300,7 +283,7 @@ impl DropzoneConfig {
             .unwrap_or(DEFAULT_TIMEOUT_SECS);
         let sftp = match mode {
             Mode::Filesystem => None,
-            Mode::Sftp => Some(Self::parse_sftp(config, env)?),
+            Mode::Sftp => Some(Self::parse_sftp(config, env, timeout_secs)?),
         };
         Ok(Self {
             mode,
@@ -312,7 +295,11 @@ impl DropzoneConfig {
         })
     }
 
-    fn parse_sftp(config: &ConnectorConfig, env: &ValidationEnv) -> Result<SftpConfig, FieldError> {
+    fn parse_sftp(
+        config: &ConnectorConfig,
+        env: &ValidationEnv,
+        timeout_secs: u64,
+    ) -> Result<SftpTarget, FieldError> {
         let host = validate_host(&required_string(config, "host")?, &env.blocked_networks)?;
         let port = integer_field(config, "port", 1..=65535)?
             .and_then(|p| u16::try_from(p).ok())
@@ -341,7 +328,7 @@ impl DropzoneConfig {
             .filter(|f| !f.trim().is_empty())
             .map(|f| validate_fingerprint(&f))
             .transpose()?;
-        Ok(SftpConfig {
+        Ok(SftpTarget {
             host,
             port,
             username,
@@ -349,6 +336,7 @@ impl DropzoneConfig {
             private_key,
             private_key_passphrase,
             host_key_fingerprint,
+            timeout: Duration::from_secs(timeout_secs),
         })
     }
 

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use self::config::{DropzoneConfig, Mode};
 use super::transport::Transport;
 use super::transport::filesystem::{FilesystemTransport, check_confined};
-use super::transport::sftp::{SftpTarget, SftpTransport};
+use super::transport::sftp::SftpTransport;
 use super::{
     ConnectorConfig, ConnectorContext, ConnectorError, ErrorCode, ExportRequest, ExportResult,
     Learned, ValidationEnv,
@@ -57,16 +57,7 @@ impl DropzoneTransport {
                 FilesystemTransport::open(root, ctx.org_slug.as_str()).await?,
             ));
         };
-        let target = SftpTarget {
-            host: sftp.host.clone(),
-            port: sftp.port,
-            username: sftp.username.clone(),
-            password: sftp.password.clone(),
-            private_key: sftp.private_key.clone(),
-            private_key_passphrase: sftp.private_key_passphrase.clone(),
-            host_key_fingerprint: sftp.host_key_fingerprint.clone(),
-            timeout: Duration::from_secs(config.timeout_secs),
-        };
+        let target = sftp.clone();
         let key = if pooled { ctx.connection } else { None };
         let pool = ctx.env.sftp_pool.clone();
         Ok(Self::Sftp(Box::new(SftpTransport::new(

@@ -76,11 +76,6 @@ impl Lease {
     pub fn session(&self) -> &SftpSession {
         &self.session.session
     }
-
-    /// Whether this lease holds exactly `other`'s session.
-    pub fn same_session(&self, other: &Lease) -> bool {
-        Arc::ptr_eq(&self.session, &other.session)
-    }
 }
 
 impl Drop for Lease {
