@@ -72,6 +72,12 @@ async fn openapi_lists_every_endpoint() {
         "/api/v1/auth/login",
         "/api/v1/me",
         "/api/v1/audit-log",
+        "/api/v1/connectors/types",
+        "/api/v1/connectors",
+        "/api/v1/connectors/{slug}",
+        "/api/v1/connectors/{slug}/test",
+        "/api/v1/connectors/{slug}/disable",
+        "/api/v1/connections/{id}/enable",
     ] {
         assert!(paths.contains_key(path), "missing {path}");
     }

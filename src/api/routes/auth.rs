@@ -62,7 +62,8 @@ pub async fn login(
         org_id: org.id,
         actor: Actor {
             user_id: None,
-            label: req.email.trim().to_lowercase(),
+            // What was typed, bounded: it is untrusted input headed for the audit log.
+            label: req.email.trim().to_lowercase().chars().take(320).collect(),
         },
         action,
         entity_type: "user",
