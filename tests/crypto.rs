@@ -7,7 +7,7 @@ use orderflow::crypto::{CryptoError, Keyring};
 use proptest::prelude::*;
 use serde_json::Value;
 
-const VECTORS: &str = include_str!("data/config-encryption.json");
+const VECTORS: &str = include_str!("fixtures/config-encryption.json");
 
 fn vectors() -> Vec<Value> {
     let doc: Value = serde_json::from_str(VECTORS).unwrap();
@@ -29,7 +29,7 @@ fn copies_match_the_shared_contract_byte_for_byte() {
     }
     let pairs = [
         (
-            "tests/data/config-encryption.json",
+            "tests/fixtures/config-encryption.json",
             "test-vectors/config-encryption.json",
         ),
         (
