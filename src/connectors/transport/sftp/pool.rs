@@ -119,7 +119,10 @@ impl Default for SessionPool {
     }
 }
 
-fn close_later(sessions: Vec<Arc<PooledSession>>) {
+/// Closes sessions that left the pool. One still leased by an operation in flight is only
+/// forgotten: it closes when that operation drops it, instead of failing under its feet.
+fn close_later(mut sessions: Vec<Arc<PooledSession>>) {
+    sessions.retain(|s| s.in_use.load(Ordering::Acquire) == 0);
     if sessions.is_empty() {
         return;
     }
