@@ -76,6 +76,28 @@ impl std::fmt::Debug for ConnectionService {
     }
 }
 
+/// Copies each of `fields` that the submission omits (absent, not null) from the stored config;
+/// returns the names copied.
+fn fill_omitted(
+    merged: &mut ConnectorConfig,
+    stored: Option<&ConnectorConfig>,
+    fields: &[&'static str],
+) -> Vec<&'static str> {
+    let Some(stored) = stored else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    for &field in fields {
+        if merged.get(field).is_none()
+            && let Some(value) = stored.get(field).filter(|v| !v.is_null())
+        {
+            merged.insert(field, value.clone());
+            kept.push(field);
+        }
+    }
+    kept
+}
+
 /// True when the field differs between two configs (absent and null are the same).
 fn differs(a: &ConnectorConfig, b: &ConnectorConfig, field: &str) -> bool {
     let value = |c: &ConnectorConfig| c.get(field).filter(|v| !v.is_null()).cloned();
@@ -206,22 +228,8 @@ impl ConnectionService {
         stored: Option<&ConnectorConfig>,
     ) -> Result<ConnectorConfig, FieldError> {
         let mut merged = submitted.clone();
-        let mut kept_secrets = Vec::new();
-        let mut kept_sticky = Vec::new();
-        if let Some(stored) = stored {
-            for &field in connector.secret_fields() {
-                if submitted.get(field).is_none() && stored.has(field) {
-                    merged.insert(field, stored.get(field).cloned().unwrap_or(Value::Null));
-                    kept_secrets.push(field);
-                }
-            }
-            for &field in connector.sticky_fields() {
-                if submitted.get(field).is_none() && stored.has(field) {
-                    merged.insert(field, stored.get(field).cloned().unwrap_or(Value::Null));
-                    kept_sticky.push(field);
-                }
-            }
-        }
+        let kept_secrets = fill_omitted(&mut merged, stored, connector.secret_fields());
+        let kept_sticky = fill_omitted(&mut merged, stored, connector.sticky_fields());
         let env = self.env.validation();
         let mut validated = match connector.validate(&merged, &env) {
             Err(err) if kept_secrets.contains(&err.field.as_str()) => {
