@@ -513,3 +513,56 @@ mod through_the_api {
         assert!(audit.to_string().contains("connection.host_key_recorded"));
     }
 }
+
+#[tokio::test]
+async fn a_cancelled_connect_does_not_leak_its_pool_slot() {
+    use orderflow::connectors::transport::Transport;
+    use orderflow::connectors::transport::sftp::pool::{PoolLimits, SessionPool};
+    use orderflow::connectors::transport::sftp::{SftpTarget, SftpTransport};
+    use orderflow::crypto::SecretString;
+
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let _hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let server = TestSftpServer::start().await;
+    server.dir("/in");
+    let pool = std::sync::Arc::new(SessionPool::new(PoolLimits {
+        max_per_connection: 1,
+        ..PoolLimits::default()
+    }));
+    let key = Some(ConnectionKey {
+        id: uuid::Uuid::new_v4(),
+        version: 1,
+    });
+    let target = |port| SftpTarget {
+        host: "127.0.0.1".into(),
+        port,
+        username: USER.into(),
+        password: Some(SecretString::new(PASSWORD.into())),
+        private_key: None,
+        private_key_passphrase: None,
+        host_key_fingerprint: None,
+        timeout: Duration::from_secs(3),
+    };
+    let hanging = SftpTransport::new(target(silent_port), pool.clone(), key, vec![]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), hanging.list("/in"))
+            .await
+            .is_err()
+    );
+    drop(hanging);
+
+    // The only slot was held by the cancelled connect; it must be free again.
+    let working = SftpTransport::new(target(server.port), pool.clone(), key, vec![]);
+    let start = Instant::now();
+    assert_eq!(working.list("/in").await.unwrap(), Vec::<String>::new());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "waited for a leaked slot"
+    );
+}

@@ -135,6 +135,24 @@ fn close_later(mut sessions: Vec<Arc<PooledSession>>) {
     }
 }
 
+/// A reserved place for a session being opened; released on drop, so a cancelled connect
+/// (its future dropped by a timeout) cannot leak the place and starve later callers.
+struct ConnectingSlot<'a> {
+    pool: &'a SessionPool,
+    id: Uuid,
+}
+
+impl Drop for ConnectingSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut entries) = self.pool.entries.lock()
+            && let Some(entry) = entries.get_mut(&self.id)
+        {
+            entry.connecting = entry.connecting.saturating_sub(1);
+        }
+        self.pool.connected.notify_waiters();
+    }
+}
+
 enum Plan {
     Reuse(Arc<PooledSession>),
     Connect,
@@ -319,18 +337,19 @@ impl SessionPool {
                 }
             }
         }
+        let slot = ConnectingSlot {
+            pool: self,
+            id: key.id,
+        };
         let opened = self.open(target, blocked).await;
-        if let Ok(mut entries) = self.entries.lock()
+        if let Ok(session) = &opened
+            && let Ok(mut entries) = self.entries.lock()
             && let Some(entry) = entries.get_mut(&key.id)
+            && entry.version == key.version
         {
-            entry.connecting = entry.connecting.saturating_sub(1);
-            if let Ok(session) = &opened
-                && entry.version == key.version
-            {
-                entry.sessions.push(session.clone());
-            }
+            entry.sessions.push(session.clone());
         }
-        self.connected.notify_waiters();
+        drop(slot);
         match opened {
             Ok(session) => Ok(Lease {
                 session,
