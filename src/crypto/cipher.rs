@@ -110,16 +110,6 @@ impl Keyring {
         Ok(Self { keys })
     }
 
-    /// Number of keys (current plus previous).
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Always false: a keyring holds at least the current key.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Encrypts with the current key and a fresh random IV: `IV ‖ ciphertext ‖ tag`.
     pub fn encrypt(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut iv = [0u8; IV_LEN];

@@ -351,11 +351,6 @@ impl SftpSession {
         self.handle.is_closed()
     }
 
-    /// Whether the server offers `posix-rename@openssh.com`.
-    pub fn has_posix_rename(&self) -> bool {
-        self.posix_rename
-    }
-
     /// Ends the session politely.
     pub async fn close(&self) {
         let _ = self.sftp.close_session();
