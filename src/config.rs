@@ -11,8 +11,12 @@ use ipnet::IpNet;
 
 use crate::crypto::{KeyError, Keyring, SecretString};
 
-/// Default `CONNECTOR_BLOCKED_NETWORKS`: loopback, link-local and "this network".
-pub const DEFAULT_BLOCKED_NETWORKS: &str = "127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10,0.0.0.0/8";
+/// Default `CONNECTOR_BLOCKED_NETWORKS` (SPEC §1): loopback, unspecified ("this network"),
+/// link-local, and the cloud metadata addresses (AWS/GCP/Azure `169.254.169.254`, AWS IPv6
+/// `fd00:ec2::254`, Alibaba `100.100.100.200`). IPv6 forms that embed an IPv4 address are judged
+/// by that address (`connectors::network::is_blocked`).
+pub const DEFAULT_BLOCKED_NETWORKS: &str = "127.0.0.0/8,::1/128,0.0.0.0/8,::/128,\
+    169.254.0.0/16,fe80::/10,169.254.169.254/32,fd00:ec2::254/128,100.100.100.200/32";
 
 /// A setting that cannot be used. The message names the variable and never echoes a secret.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,11 @@ pub enum ConfigError {
     /// `JWT_SECRET` missing or too short.
     #[error("JWT_SECRET must be at least 32 bytes long (got {0}); `orderflow init` writes one")]
     JwtSecret(usize),
+    /// `JWT_SECRET` long enough but no secret at all (one repeated character, only whitespace).
+    #[error(
+        "JWT_SECRET is not random (one repeated character or only whitespace); `orderflow init` writes one"
+    )]
+    JwtSecretWeak,
     /// Any other variable with a bad value; the value is shown (these are not secrets).
     #[error("{name}: {reason}")]
     Invalid {
@@ -95,8 +104,29 @@ pub struct Settings {
     pub export_lease: Duration,
     /// Whole-request timeout. Above the longest connection test (120 s) so tests can finish.
     pub request_timeout: Duration,
+    /// Time a client has to send a request's headers.
+    pub http_header_read_timeout: Duration,
+    /// Time a connection may stay open with no request in progress.
+    pub http_idle_timeout: Duration,
+    /// Open HTTP connections at most (default: half the descriptor limit, at most 1024).
+    pub http_max_connections: usize,
+    /// How long shutdown waits for requests in progress.
+    pub shutdown_grace: Duration,
+    /// Deliveries in flight in one process.
+    pub delivery_concurrency: usize,
+    /// Deliveries in flight to one connection.
+    pub delivery_per_connection: usize,
     /// Log format.
     pub log_format: LogFormat,
+}
+
+/// Default `HTTP_MAX_CONNECTIONS`: half the process's descriptor limit (the rest is for the
+/// database, dropzones and SFTP sessions), at most 1024 and at least 16.
+pub fn default_max_connections() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(4096);
+    usize::try_from(soft / 2).unwrap_or(1024).clamp(16, 1024)
 }
 
 /// Reads the database URL alone (for commands that must work before secrets exist).
@@ -194,6 +224,11 @@ impl Settings {
         if jwt_secret.expose().len() < 32 {
             return Err(ConfigError::JwtSecret(jwt_secret.expose().len()));
         }
+        let mut chars = jwt_secret.expose().chars();
+        let first = chars.next();
+        if jwt_secret.expose().trim().is_empty() || chars.all(|c| Some(c) == first) {
+            return Err(ConfigError::JwtSecretWeak);
+        }
         let database = database_settings(lookup);
         if !(database.url.starts_with("sqlite:") || database.url.starts_with("postgres")) {
             return Err(invalid(
@@ -243,6 +278,27 @@ impl Settings {
                 150,
                 1,
             )?),
+            http_header_read_timeout: Duration::from_secs(parse_num(
+                lookup,
+                "HTTP_HEADER_READ_TIMEOUT_SECS",
+                10,
+                1,
+            )?),
+            http_idle_timeout: Duration::from_secs(parse_num(
+                lookup,
+                "HTTP_IDLE_TIMEOUT_SECS",
+                60,
+                1,
+            )?),
+            http_max_connections: parse_num(
+                lookup,
+                "HTTP_MAX_CONNECTIONS",
+                default_max_connections(),
+                1,
+            )?,
+            shutdown_grace: Duration::from_secs(parse_num(lookup, "SHUTDOWN_GRACE_SECS", 20, 0)?),
+            delivery_concurrency: parse_num(lookup, "DELIVERY_CONCURRENCY", 64, 1)?,
+            delivery_per_connection: parse_num(lookup, "DELIVERY_PER_CONNECTION", 16, 1)?,
             log_format: log_format(lookup),
         })
     }
@@ -274,7 +330,7 @@ mod tests {
             ObjectStorage::Filesystem("./data/objects".into())
         );
         assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8000");
-        assert_eq!(s.blocked_networks.len(), 5);
+        assert_eq!(s.blocked_networks.len(), 9);
         assert_eq!(s.export_max_attempts, 6);
         assert_eq!(s.ack_poll_interval, Duration::from_secs(60));
         assert_eq!(s.log_format, LogFormat::Json);
@@ -286,6 +342,11 @@ mod tests {
         let err = load(&[("ENCRYPTION_MASTER_KEY", KEY), ("JWT_SECRET", short)]).unwrap_err();
         assert!(err.to_string().contains("JWT_SECRET"));
         assert!(!err.to_string().contains(short));
+        for weak in ["a".repeat(40), " ".repeat(40), "\t \n".repeat(12)] {
+            let err = load(&[("ENCRYPTION_MASTER_KEY", KEY), ("JWT_SECRET", &weak)]).unwrap_err();
+            assert!(err.to_string().starts_with("JWT_SECRET"), "{err}");
+            assert!(!err.to_string().contains(&weak));
+        }
         let err = load(&[("JWT_SECRET", JWT)]).unwrap_err();
         assert!(err.to_string().contains("ENCRYPTION_MASTER_KEY is not set"));
     }

@@ -5,6 +5,10 @@
 
 /// HTTP API: router, auth extractor, error mapping, one routes file per resource.
 pub mod api;
+/// Builds the application (store, keyring, registry, services) once for every entry point.
+pub mod app;
+/// The export archive in object storage.
+pub mod archive;
 /// Password hashing and access tokens.
 pub mod auth;
 /// The `orderflow` command line: serve, migrate, bootstrap, keys, benchmarks.
@@ -23,3 +27,5 @@ pub mod service;
 pub mod store;
 /// Logging and metrics setup.
 pub mod telemetry;
+/// Background work: export delivery, acknowledgement polling, housekeeping.
+pub mod workers;

@@ -361,7 +361,9 @@ async fn keys_rotate_rewrites_old_blobs_once_and_decrypt_prints_the_config() {
     );
     let mut ids = Vec::new();
     for slug in ["acme", "globex"] {
-        let org = store.create_org(slug, slug).await.unwrap();
+        let org = orderflow::service::accounts::create_org(store.as_ref(), slug, slug)
+            .await
+            .unwrap();
         let body = serde_json::json!({"mode": "sftp", "host": "sftp.example.com", "username": slug, "password": format!("pw-{slug}-secret"), "export_path": "/in"});
         let outcome = service
             .save(
@@ -425,7 +427,7 @@ async fn keys_rotate_rewrites_old_blobs_once_and_decrypt_prints_the_config() {
     let globex = store.org_by_slug("globex").await.unwrap().unwrap();
     let page = orderflow::domain::page::PageRequest::parse(None, None).unwrap();
     let actions: Vec<String> = store
-        .list_audit(globex.id, page)
+        .list_audit(globex.id, None, page)
         .await
         .unwrap()
         .items
@@ -456,6 +458,27 @@ async fn keys_rotate_rewrites_old_blobs_once_and_decrypt_prints_the_config() {
         .env("DATABASE_URL", &db_url)
         .output()
         .unwrap();
+    // A key that never sealed anything here is refused before any work, with one line that
+    // names the variable (issue 7: the key check value).
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("could not be decrypted"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ENCRYPTION_MASTER_KEY does not match"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains(&other_key) && !stderr.contains(KEY));
+    // The rotation moved the check to the new key: the old key alone is now refused too.
+    let out = run(&["connector", "decrypt", &ids[0].to_string()], "");
+    assert!(out.status.success());
+    let mut cmd = orderflow(dir.path());
+    let out = cmd
+        .args(["connector", "decrypt", &ids[0].to_string()])
+        .env("ENCRYPTION_MASTER_KEY", &old_key)
+        .env("JWT_SECRET", JWT)
+        .env("DATABASE_URL", &db_url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ENCRYPTION_MASTER_KEY does not match"));
 }

@@ -5,6 +5,7 @@
 
 use axum::Json;
 use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -45,6 +46,18 @@ pub enum ApiError {
     /// 422 `VALIDATION_ERROR` naming the field.
     #[error("{0}")]
     Validation(FieldError),
+    /// 429 `RATE_LIMITED`, with `Retry-After`.
+    #[error("Too many failed attempts; retry later")]
+    TooManyRequests {
+        /// Seconds until a retry may succeed.
+        retry_after_secs: u64,
+    },
+    /// 503 `SERVICE_UNAVAILABLE`, with `Retry-After`: a bounded resource is busy.
+    #[error("The service is busy; retry shortly")]
+    Unavailable {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
     /// 413 `PAYLOAD_TOO_LARGE`.
     #[error("request body is larger than 1 MiB")]
     PayloadTooLarge,
@@ -91,6 +104,10 @@ impl ApiError {
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "CONFLICT"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            ApiError::Unavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+            }
             ApiError::Dependency(_) => (StatusCode::BAD_GATEWAY, "DEPENDENCY_ERROR"),
             ApiError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
         }
@@ -137,8 +154,14 @@ pub struct ErrorDetail {
     pub request_id: Option<String>,
 }
 
-/// Builds an error response in the standard shape.
+/// Builds an error response in the standard shape. `details` is always an object (empty when
+/// there is nothing to add), as the OpenAPI document says.
 pub fn error_response(status: StatusCode, code: &str, message: String, details: Value) -> Response {
+    let details = match details {
+        Value::Object(_) => details,
+        Value::Null => json!({}),
+        other => json!({ "value": other }),
+    };
     let body = ErrorBody {
         error: ErrorDetail {
             code: code.to_owned(),
@@ -153,6 +176,11 @@ pub fn error_response(status: StatusCode, code: &str, message: String, details: 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::Unavailable { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
         let (message, details) = match self {
             ApiError::Internal { public, cause } => {
                 tracing::error!(error = %cause, "request failed");
@@ -165,7 +193,13 @@ impl IntoResponse for ApiError {
             ApiError::Conflict { message, details } => (message, details),
             other => (other.to_string(), Value::Null),
         };
-        error_response(status, code, message, details)
+        let mut response = error_response(status, code, message, details);
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -174,7 +208,16 @@ impl From<crate::service::ServiceError> for ApiError {
         use crate::service::ServiceError as S;
         match err {
             S::NotFound(message) => ApiError::NotFound(message),
+            S::Unauthenticated(message) => ApiError::Unauthorized(message),
+            S::Forbidden(message) => ApiError::Forbidden(message),
+            S::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
+            S::Busy { retry_after_secs } => ApiError::Unavailable { retry_after_secs },
             S::Conflict(message) => ApiError::conflict(message),
+            S::ConflictWith { message, details } => ApiError::Conflict { message, details },
+            S::Dependency(cause) => {
+                tracing::error!(error = %cause, "dependency failed");
+                ApiError::Dependency("A storage service the request needs failed".into())
+            }
             S::Invalid(field) => ApiError::Validation(field),
             S::Store(store) => store.into(),
             S::Internal(cause) => ApiError::internal(cause),

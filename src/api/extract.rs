@@ -1,6 +1,9 @@
 //! Request extractors: the authenticated caller, JSON bodies and path ids with our error shape.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::body::Bytes;
+use axum::extract::ConnectInfo;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
@@ -52,11 +55,7 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+            .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized(
                 "Authorization must be 'Bearer <token>'",
             ))?;
@@ -74,6 +73,32 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         Ok(AuthUser { user })
     }
+}
+
+/// The client's address: the TCP peer the server recorded, None when served without one
+/// (in-process calls).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// A JSON body whose errors are 422s naming the field (or 413 when too large).
@@ -125,4 +150,65 @@ where
 /// Parses a path segment as a UUID, 422 naming `field` otherwise.
 pub fn parse_uuid(field: &str, text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
+/// The query string of a list endpoint. Extraction never fails, so handlers check the
+/// caller's role first (403 before 422); [`ListQuery::page`] and [`ListQuery::parsed`] then
+/// validate, naming the field.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    params: Result<std::collections::HashMap<String, String>, String>,
+}
+
+impl ListQuery {
+    fn params(&self) -> Result<&std::collections::HashMap<String, String>, ApiError> {
+        self.params
+            .as_ref()
+            .map_err(|e| ApiError::invalid("query", e.clone()))
+    }
+
+    /// `limit` and `cursor`.
+    pub fn page(&self) -> Result<crate::domain::page::PageRequest, ApiError> {
+        let params = self.params()?;
+        Ok(crate::domain::page::PageRequest::parse(
+            params.get("limit").map(String::as_str),
+            params.get("cursor").map(String::as_str),
+        )?)
+    }
+
+    /// A raw parameter, None when absent or empty.
+    pub fn get(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        Ok(self
+            .params()?
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty()))
+    }
+
+    /// A parameter parsed with `FromStr` into a domain type (whose error names the field), or
+    /// None when absent or empty.
+    pub fn parsed<T>(&self, name: &str) -> Result<Option<T>, ApiError>
+    where
+        T: std::str::FromStr<Err = crate::domain::FieldError>,
+    {
+        match self.get(name)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(v.parse()?)),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params =
+            axum::extract::Query::<std::collections::HashMap<String, String>>::from_request_parts(
+                parts, state,
+            )
+            .await
+            .map(|q| q.0)
+            .map_err(|e| e.body_text());
+        Ok(Self { params })
+    }
 }

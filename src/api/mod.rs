@@ -5,6 +5,7 @@ pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -20,10 +21,13 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+
+use crate::telemetry::Bounded;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::error::ApiError;
+pub use self::server::ServerLimits;
 pub use self::state::AppState;
 
 /// Largest accepted request body.
@@ -49,6 +53,14 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .routes(routes!(routes::connectors::test))
         .routes(routes!(routes::connectors::disable))
         .routes(routes!(routes::connectors::enable))
+        .routes(routes!(routes::drafts::create, routes::drafts::list))
+        .routes(routes!(routes::drafts::details))
+        .routes(routes!(routes::drafts::approve))
+        .routes(routes!(routes::drafts::push))
+        .routes(routes!(routes::drafts::retry_push))
+        .routes(routes!(routes::exports::list))
+        .routes(routes!(routes::exports::details))
+        .routes(routes!(routes::exports::file))
         .split_for_parts();
 
     let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -57,7 +69,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             .get(middleware::REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        tracing::info_span!("request", request_id, method = %req.method(), path = %req.uri().path())
+        // The path is the client's: bounded, like every client string in the logs.
+        tracing::info_span!("request", request_id, path = %Bounded(req.uri().path()))
     });
 
     router
@@ -66,10 +79,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(axum::middleware::from_fn(middleware::record_metrics))
                 .layer(axum::middleware::from_fn(middleware::request_context))
                 .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
                 .layer(trace)
+                .layer(axum::middleware::from_fn(middleware::observe))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::GATEWAY_TIMEOUT,
                     request_timeout,
@@ -82,6 +95,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: ServerLimits,
 }
 
 impl Application {
@@ -90,11 +104,13 @@ impl Application {
         addr: SocketAddr,
         state: AppState,
         request_timeout: Duration,
+        limits: ServerLimits,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         Ok(Self {
             listener,
             router: router(state, request_timeout),
+            limits,
         })
     }
 
@@ -103,13 +119,12 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves until `shutdown` resolves, then lets requests in progress finish (within the
+    /// shutdown grace period).
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        server::serve(self.listener, self.router, self.limits, shutdown).await
     }
 }

@@ -1,52 +1,24 @@
-//! Shared state handed to every handler.
+//! Shared state handed to every handler: the application, built once by [`crate::app::App`].
 
+use std::ops::Deref;
 use std::sync::Arc;
 
-use metrics_exporter_prometheus::PrometheusHandle;
+use crate::app::App;
 
-use crate::auth::TokenIssuer;
-use crate::config::Settings;
-use crate::connectors::{ConnectorEnv, Registry};
-use crate::crypto::Keyring;
-use crate::service::connections::ConnectionService;
-use crate::store::Store;
+/// The application as handlers see it; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState(pub Arc<App>);
 
-/// Everything a handler may need; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The database.
-    pub store: Arc<dyn Store>,
-    /// Access tokens.
-    pub tokens: Arc<TokenIssuer>,
-    /// Config cipher keys.
-    pub keyring: Arc<Keyring>,
-    /// Prometheus renderer.
-    pub metrics: PrometheusHandle,
-    /// Connection use cases (and the connector registry).
-    pub connections: ConnectionService,
+impl Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
 }
 
-impl AppState {
-    /// Builds the state from settings and an open store, with the built-in connector types.
-    pub fn new(settings: &Settings, store: Arc<dyn Store>) -> Self {
-        Self::with_registry(settings, store, Registry::default())
-    }
-
-    /// Builds the state with a chosen registry (tests add the `MOCK` type).
-    pub fn with_registry(settings: &Settings, store: Arc<dyn Store>, registry: Registry) -> Self {
-        let keyring = Arc::new(settings.keyring.clone());
-        let env = Arc::new(ConnectorEnv::from_settings(settings));
-        Self {
-            connections: ConnectionService::new(
-                store.clone(),
-                keyring.clone(),
-                Arc::new(registry),
-                env,
-            ),
-            store,
-            tokens: Arc::new(TokenIssuer::new(&settings.jwt_secret)),
-            keyring,
-            metrics: crate::telemetry::metrics_handle(),
-        }
+impl From<Arc<App>> for AppState {
+    fn from(app: Arc<App>) -> Self {
+        Self(app)
     }
 }

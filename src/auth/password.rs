@@ -1,10 +1,18 @@
-//! Argon2id password hashes in PHC format.
+//! Argon2id password hashes in PHC format, computed on a small fixed set of worker threads.
+//!
+//! Each Argon2 run needs ~19 MiB. Run on the blocking pool with no bound, 200 concurrent logins
+//! (no account needed: an unknown org runs a dummy check) took the process to 4.8 GiB, and the
+//! allocator kept most of it. So hashing happens on one thread per core, each reusing one
+//! memory buffer; callers queue for a worker briefly and otherwise get [`Busy`] (a 503).
 
-use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::phc::{Output, PasswordHash};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::crypto::SecretString;
 
@@ -12,6 +20,11 @@ use crate::crypto::SecretString;
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed")]
 pub struct HashError;
+
+/// Every hashing worker stayed busy for the whole queue wait.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("password hashing is busy; retry shortly")]
+pub struct Busy;
 
 /// Hashes a password with Argon2id defaults and a random salt.
 pub fn hash(password: &SecretString) -> Result<String, HashError> {
@@ -32,13 +45,171 @@ pub fn verify(password: &SecretString, stored: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Spends the same time as a real verification, so an unknown e-mail cannot be told from a
-/// wrong password by timing.
-pub fn verify_dummy(password: &SecretString) {
+/// Largest Argon2 memory a stored hash may ask for (64 MiB); ours use 19 MiB.
+const MAX_BLOCKS: usize = 64 * 1024;
+
+/// [`verify`] with a caller-owned memory buffer, so repeated checks allocate nothing.
+fn verify_with(password: &SecretString, stored: &str, blocks: &mut Vec<Block>) -> bool {
+    let mut check = || -> Option<bool> {
+        let parsed = PasswordHash::new(stored).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm.as_str()).ok()?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).ok()?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&parsed).ok()?;
+        let salt = parsed.salt?;
+        let expected = parsed.hash?;
+        let needed = params.block_count();
+        if needed > MAX_BLOCKS {
+            return None;
+        }
+        if blocks.len() < needed {
+            blocks.resize(needed, Block::default());
+        }
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(
+                password.expose().as_bytes(),
+                &salt,
+                &mut out,
+                &mut blocks[..needed],
+            )
+            .ok()?;
+        // Output's equality is constant-time.
+        Some(Output::new(&out).ok()? == expected)
+    };
+    check().unwrap_or(false)
+}
+
+/// A stored hash nobody's password matches, for checks that must cost what a real one costs.
+fn dummy_hash() -> Option<&'static str> {
     static DUMMY: OnceLock<Option<String>> = OnceLock::new();
-    let dummy = DUMMY.get_or_init(|| hash(&SecretString::new("dummy-password".into())).ok());
-    if let Some(stored) = dummy {
-        let _ = verify(password, stored);
+    DUMMY
+        .get_or_init(|| hash(&SecretString::new("dummy-password".into())).ok())
+        .as_deref()
+}
+
+enum Job {
+    Verify {
+        password: SecretString,
+        stored: Option<String>,
+        reply: oneshot::Sender<bool>,
+    },
+    Hash {
+        password: SecretString,
+        reply: oneshot::Sender<Result<String, HashError>>,
+    },
+}
+
+/// The hashing workers: one thread per core, a short queue in front.
+pub struct Hasher {
+    jobs: SyncSender<(Job, OwnedSemaphorePermit)>,
+    permits: Arc<Semaphore>,
+    queue_wait: Duration,
+}
+
+impl std::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hasher")
+            .field("free", &self.permits.available_permits())
+            .finish()
+    }
+}
+
+fn worker(jobs: Arc<Mutex<Receiver<(Job, OwnedSemaphorePermit)>>>) {
+    let mut blocks: Vec<Block> = Vec::new();
+    loop {
+        let next = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        // The sender is gone: the application shut down.
+        let Ok((job, _permit)) = next else { return };
+        match job {
+            Job::Verify {
+                password,
+                stored,
+                reply,
+            } => {
+                let matches = match stored {
+                    Some(stored) => verify_with(&password, &stored, &mut blocks),
+                    None => {
+                        // Same cost as a real check; the answer is always no.
+                        dummy_hash().map(|d| verify_with(&password, d, &mut blocks));
+                        false
+                    }
+                };
+                let _ = reply.send(matches);
+            }
+            Job::Hash { password, reply } => {
+                let _ = reply.send(hash(&password));
+            }
+        }
+    }
+}
+
+impl Hasher {
+    /// `threads` workers (at least one); callers wait at most `queue_wait` for one.
+    pub fn new(threads: usize, queue_wait: Duration) -> Self {
+        let threads = threads.max(1);
+        let (tx, rx) = sync_channel(threads);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            // A worker that cannot start only lowers capacity; the others still serve.
+            let _ = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || worker(rx));
+        }
+        Self {
+            jobs: tx,
+            permits: Arc::new(Semaphore::new(threads)),
+            queue_wait,
+        }
+    }
+
+    /// One worker per core, callers queueing up to two seconds.
+    pub fn for_this_machine() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Self::new(cores, Duration::from_secs(2))
+    }
+
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<T>) -> Job,
+    ) -> Result<oneshot::Receiver<T>, Busy> {
+        let permit = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        let (tx, rx) = oneshot::channel();
+        // A permit is held, so a worker is free and the channel has room.
+        self.jobs.try_send((job(tx), permit)).map_err(|_| Busy)?;
+        Ok(rx)
+    }
+
+    /// Checks `password` against `stored`; with None, spends the same time and answers false
+    /// (an unknown org or user must not be told apart by timing).
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored: Option<String>,
+    ) -> Result<bool, Busy> {
+        let rx = self
+            .submit(|reply| Job::Verify {
+                password,
+                stored,
+                reply,
+            })
+            .await?;
+        rx.await.map_err(|_| Busy)
+    }
+
+    /// Hashes a new password.
+    pub async fn hash(&self, password: SecretString) -> Result<Result<String, HashError>, Busy> {
+        let rx = self.submit(|reply| Job::Hash { password, reply }).await?;
+        rx.await.map_err(|_| Busy)
     }
 }
 
@@ -54,5 +225,33 @@ mod tests {
         assert!(verify(&pw, &stored));
         assert!(!verify(&SecretString::new("wrong".into()), &stored));
         assert!(!verify(&pw, "not-a-hash"));
+        let mut blocks = Vec::new();
+        assert!(verify_with(&pw, &stored, &mut blocks));
+        assert!(!verify_with(
+            &SecretString::new("wrong".into()),
+            &stored,
+            &mut blocks
+        ));
+        assert!(!verify_with(&pw, "not-a-hash", &mut blocks));
+    }
+
+    #[tokio::test]
+    async fn workers_verify_and_refuse_when_busy() {
+        let hasher = Hasher::new(1, Duration::from_millis(1));
+        let pw = SecretString::new("correct horse battery".into());
+        let stored = hasher.hash(pw.clone()).await.unwrap().unwrap();
+        assert!(
+            hasher
+                .verify(pw.clone(), Some(stored.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!hasher.verify(pw.clone(), None).await.unwrap());
+        let answers = futures::future::join_all(
+            (0..8).map(|_| hasher.verify(pw.clone(), Some(stored.clone()))),
+        )
+        .await;
+        assert!(answers.iter().any(Result::is_err), "nothing was refused");
+        assert!(answers.iter().any(|a| matches!(a, Ok(true))));
     }
 }

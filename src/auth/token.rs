@@ -90,11 +90,22 @@ impl TokenIssuer {
         encode(&Header::new(Algorithm::HS256), claims, &self.encoding).map_err(|_| TokenError::Sign)
     }
 
-    /// Verifies signature, algorithm and expiry.
+    /// Verifies signature, algorithm and expiry, and that the lifetime is within
+    /// [`MAX_TTL_SECS`]: a correctly signed token for ten years (a leaked signing key, a bug in
+    /// an issuer) is still refused.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
-            .map_err(|_| TokenError::Invalid)
+            .map_err(|_| TokenError::Invalid)?;
+        let now = unix_now();
+        let leeway = self.validation.leeway;
+        let too_long = claims.exp.saturating_sub(claims.iat) > MAX_TTL_SECS
+            || claims.exp > now + MAX_TTL_SECS + leeway
+            || claims.iat > now + leeway;
+        if too_long {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims)
     }
 }
 
@@ -148,6 +159,24 @@ mod tests {
             })
             .unwrap();
         assert!(good.verify(&expired).is_err(), "expired token accepted");
+
+        let now = unix_now();
+        for (iat, exp) in [
+            (now, now + MAX_TTL_SECS + 3600),
+            (now - 60, now + 10 * 365 * 24 * 3600),
+            (now + 3600, now + 7200),
+        ] {
+            let long = good
+                .sign(&Claims {
+                    sub: u.id,
+                    org_id: u.org_id,
+                    role: u.role,
+                    iat,
+                    exp,
+                })
+                .unwrap();
+            assert!(good.verify(&long).is_err(), "iat {iat} exp {exp} accepted");
+        }
 
         let payload = token.split('.').nth(1).unwrap();
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);

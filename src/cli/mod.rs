@@ -25,6 +25,8 @@ pub struct Cli {
 enum Command {
     /// Run the HTTP API and the background workers.
     Serve,
+    /// Run the background workers (export delivery, acknowledgement polling) without HTTP.
+    Worker,
     /// First run in one command: write .env if missing, migrate, create org `demo` with an admin,
     /// print a token and example requests, then serve.
     Quickstart,
@@ -161,6 +163,7 @@ pub fn run() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve::serve().await,
+        Command::Worker => serve::worker().await,
         Command::Quickstart => serve::quickstart().await,
         Command::Migrate => admin::migrate().await,
         Command::Init => dotenv::init(),

@@ -1,4 +1,4 @@
-//! `orderflow serve` and `orderflow quickstart`.
+//! `orderflow serve`, `orderflow worker` and `orderflow quickstart`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -7,18 +7,18 @@ use std::sync::Arc;
 use anyhow::Context;
 use rand::RngCore;
 
-use super::admin::{load_settings, open_store};
+use super::admin::load_settings;
 use super::dotenv::{DOTENV_PATH, write_dotenv};
-use crate::api::{AppState, Application};
-use crate::auth::TokenIssuer;
+use crate::api::{AppState, Application, ServerLimits};
+use crate::app::App;
 use crate::auth::token::DEFAULT_TTL_SECS;
 use crate::config::{LogFormat, Settings};
 use crate::crypto::SecretString;
 use crate::domain::audit::Actor;
 use crate::domain::user::Role;
 use crate::service::{ServiceError, accounts};
-use crate::store::Store;
 use crate::telemetry;
+use crate::workers::Workers;
 
 /// The demo org quickstart creates.
 const DEMO_SLUG: &str = "demo";
@@ -44,41 +44,51 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-async fn run(
-    settings: Settings,
-    store: Arc<dyn Store>,
-    on_bound: impl FnOnce(SocketAddr),
-) -> anyhow::Result<()> {
-    let state = AppState::new(&settings, store.clone());
-    // Idle SFTP sessions are closed even when no export comes along to notice.
-    let pool = state.connections.sftp_pool().clone();
-    let reaper = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
-        loop {
-            tick.tick().await;
-            pool.prune();
-        }
-    });
-    let app = Application::bind(settings.bind_addr, state, settings.request_timeout)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
-    let addr = app.local_addr()?;
+async fn run(app: Arc<App>, on_bound: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let settings = &app.settings;
+    let server = Application::bind(
+        settings.bind_addr,
+        AppState::from(app.clone()),
+        settings.request_timeout,
+        ServerLimits::from_settings(settings),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
+    let addr = server.local_addr()?;
+    let workers = Workers::spawn(app.clone());
     tracing::info!(%addr, "listening");
     on_bound(addr);
-    app.run_until(shutdown_signal())
+    let served = server.run_until(shutdown_signal()).await;
+    workers.shutdown(settings.shutdown_grace).await;
+    app.store.close().await;
+    served.context("server failed")
+}
+
+/// Builds the application (database, migrations, key check) from loaded settings.
+pub(super) async fn build_app(settings: Settings) -> anyhow::Result<Arc<App>> {
+    App::build(settings)
         .await
-        .context("server failed")?;
-    reaper.abort();
-    store.close().await;
-    Ok(())
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// `orderflow serve`.
 pub(super) async fn serve() -> anyhow::Result<()> {
     let settings = load_settings()?;
     telemetry::init_logging(settings.log_format);
-    let store = open_store(&settings.database.url).await?;
-    run(settings, store, |_| {}).await
+    run(build_app(settings).await?, |_| {}).await
+}
+
+/// `orderflow worker`: the background workers without HTTP.
+pub(super) async fn worker() -> anyhow::Result<()> {
+    let settings = load_settings()?;
+    telemetry::init_logging(settings.log_format);
+    let app = build_app(settings).await?;
+    let workers = Workers::spawn(app.clone());
+    tracing::info!("worker started");
+    shutdown_signal().await;
+    workers.shutdown(app.settings.shutdown_grace).await;
+    app.store.close().await;
+    Ok(())
 }
 
 fn random_password() -> SecretString {
@@ -98,7 +108,12 @@ pub(super) async fn quickstart() -> anyhow::Result<()> {
         settings.log_format = LogFormat::Pretty;
     }
     telemetry::init_logging(settings.log_format);
-    let store = open_store(&settings.database.url).await?;
+    let export_dir = settings
+        .dropzone_fs_root
+        .join(DEMO_SLUG)
+        .join("import/orders");
+    let app = build_app(settings).await?;
+    let store = app.store.clone();
 
     let org = match accounts::create_org(store.as_ref(), DEMO_SLUG, "Demo Org").await {
         Ok(org) => org,
@@ -121,17 +136,18 @@ pub(super) async fn quickstart() -> anyhow::Result<()> {
         Err(ServiceError::Conflict(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    let export_dir = settings
-        .dropzone_fs_root
-        .join(DEMO_SLUG)
-        .join("import/orders");
     std::fs::create_dir_all(&export_dir)
         .with_context(|| format!("cannot create {}", export_dir.display()))?;
-    let tokens = TokenIssuer::new(&settings.jwt_secret);
-    let token =
-        accounts::issue_token(store.as_ref(), &tokens, &org, DEMO_ADMIN, DEFAULT_TTL_SECS).await?;
+    let token = accounts::issue_token(
+        store.as_ref(),
+        &app.tokens,
+        &org,
+        DEMO_ADMIN,
+        DEFAULT_TTL_SECS,
+    )
+    .await?;
 
-    run(settings, store, move |addr| {
+    run(app, move |addr| {
         println!("{}", banner(addr, &token));
     })
     .await

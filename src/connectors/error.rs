@@ -39,6 +39,10 @@ pub enum ErrorCode {
     ProtocolError,
     /// Another local I/O failure (disk full, …).
     IoError,
+    /// The export's connection was disabled before it could be delivered.
+    ConnectionDisabled,
+    /// The export archive (object storage) could not be written or read.
+    StorageUnavailable,
 }
 
 impl ErrorCode {
@@ -60,6 +64,8 @@ impl ErrorCode {
             ErrorCode::ErpRejected => "ERP_REJECTED",
             ErrorCode::ProtocolError => "PROTOCOL_ERROR",
             ErrorCode::IoError => "IO_ERROR",
+            ErrorCode::ConnectionDisabled => "CONNECTION_DISABLED",
+            ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
         }
     }
 
@@ -81,10 +87,13 @@ impl ErrorCode {
             ErrorCode::ErpRejected => "The ERP rejected the order",
             ErrorCode::ProtocolError => "SSH protocol error",
             ErrorCode::IoError => "I/O error",
+            ErrorCode::ConnectionDisabled => "The connection was disabled before delivery",
+            ErrorCode::StorageUnavailable => "The export archive is unavailable",
         }
     }
 
-    /// Whether a later retry may succeed without anyone changing anything (SPEC §7).
+    /// Whether a later retry may succeed without anyone changing anything (SPEC §7: timeout,
+    /// refused, DNS and a lost connection; everything else, `IO_ERROR` included, needs a person).
     pub fn is_transient(self) -> bool {
         matches!(
             self,
@@ -92,7 +101,8 @@ impl ErrorCode {
                 | ErrorCode::ConnectionRefused
                 | ErrorCode::DnsFailure
                 | ErrorCode::ConnectionLost
-                | ErrorCode::IoError
+                // Not the ERP's fault and not a config problem: our own storage was down.
+                | ErrorCode::StorageUnavailable
         )
     }
 }
@@ -166,6 +176,7 @@ mod tests {
             ErrorCode::PermissionDenied,
             ErrorCode::SchemaInvalid,
             ErrorCode::HostKeyMismatch,
+            ErrorCode::IoError,
         ] {
             assert!(!permanent.is_transient());
         }

@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
 use super::{
-    ConnectorConfig, ConnectorContext, ConnectorError, ErrorCode, ExportRequest, ExportResult,
-    Learned, ValidationEnv,
+    ConnectorConfig, ConnectorContext, ConnectorError, Delivered, Delivery, ErrorCode, Learned,
+    Rendered, ValidationEnv,
 };
 use crate::domain::FieldError;
+use crate::domain::order::ApprovedOrder;
+use async_trait::async_trait;
+use serde_json::{Value, json};
 
 /// Accepts any config with an optional `fail_with` error code; exports render a small JSON
 /// document without writing it anywhere.
@@ -78,26 +77,26 @@ impl super::Connector for MockConnector {
         failure(config).map_or(Ok(Learned::default()), Err)
     }
 
-    async fn export(
+    fn render(&self, order: &ApprovedOrder) -> Result<Rendered, ConnectorError> {
+        serde_json::to_vec(&json!({
+            "draft_order_id": order.draft_order_id,
+            "lines": order.lines.len(),
+        }))
+        .map(Rendered::new)
+        .map_err(|e| ConnectorError::with_detail(ErrorCode::SchemaInvalid, e))
+    }
+
+    async fn deliver(
         &self,
         _ctx: &ConnectorContext,
-        request: &ExportRequest,
+        delivery: &Delivery<'_>,
         config: &ConnectorConfig,
-    ) -> Result<ExportResult, ConnectorError> {
+    ) -> Result<Delivered, ConnectorError> {
         if let Some(err) = failure(config) {
             return Err(err);
         }
-        let content = serde_json::to_vec(&json!({
-            "draft_order_id": request.order.draft_order_id,
-            "lines": request.order.lines.len(),
-        }))
-        .map_err(|e| ConnectorError::with_detail(ErrorCode::SchemaInvalid, e))?;
-        Ok(ExportResult {
-            success: true,
-            file_name: request.file_name.clone(),
-            dropzone_path: format!("mock://{}", request.file_name),
-            content_sha256: hex::encode(Sha256::digest(&content)),
-            content,
+        Ok(Delivered {
+            dropzone_path: format!("mock://{}", delivery.file_name),
             already_present: false,
             learned: Learned::default(),
         })

@@ -10,6 +10,7 @@ pub mod config;
 pub mod dropzone_json_v1;
 pub mod error;
 pub mod mock;
+pub mod network;
 pub mod registry;
 pub mod transport;
 
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use serde::Serialize;
+use sha2::Digest;
 use uuid::Uuid;
 
 pub use self::config::ConnectorConfig;
@@ -104,7 +106,7 @@ pub struct Learned {
     pub host_key_fingerprint: Option<String>,
 }
 
-/// An export to deliver.
+/// An export to render and deliver in one go ([`Connector::export`]).
 #[derive(Debug, Clone)]
 pub struct ExportRequest {
     /// The order.
@@ -113,7 +115,47 @@ pub struct ExportRequest {
     pub file_name: String,
 }
 
-/// A delivered export.
+/// A rendered export: the exact bytes to deliver and their hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The file content.
+    pub bytes: Vec<u8>,
+    /// Lowercase hex SHA-256 of `bytes`.
+    pub sha256: String,
+}
+
+impl Rendered {
+    /// Wraps bytes, hashing them.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+        Self { bytes, sha256 }
+    }
+}
+
+/// One delivery: these bytes under this name.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The export id (stable across retries; a connector may use it to let the ERP drop
+    /// duplicates).
+    pub export_id: Uuid,
+    /// The file name, fixed when the export was created.
+    pub file_name: &'a str,
+    /// What to deliver.
+    pub content: &'a Rendered,
+}
+
+/// What a delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The final path (or URL) as the connector sees it.
+    pub dropzone_path: String,
+    /// True when an identical file was already there (a retried delivery).
+    pub already_present: bool,
+    /// Facts to store.
+    pub learned: Learned,
+}
+
+/// A delivered export ([`Connector::export`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportResult {
     /// Always true; failures are `Err`.
@@ -174,13 +216,93 @@ pub trait Connector: Send + Sync + 'static {
         ctx: &ConnectorContext,
         config: &ConnectorConfig,
     ) -> Result<Learned, ConnectorError>;
-    /// Delivers one export.
+    /// Renders an order as this connector's file, validated (pure: no I/O, same bytes every
+    /// time for the same order). A mismatch with the format is `SCHEMA_INVALID`.
+    fn render(&self, order: &ApprovedOrder) -> Result<Rendered, ConnectorError>;
+    /// Delivers rendered bytes. Called through [`run_export`]; must be safe to repeat (a
+    /// retry after a crash delivers the same bytes under the same name again).
+    async fn deliver(
+        &self,
+        ctx: &ConnectorContext,
+        delivery: &Delivery<'_>,
+        config: &ConnectorConfig,
+    ) -> Result<Delivered, ConnectorError>;
+    /// Renders and delivers in one step (tools and tests; the worker archives in between).
     async fn export(
         &self,
         ctx: &ConnectorContext,
         request: &ExportRequest,
         config: &ConnectorConfig,
-    ) -> Result<ExportResult, ConnectorError>;
+    ) -> Result<ExportResult, ConnectorError> {
+        let content = self.render(&request.order)?;
+        let delivery = Delivery {
+            export_id: request.order.draft_order_id,
+            file_name: &request.file_name,
+            content: &content,
+        };
+        let delivered = self.deliver(ctx, &delivery, config).await?;
+        Ok(ExportResult {
+            success: true,
+            file_name: request.file_name.clone(),
+            dropzone_path: delivered.dropzone_path,
+            content_sha256: content.sha256.clone(),
+            content: content.bytes,
+            already_present: delivered.already_present,
+            learned: delivered.learned,
+        })
+    }
+}
+
+/// Delivers one export with at most `limit` of time (the config's timeout, capped by the
+/// caller so a delivery cannot outlive its lease), then counts, times and logs it. A timeout is
+/// `CONNECTION_TIMEOUT` (transient).
+pub async fn run_export(
+    connector: &dyn Connector,
+    ctx: &ConnectorContext,
+    config: &ConnectorConfig,
+    delivery: &Delivery<'_>,
+    limit: Duration,
+) -> Result<Delivered, ConnectorError> {
+    let timeout = connector.timeout(config).min(limit);
+    let start = Instant::now();
+    let outcome =
+        match tokio::time::timeout(timeout, connector.deliver(ctx, delivery, config)).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectorError::with_detail(
+                ErrorCode::ConnectionTimeout,
+                format!("delivery took longer than {} s", timeout.as_secs()),
+            )),
+        };
+    let elapsed = start.elapsed();
+    let label = match &outcome {
+        Ok(_) => "success",
+        Err(e) if e.is_transient() => "transient",
+        Err(_) => "permanent",
+    };
+    metrics::counter!(metric::DELIVERY_ATTEMPTS, "outcome" => label).increment(1);
+    metrics::histogram!(metric::DELIVERY_ATTEMPT_DURATION).record(elapsed.as_secs_f64());
+    match &outcome {
+        Ok(d) => tracing::info!(
+            org_id = %ctx.org_id,
+            export_id = %delivery.export_id,
+            connector_type = connector.connector_type(),
+            file_name = delivery.file_name,
+            already_present = d.already_present,
+            latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "export delivered"
+        ),
+        Err(e) => tracing::warn!(
+            org_id = %ctx.org_id,
+            export_id = %delivery.export_id,
+            connector_type = connector.connector_type(),
+            file_name = delivery.file_name,
+            error_code = e.code.as_str(),
+            error = %e.message,
+            latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            "export delivery failed"
+        ),
+    }
+    outcome
 }
 
 /// The outcome of a connection test, in the API's shape (SPEC §5).

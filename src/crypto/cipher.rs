@@ -62,6 +62,21 @@ pub struct Decrypted {
 #[derive(Clone)]
 pub struct Keyring {
     keys: Vec<Aes256Gcm>,
+    /// Each key's check value, in the same order.
+    checks: Vec<String>,
+}
+
+/// What the key check value authenticates; changing it would orphan every recorded value.
+const KEY_CHECK_LABEL: &[u8] = b"orderflow/encryption-key-check/v1";
+
+/// `HMAC-SHA256(key, label)` as hex: identifies a key without revealing anything about it, so
+/// the database can record which key its configs are sealed with.
+fn check_value(key: &[u8; KEY_LEN]) -> Option<String> {
+    use hmac::{KeyInit as _, Mac};
+    // HMAC accepts keys of any length, so this never fails.
+    let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(key).ok()?;
+    mac.update(KEY_CHECK_LABEL);
+    Some(hex::encode(mac.finalize().into_bytes()))
 }
 
 impl fmt::Debug for Keyring {
@@ -83,7 +98,7 @@ pub fn generate_key_hex() -> String {
     hex::encode(key.as_ref())
 }
 
-fn parse_key(name: &'static str, text: &str) -> Result<Aes256Gcm, KeyError> {
+fn parse_key(name: &'static str, text: &str) -> Result<(Aes256Gcm, String), KeyError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(KeyError::Missing(name));
@@ -96,18 +111,39 @@ fn parse_key(name: &'static str, text: &str) -> Result<Aes256Gcm, KeyError> {
     }
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
     hex::decode_to_slice(text, bytes.as_mut()).map_err(|_| KeyError::NotHex(name))?;
-    Aes256Gcm::new_from_slice(bytes.as_ref()).map_err(|_| KeyError::WrongLength { name, len: 0 })
+    let cipher = Aes256Gcm::new_from_slice(bytes.as_ref())
+        .map_err(|_| KeyError::WrongLength { name, len: 0 })?;
+    let check = check_value(&bytes).ok_or(KeyError::WrongLength { name, len: 0 })?;
+    Ok((cipher, check))
 }
 
 impl Keyring {
     /// Builds a keyring from `ENCRYPTION_MASTER_KEY` and the comma-separated
     /// `ENCRYPTION_PREVIOUS_KEYS` (empty entries are ignored).
     pub fn from_hex(current: &str, previous: &str) -> Result<Self, KeyError> {
-        let mut keys = vec![parse_key("ENCRYPTION_MASTER_KEY", current)?];
-        for part in previous.split(',').filter(|p| !p.trim().is_empty()) {
-            keys.push(parse_key("ENCRYPTION_PREVIOUS_KEYS", part)?);
+        let (mut keys, mut checks) = (Vec::new(), Vec::new());
+        let parts = std::iter::once(("ENCRYPTION_MASTER_KEY", current)).chain(
+            previous
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| ("ENCRYPTION_PREVIOUS_KEYS", p)),
+        );
+        for (name, text) in parts {
+            let (cipher, check) = parse_key(name, text)?;
+            keys.push(cipher);
+            checks.push(check);
         }
-        Ok(Self { keys })
+        Ok(Self { keys, checks })
+    }
+
+    /// The current key's check value (recorded in the database when configs are sealed).
+    pub fn check_value(&self) -> &str {
+        &self.checks[0]
+    }
+
+    /// Which key (0 = current) a recorded check value belongs to, if any.
+    pub fn key_for_check(&self, check: &str) -> Option<usize> {
+        self.checks.iter().position(|c| c == check)
     }
 
     /// Encrypts with the current key and a fresh random IV: `IV ‖ ciphertext ‖ tag`.
@@ -198,6 +234,18 @@ mod tests {
             ring.decrypt(b"aad", &blob).unwrap().plaintext.expose(),
             b"{}"
         );
+    }
+
+    #[test]
+    fn check_values_identify_keys_without_revealing_them() {
+        const K2: &str = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100";
+        let ring = Keyring::from_hex(K2, K1).unwrap();
+        let old = Keyring::from_hex(K1, "").unwrap();
+        assert_eq!(ring.key_for_check(ring.check_value()), Some(0));
+        assert_eq!(ring.key_for_check(old.check_value()), Some(1));
+        assert_eq!(old.key_for_check(ring.check_value()), None);
+        assert_eq!(ring.check_value().len(), 64);
+        assert!(!ring.check_value().contains(&K2[..16]));
     }
 
     #[test]

@@ -22,6 +22,14 @@ impl Actor {
         }
     }
 
+    /// The service itself (workers).
+    pub fn system() -> Self {
+        Self {
+            user_id: None,
+            label: "system".to_owned(),
+        }
+    }
+
     /// A user acting through the API.
     pub fn user(id: Uuid, email: &str) -> Self {
         Self {
@@ -31,7 +39,9 @@ impl Actor {
     }
 }
 
-/// Action names written to the audit log.
+/// Action names written to the audit log. The first ones predate the pipeline and keep their
+/// dotted names (scripts filter on them); the pipeline's use the upper-case names the issues
+/// give (`EXPORT_ACKED`, …).
 pub mod action {
     /// Successful login.
     pub const LOGIN_SUCCEEDED: &str = "auth.login_succeeded";
@@ -59,6 +69,26 @@ pub mod action {
     pub const CONFIG_DECRYPTED: &str = "connection.config_decrypted";
     /// Config re-encrypted under the current key.
     pub const CONFIG_REENCRYPTED: &str = "connection.config_reencrypted";
+    /// Draft order stored.
+    pub const DRAFT_CREATED: &str = "DRAFT_CREATED";
+    /// Draft order approved.
+    pub const DRAFT_APPROVED: &str = "DRAFT_APPROVED";
+    /// Export created by a push or a retry-push.
+    pub const EXPORT_CREATED: &str = "EXPORT_CREATED";
+    /// Export delivered to the dropzone.
+    pub const EXPORT_SENT: &str = "EXPORT_SENT";
+    /// A delivery attempt failed transiently; another is scheduled.
+    pub const EXPORT_RETRY_SCHEDULED: &str = "EXPORT_RETRY_SCHEDULED";
+    /// Export failed for good.
+    pub const EXPORT_FAILED: &str = "EXPORT_FAILED";
+    /// The ERP acknowledged an export.
+    pub const EXPORT_ACKED: &str = "EXPORT_ACKED";
+    /// The ERP rejected an export.
+    pub const EXPORT_REJECTED: &str = "EXPORT_REJECTED";
+    /// An ack file could not be read (moved to `error/`).
+    pub const ACK_FILE_MALFORMED: &str = "ACK_FILE_MALFORMED";
+    /// An ack file names no export of this org (moved to `error/`).
+    pub const ACK_FILE_UNMATCHED: &str = "ACK_FILE_UNMATCHED";
 }
 
 /// An entry to append.

@@ -2,6 +2,8 @@
 
 pub mod audit;
 pub mod connection;
+pub mod draft;
+pub mod export;
 pub mod order;
 pub mod org;
 pub mod page;

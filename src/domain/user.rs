@@ -36,6 +36,12 @@ impl Role {
 
     /// Roles allowed to manage connectors and read the audit log.
     pub const CONNECTOR_MANAGERS: &'static [Role] = &[Role::Admin, Role::Integrator];
+    /// Every role (reading drafts and exports).
+    pub const ALL: &'static [Role] = &[Role::Admin, Role::Integrator, Role::Ops, Role::Viewer];
+    /// Roles that store drafts and run acknowledgement polls.
+    pub const DRAFT_WRITERS: &'static [Role] = &[Role::Admin, Role::Ops, Role::Integrator];
+    /// Roles that approve, push and retry drafts.
+    pub const ORDER_OPERATORS: &'static [Role] = &[Role::Admin, Role::Ops];
 }
 
 impl fmt::Display for Role {

@@ -1,6 +1,7 @@
 //! Orgs, users and tokens: the bootstrap use cases behind the CLI.
 
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::auth::password;
 use crate::auth::token::{MAX_TTL_SECS, TokenIssuer};
@@ -9,7 +10,7 @@ use crate::domain::FieldError;
 use crate::domain::audit::{Actor, NewAuditEntry, action};
 use crate::domain::org::{Org, Slug, validate_org_name};
 use crate::domain::user::{Email, MIN_PASSWORD_LEN, Role, User};
-use crate::store::{Store, StoreError};
+use crate::store::{NewUser, Store, StoreError};
 
 use super::ServiceError;
 
@@ -17,7 +18,7 @@ use super::ServiceError;
 pub async fn create_org(store: &dyn Store, slug: &str, name: &str) -> Result<Org, ServiceError> {
     let slug = Slug::parse(slug)?;
     let name = validate_org_name(name)?;
-    match store.create_org(slug.as_str(), &name).await {
+    match store.create_org(Uuid::new_v4(), slug.as_str(), &name).await {
         Err(StoreError::Conflict(_)) => {
             Err(ServiceError::Conflict(format!("org {slug} already exists")))
         }
@@ -54,51 +55,55 @@ pub async fn create_user(
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let user = match store.create_user(org.id, &email, &hash, role).await {
-        Err(StoreError::Conflict(_)) => {
-            return Err(ServiceError::Conflict(format!(
-                "user {email} already exists in {}",
-                org.slug
-            )));
-        }
-        other => other?,
+    let id = Uuid::new_v4();
+    let audit = NewAuditEntry {
+        org_id: org.id,
+        actor,
+        action: action::USER_CREATED,
+        entity_type: "user",
+        entity_id: Some(id.to_string()),
+        details: json!({ "email": email, "role": role }),
     };
-    store
-        .append_audit(&NewAuditEntry {
-            org_id: org.id,
-            actor,
-            action: action::USER_CREATED,
-            entity_type: "user",
-            entity_id: Some(user.id.to_string()),
-            details: json!({ "email": user.email, "role": user.role }),
-        })
-        .await?;
-    Ok(user)
+    let new = NewUser {
+        id,
+        org_id: org.id,
+        email: &email,
+        password_hash: &hash,
+        role,
+    };
+    match store.create_user(&new, &audit).await {
+        Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(format!(
+            "user {email} already exists in {}",
+            org.slug
+        ))),
+        other => Ok(other?),
+    }
 }
 
 /// Disables a user (tokens stop working at once) and audits it.
 pub async fn disable_user(store: &dyn Store, org: &Org, email: &str) -> Result<User, ServiceError> {
     let email = Email::parse(email)?;
+    let missing = || ServiceError::NotFound(format!("no user {email} in {}", org.slug));
     let user = store
-        .set_user_disabled(org.id, &email, true)
+        .user_by_email(org.id, &email)
+        .await?
+        .ok_or_else(missing)?
+        .user;
+    let audit = NewAuditEntry {
+        org_id: org.id,
+        actor: Actor::cli(),
+        action: action::USER_DISABLED,
+        entity_type: "user",
+        entity_id: Some(user.id.to_string()),
+        details: json!({ "email": user.email }),
+    };
+    store
+        .set_user_disabled(org.id, user.id, true, &audit)
         .await
         .map_err(|e| match e {
-            StoreError::NotFound => {
-                ServiceError::NotFound(format!("no user {email} in {}", org.slug))
-            }
+            StoreError::NotFound => missing(),
             other => other.into(),
-        })?;
-    store
-        .append_audit(&NewAuditEntry {
-            org_id: org.id,
-            actor: Actor::cli(),
-            action: action::USER_DISABLED,
-            entity_type: "user",
-            entity_id: Some(user.id.to_string()),
-            details: json!({ "email": user.email }),
         })
-        .await?;
-    Ok(user)
 }
 
 /// Issues an access token for an enabled user and audits it (not the token itself).

@@ -17,7 +17,7 @@ use crate::domain::FieldError;
 use crate::domain::audit::{Actor, NewAuditEntry, action};
 use crate::domain::connection::{Connection, ConnectionStatus};
 use crate::domain::org::Org;
-use crate::store::{NewConnection, Store, StoreError};
+use crate::store::{ConfigUpdate, NewConnection, Store, StoreError};
 
 /// The message for the one-active-connection rule (SPEC §5).
 pub const ONLY_ONE_ACTIVE: &str = "Only one active connector per org";
@@ -46,6 +46,21 @@ pub struct ConnectionDetails {
     pub config: Map<String, Value>,
     /// Names of secret fields holding a value.
     pub secrets_set: Vec<String>,
+}
+
+/// The configured keys do not match the database's configs.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyCheckError {
+    /// Neither the master key nor a previous key is the one the configs are sealed with.
+    #[error(
+        "ENCRYPTION_MASTER_KEY does not match the key this database's connector configs are sealed with \
+         (nor does any key in ENCRYPTION_PREVIOUS_KEYS); set the right key, or add it to \
+         ENCRYPTION_PREVIOUS_KEYS and run `orderflow keys rotate`"
+    )]
+    Mismatch,
+    /// The database could not be read.
+    #[error("cannot read the key check: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Outcome of `keys rotate`.
@@ -274,25 +289,22 @@ impl ConnectionService {
         names
     }
 
-    async fn audit(
-        &self,
+    /// An audit row about a connection (never with secrets).
+    fn entry(
         org_id: Uuid,
         actor: &Actor,
         action: &'static str,
         entity_id: Option<Uuid>,
         details: Value,
-    ) -> Result<(), ServiceError> {
-        self.store
-            .append_audit(&NewAuditEntry {
-                org_id,
-                actor: actor.clone(),
-                action,
-                entity_type: "erp_connection",
-                entity_id: entity_id.map(|id| id.to_string()),
-                details,
-            })
-            .await?;
-        Ok(())
+    ) -> NewAuditEntry {
+        NewAuditEntry {
+            org_id,
+            actor: actor.clone(),
+            action,
+            entity_type: "erp_connection",
+            entity_id: entity_id.map(|id| id.to_string()),
+            details,
+        }
     }
 
     fn apply_learned(config: &mut ConnectorConfig, learned: &Learned) {
@@ -334,15 +346,17 @@ impl ConnectionService {
         let mut test_result = None;
         if test_on_save {
             let result = run_test(connector.as_ref(), &ctx, &config).await;
-            self.audit(
+            let audit = Self::entry(
                 org_id,
                 actor,
                 action::CONNECTION_TESTED,
                 active.as_ref().map(|a| a.id),
                 json!({ "connector_type": connector.connector_type(), "success": result.success,
                         "error_code": result.error_code, "latency_ms": result.latency_ms, "on_save": true }),
-            )
-            .await?;
+            );
+            self.store
+                .record_connection_test(org_id, None, None, &audit)
+                .await?;
             if !result.success {
                 return Ok(SaveOutcome::TestFailed(result));
             }
@@ -352,25 +366,35 @@ impl ConnectionService {
         let tested_at = test_result.as_ref().map(|_| crate::store::now());
         let changed = Self::changed_fields(&config, stored.as_ref());
 
-        let (connection, audit_action) = match active {
+        let details =
+            json!({ "connector_type": connector.connector_type(), "changed_fields": changed });
+        let key_check = self.keyring.check_value();
+        let connection = match active {
             Some(active) => {
                 let blob = self.seal(org_id, active.id, &config)?;
-                let updated = self
-                    .store
-                    .update_connection_config(
-                        org_id,
-                        active.id,
-                        active.config_version,
-                        &blob,
-                        tested_at,
-                    )
+                let audit = Self::entry(
+                    org_id,
+                    actor,
+                    action::CONNECTION_UPDATED,
+                    Some(active.id),
+                    details,
+                );
+                let update = ConfigUpdate {
+                    org_id,
+                    id: active.id,
+                    expected_version: active.config_version,
+                    config_encrypted: &blob,
+                    last_test_at: tested_at,
+                    key_check,
+                };
+                self.store
+                    .update_connection_config(&update, Some(&audit))
                     .await?
                     .ok_or_else(|| {
                         ServiceError::Conflict(
                             "The connection was changed concurrently; try again".into(),
                         )
-                    })?;
-                (updated, action::CONNECTION_UPDATED)
+                    })?
             }
             None => {
                 let id = Uuid::new_v4();
@@ -381,19 +405,16 @@ impl ConnectionService {
                     config_encrypted: self.seal(org_id, id, &config)?,
                     last_test_at: tested_at,
                 };
-                let created = match self.store.insert_connection(&new).await {
+                let audit =
+                    Self::entry(org_id, actor, action::CONNECTION_CREATED, Some(id), details);
+                match self.store.insert_connection(&new, key_check, &audit).await {
                     Err(StoreError::Conflict(_)) => {
                         return Err(ServiceError::Conflict(ONLY_ONE_ACTIVE.into()));
                     }
                     other => other?,
-                };
-                (created, action::CONNECTION_CREATED)
+                }
             }
         };
-        let details =
-            json!({ "connector_type": connection.connector_type, "changed_fields": changed });
-        self.audit(org_id, actor, audit_action, Some(connection.id), details)
-            .await?;
         Ok(SaveOutcome::Saved {
             connection,
             test_result,
@@ -462,11 +483,12 @@ impl ConnectionService {
         };
         let ctx = self.context(&org, tested_connection.as_ref());
         let result = run_test(connector.as_ref(), &ctx, &config).await;
-        if let (true, Some(connection)) = (result.success, &tested_connection) {
-            self.after_stored_test_passed(actor, connection, config, &result.learned)
+        let passed_at = result.success.then(crate::store::now);
+        if let (Some(at), Some(connection)) = (passed_at, &tested_connection) {
+            self.record_learned(actor, connection, config, &result.learned, Some(at))
                 .await?;
         }
-        self.audit(
+        let audit = Self::entry(
             org_id,
             actor,
             action::CONNECTION_TESTED,
@@ -474,53 +496,52 @@ impl ConnectionService {
             json!({ "connector_type": connector.connector_type(), "success": result.success,
                     "error_code": result.error_code, "latency_ms": result.latency_ms,
                     "unsaved_config": tested_connection.is_none() }),
-        )
-        .await?;
+        );
+        self.store
+            .record_connection_test(
+                org_id,
+                tested_connection.as_ref().map(|c| c.id),
+                passed_at,
+                &audit,
+            )
+            .await?;
         Ok(result)
     }
 
-    /// Sets `last_test_at`, and records a host key learned on first use into the stored config.
-    async fn after_stored_test_passed(
+    /// Records a host key learned on first use (by a connection test or an export) into the
+    /// stored config: a compare-and-swap on the config version, so a config changed meanwhile
+    /// is never overwritten (it will learn its own key). `tested_at` also sets `last_test_at`.
+    pub async fn record_learned(
         &self,
         actor: &Actor,
         connection: &Connection,
         mut config: ConnectorConfig,
         learned: &Learned,
+        tested_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<(), ServiceError> {
-        let now = crate::store::now();
         let Some(fingerprint) = &learned.host_key_fingerprint else {
-            self.store
-                .record_connection_test(connection.org_id, connection.id, now)
-                .await?;
             return Ok(());
         };
         Self::apply_learned(&mut config, learned);
         let blob = self.seal(connection.org_id, connection.id, &config)?;
-        let updated = self
-            .store
-            .update_connection_config(
-                connection.org_id,
-                connection.id,
-                connection.config_version,
-                &blob,
-                Some(now),
-            )
+        let audit = Self::entry(
+            connection.org_id,
+            actor,
+            action::HOST_KEY_RECORDED,
+            Some(connection.id),
+            json!({ "host_key_fingerprint": fingerprint }),
+        );
+        let update = ConfigUpdate {
+            org_id: connection.org_id,
+            id: connection.id,
+            expected_version: connection.config_version,
+            config_encrypted: &blob,
+            last_test_at: tested_at,
+            key_check: self.keyring.check_value(),
+        };
+        self.store
+            .update_connection_config(&update, Some(&audit))
             .await?;
-        if updated.is_some() {
-            self.audit(
-                connection.org_id,
-                actor,
-                action::HOST_KEY_RECORDED,
-                Some(connection.id),
-                json!({ "host_key_fingerprint": fingerprint }),
-            )
-            .await?;
-        } else {
-            // The config changed while we tested; that newer config will learn its own key.
-            self.store
-                .record_connection_test(connection.org_id, connection.id, now)
-                .await?;
-        }
         Ok(())
     }
 
@@ -535,19 +556,17 @@ impl ConnectionService {
         let active = self
             .require_active_of_type(org_id, connector.as_ref())
             .await?;
-        let disabled = self
-            .store
-            .set_connection_status(org_id, active.id, ConnectionStatus::Disabled)
-            .await?;
-        self.audit(
+        let audit = Self::entry(
             org_id,
             actor,
             action::CONNECTION_DISABLED,
-            Some(disabled.id),
-            json!({ "connector_type": disabled.connector_type }),
-        )
-        .await?;
-        Ok(disabled)
+            Some(active.id),
+            json!({ "connector_type": active.connector_type }),
+        );
+        Ok(self
+            .store
+            .set_connection_status(org_id, active.id, ConnectionStatus::Disabled, &audit)
+            .await?)
     }
 
     /// `POST /connections/{id}/enable`: 409 if another connection is active.
@@ -565,25 +584,21 @@ impl ConnectionService {
         if connection.status == ConnectionStatus::Active {
             return Ok(connection);
         }
-        let enabled = match self
-            .store
-            .set_connection_status(org_id, id, ConnectionStatus::Active)
-            .await
-        {
-            Err(StoreError::Conflict(_)) => {
-                return Err(ServiceError::Conflict(ONLY_ONE_ACTIVE.into()));
-            }
-            other => other?,
-        };
-        self.audit(
+        let audit = Self::entry(
             org_id,
             actor,
             action::CONNECTION_ENABLED,
-            Some(enabled.id),
-            json!({ "connector_type": enabled.connector_type }),
-        )
-        .await?;
-        Ok(enabled)
+            Some(id),
+            json!({ "connector_type": connection.connector_type }),
+        );
+        match self
+            .store
+            .set_connection_status(org_id, id, ConnectionStatus::Active, &audit)
+            .await
+        {
+            Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(ONLY_ONE_ACTIVE.into())),
+            other => Ok(other?),
+        }
     }
 
     /// `orderflow connector decrypt`: one config in full, for an operator; audited.
@@ -594,14 +609,15 @@ impl ConnectionService {
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("no connection {id}")))?;
         let config = self.open(&connection)?;
-        self.audit(
-            connection.org_id,
-            &Actor::cli(),
-            action::CONFIG_DECRYPTED,
-            Some(id),
-            json!({}),
-        )
-        .await?;
+        self.store
+            .append_audit(&Self::entry(
+                connection.org_id,
+                &Actor::cli(),
+                action::CONFIG_DECRYPTED,
+                Some(id),
+                json!({}),
+            ))
+            .await?;
         Ok(config)
     }
 
@@ -637,22 +653,54 @@ impl ConnectionService {
                 .keyring
                 .encrypt(aad.as_bytes(), decrypted.plaintext.expose())
                 .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let audit = Self::entry(
+                connection.org_id,
+                &Actor::cli(),
+                action::CONFIG_REENCRYPTED,
+                Some(id),
+                json!({}),
+            );
             if self
                 .store
-                .replace_connection_blob(id, &connection.config_encrypted, &blob)
+                .replace_connection_blob(id, &connection.config_encrypted, &blob, &audit)
                 .await?
             {
                 report.rewrote += 1;
-                self.audit(
-                    connection.org_id,
-                    &Actor::cli(),
-                    action::CONFIG_REENCRYPTED,
-                    Some(id),
-                    json!({}),
-                )
-                .await?;
             }
         }
+        // Every readable config is under the current key now: so is the recorded check.
+        if report.unreadable.is_empty() {
+            self.store.set_key_check(self.keyring.check_value()).await?;
+        }
         Ok(report)
+    }
+
+    /// Refuses to start with keys that cannot open this database's configs: when a key check
+    /// is recorded, the master key or a previous key must match it. With none recorded (a
+    /// database from before the check existed), the first config that opens under any key
+    /// records it.
+    pub async fn verify_key_check(&self) -> Result<(), KeyCheckError> {
+        match self.store.key_check().await? {
+            Some(recorded) if self.keyring.key_for_check(&recorded).is_some() => Ok(()),
+            Some(_) => Err(KeyCheckError::Mismatch),
+            None => {
+                for id in self.store.all_connection_ids().await? {
+                    let Some(connection) = self.store.connection_by_id_any_org(id).await? else {
+                        continue;
+                    };
+                    let aad = connection_aad(connection.org_id, connection.id);
+                    if let Ok(d) = self
+                        .keyring
+                        .decrypt(aad.as_bytes(), &connection.config_encrypted)
+                    {
+                        if d.key_index == 0 {
+                            self.store.set_key_check(self.keyring.check_value()).await?;
+                        }
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod accounts;
 pub mod connections;
+pub mod login;
+pub mod orders;
 
 use crate::domain::FieldError;
 use crate::store::StoreError;
@@ -13,9 +15,38 @@ pub enum ServiceError {
     /// The named thing does not exist (in this org).
     #[error("{0}")]
     NotFound(String),
+    /// Missing or wrong credentials (the message is the same whatever was wrong).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Too many failed attempts; retry after this many seconds.
+    #[error("too many failed attempts; retry in {retry_after_secs} s")]
+    Throttled {
+        /// Seconds until a retry may succeed.
+        retry_after_secs: u64,
+    },
+    /// A bounded resource (the password hashing workers) stayed busy; retry shortly.
+    #[error("temporarily busy; retry in {retry_after_secs} s")]
+    Busy {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The request conflicts with the current state; `details` names what it conflicts with.
+    #[error("{message}")]
+    ConflictWith {
+        /// Human message.
+        message: String,
+        /// e.g. `{"erp_export_id": …}`.
+        details: serde_json::Value,
+    },
+    /// Something the service depends on (object storage) failed.
+    #[error("{0}")]
+    Dependency(String),
     /// An input broke a rule.
     #[error(transparent)]
     Invalid(#[from] FieldError),

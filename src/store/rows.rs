@@ -1,4 +1,5 @@
-//! Row types shared by both backends, and their conversion into domain types.
+//! Row types shared by both backends, and their conversion into domain types. A row that does
+//! not convert is `Corrupt`, never a panic.
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -7,11 +8,14 @@ use uuid::Uuid;
 use super::{StoreError, UserWithHash};
 use crate::domain::audit::AuditEntry;
 use crate::domain::connection::Connection;
+use crate::domain::draft::DraftOrder;
+use crate::domain::export::Export;
+use crate::domain::order::{Customer, OrderHeader, OrderLine, SourceDocument};
 use crate::domain::org::{Org, Slug};
 use crate::domain::user::{Email, User};
 
 #[derive(sqlx::FromRow)]
-pub(super) struct OrgRow {
+pub struct OrgRow {
     id: Uuid,
     slug: String,
     name: String,
@@ -32,7 +36,7 @@ impl TryFrom<OrgRow> for Org {
 }
 
 #[derive(sqlx::FromRow)]
-pub(super) struct UserRow {
+pub struct UserRow {
     id: Uuid,
     org_id: Uuid,
     email: String,
@@ -70,7 +74,7 @@ impl TryFrom<UserRow> for User {
 }
 
 #[derive(sqlx::FromRow)]
-pub(super) struct AuditRow {
+pub struct AuditRow {
     seq: i64,
     id: Uuid,
     org_id: Uuid,
@@ -101,7 +105,7 @@ impl From<AuditRow> for AuditEntry {
 }
 
 #[derive(sqlx::FromRow)]
-pub(super) struct ConnectionRow {
+pub struct ConnectionRow {
     id: Uuid,
     org_id: Uuid,
     connector_type: String,
@@ -127,6 +131,190 @@ impl TryFrom<ConnectionRow> for Connection {
             last_test_at: row.last_test_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
+        })
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+/// A source document as stored (JSON), with every key present.
+pub fn source_document_json(s: &SourceDocument) -> serde_json::Value {
+    serde_json::json!({
+        "document_id": s.document_id,
+        "file_name": s.file_name,
+        "sha256": s.sha256,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+pub struct DraftRow {
+    seq: i64,
+    id: Uuid,
+    org_id: Uuid,
+    status: String,
+    external_order_number: Option<String>,
+    order_date: Option<String>,
+    currency: Option<String>,
+    requested_delivery_date: Option<String>,
+    notes: Option<String>,
+    customer_id: Option<Uuid>,
+    customer_erp_number: Option<String>,
+    customer_name: Option<String>,
+    source_document: Option<Json<serde_json::Value>>,
+    approved_at: Option<DateTime<Utc>>,
+    approved_by: Option<String>,
+    erp_order_id: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn parse_date(what: &str, text: Option<String>) -> Result<Option<chrono::NaiveDate>, StoreError> {
+    text.map(|t| t.parse().map_err(|e| corrupt(what, e)))
+        .transpose()
+}
+
+impl DraftRow {
+    /// The draft with these lines.
+    pub fn into_draft(self, lines: Vec<LineRow>) -> Result<DraftOrder, StoreError> {
+        let source_document = match self.source_document {
+            None => None,
+            Some(Json(value)) => {
+                let field = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+                Some(SourceDocument {
+                    document_id: field("document_id")
+                        .map(|id| Uuid::parse_str(&id).map_err(|e| corrupt("source_document", e)))
+                        .transpose()?,
+                    file_name: field("file_name"),
+                    sha256: field("sha256"),
+                })
+            }
+        };
+        Ok(DraftOrder {
+            id: self.id,
+            org_id: self.org_id,
+            status: self
+                .status
+                .parse()
+                .map_err(|e| corrupt("draft status", e))?,
+            customer: Customer {
+                id: self.customer_id,
+                erp_customer_number: self.customer_erp_number,
+                name: self.customer_name,
+            },
+            header: OrderHeader {
+                external_order_number: self.external_order_number,
+                order_date: parse_date("order_date", self.order_date)?,
+                currency: self.currency,
+                requested_delivery_date: parse_date(
+                    "requested_delivery_date",
+                    self.requested_delivery_date,
+                )?,
+                notes: self.notes,
+            },
+            source_document,
+            lines: lines
+                .into_iter()
+                .map(OrderLine::try_from)
+                .collect::<Result<_, _>>()?,
+            approved_at: self.approved_at,
+            approved_by: self.approved_by,
+            erp_order_id: self.erp_order_id,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            seq: self.seq,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct LineRow {
+    line_no: i32,
+    internal_sku: String,
+    qty: String,
+    uom: String,
+    unit_price: Option<String>,
+    currency: Option<String>,
+    customer_sku_raw: Option<String>,
+    description: Option<String>,
+}
+
+impl TryFrom<LineRow> for OrderLine {
+    type Error = StoreError;
+
+    fn try_from(row: LineRow) -> Result<Self, StoreError> {
+        let decimal = |what: &str, text: &str| {
+            rust_decimal::Decimal::from_str_exact(text).map_err(|e| corrupt(what, e))
+        };
+        Ok(OrderLine {
+            line_no: u32::try_from(row.line_no).map_err(|e| corrupt("line_no", e))?,
+            internal_sku: row.internal_sku,
+            qty: decimal("qty", &row.qty)?,
+            uom: row.uom,
+            unit_price: row
+                .unit_price
+                .as_deref()
+                .map(|p| decimal("unit_price", p))
+                .transpose()?,
+            currency: row.currency,
+            customer_sku_raw: row.customer_sku_raw,
+            description: row.description,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct ExportRow {
+    seq: i64,
+    id: Uuid,
+    org_id: Uuid,
+    draft_order_id: Uuid,
+    erp_connection_id: Uuid,
+    /// Read by the push to tell a FAILED latest export.
+    pub status: String,
+    file_name: String,
+    dropzone_path: Option<String>,
+    export_storage_key: Option<String>,
+    content_sha256: Option<String>,
+    erp_order_id: Option<String>,
+    error_json: Option<Json<serde_json::Value>>,
+    attempts: i32,
+    idempotency_key: Option<String>,
+    next_attempt_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
+    acked_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<ExportRow> for Export {
+    type Error = StoreError;
+
+    fn try_from(row: ExportRow) -> Result<Self, StoreError> {
+        Ok(Export {
+            id: row.id,
+            org_id: row.org_id,
+            draft_order_id: row.draft_order_id,
+            erp_connection_id: row.erp_connection_id,
+            status: row
+                .status
+                .parse()
+                .map_err(|e| corrupt("export status", e))?,
+            file_name: row.file_name,
+            dropzone_path: row.dropzone_path,
+            export_storage_key: row.export_storage_key,
+            content_sha256: row.content_sha256,
+            erp_order_id: row.erp_order_id,
+            error_json: row.error_json.map(|j| j.0),
+            attempts: u32::try_from(row.attempts).map_err(|e| corrupt("attempts", e))?,
+            idempotency_key: row.idempotency_key,
+            next_attempt_at: row.next_attempt_at,
+            sent_at: row.sent_at,
+            acked_at: row.acked_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            seq: row.seq,
         })
     }
 }

@@ -1,24 +1,21 @@
 //! SQLite backend: the zero-setup default. One file, WAL journal, a busy timeout so concurrent
-//! writers wait for each other instead of failing.
+//! writers wait for each other instead of failing, and every write transaction `BEGIN
+//! IMMEDIATE`, so two transactions never both read and then both try to write (which SQLite
+//! answers with an immediate "database is locked" the busy timeout cannot help).
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use uuid::Uuid;
 
-use chrono::{DateTime, Utc};
-
-use super::rows::{AuditRow, ConnectionRow, OrgRow, UserRow};
-use super::sql::{self, impl_store};
-use super::{NewConnection, StoreError, UserWithHash};
-use crate::domain::audit::{AuditEntry, NewAuditEntry};
-use crate::domain::connection::{Connection, ConnectionStatus};
-use crate::domain::org::Org;
-use crate::domain::page::{Page, PageRequest};
-use crate::domain::user::{Email, Role, User};
-use crate::store;
+use super::accounts::impl_account_store;
+use super::audit::impl_audit_store;
+use super::connections::impl_connection_store;
+use super::exports::{export_columns, impl_export_store};
+use super::orders::impl_order_store;
+use super::{ClaimRequest, StoreError, impl_store};
+use crate::domain::export::Export;
 
 /// The SQLite implementation of [`super::Store`].
 #[derive(Debug, Clone)]
@@ -26,8 +23,33 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+/// SQLite's claim: the same candidate selection as PostgreSQL's, inside a `BEGIN IMMEDIATE`
+/// transaction (the write lock is taken first, so no other worker sees the same candidates).
+/// Excluded connections come as a JSON array of hex ids (SQLite has no arrays).
+const CLAIM: &str = concat!(
+    "WITH candidates AS (
+        SELECT id, erp_connection_id, next_attempt_at, seq FROM erp_export
+        WHERE status = 'PENDING' AND next_attempt_at <= $1
+          AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+          AND lower(hex(erp_connection_id)) NOT IN (SELECT value FROM json_each($2))
+        ORDER BY next_attempt_at, seq LIMIT $3
+    ), ranked AS (
+        SELECT id, next_attempt_at, seq, row_number() OVER (
+            PARTITION BY erp_connection_id ORDER BY next_attempt_at, seq) AS rn
+        FROM candidates
+    ), chosen AS (
+        SELECT id FROM ranked WHERE rn <= $4 ORDER BY next_attempt_at, seq LIMIT $5
+    )
+    UPDATE erp_export SET lease_owner = $6, lease_expires_at = $7, attempts = attempts + 1,
+        updated_at = $1
+    WHERE id IN (SELECT id FROM chosen)
+    RETURNING ",
+    export_columns!()
+);
+
 impl SqliteStore {
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+    const LOCK_DRAFT: &str = "SELECT status FROM draft_order WHERE org_id = $1 AND id = $2";
 
     /// Opens (creating if needed) the database at `sqlite://PATH`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -36,7 +58,8 @@ impl SqliteStore {
             .create_if_missing(true)
             .foreign_keys(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10));
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30));
         if let Some(dir) = options
             .get_filename()
             .parent()
@@ -57,6 +80,50 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// One process: pushes wake the worker in-process, nothing to send.
+    async fn notify_exports(
+        _tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn listen_exports(
+        &self,
+    ) -> Result<Option<futures::stream::BoxStream<'static, ()>>, StoreError> {
+        Ok(None)
+    }
+
+    async fn claim(&self, claim: &ClaimRequest<'_>) -> Result<Vec<Export>, StoreError> {
+        let exclude: Vec<String> = claim
+            .exclude_connections
+            .iter()
+            .map(|id| id.simple().to_string())
+            .collect();
+        let exclude = serde_json::to_string(&exclude).unwrap_or_else(|_| "[]".into());
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<super::rows::ExportRow> = sqlx::query_as(CLAIM)
+            .bind(claim.now)
+            .bind(exclude)
+            .bind(i64::from(claim.limit) * 4)
+            .bind(i64::from(claim.per_connection))
+            .bind(i64::from(claim.limit))
+            .bind(claim.worker)
+            .bind(claim.lease_until)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }
 }
 
 impl_store!(SqliteStore);
+impl_account_store!(SqliteStore);
+impl_audit_store!(SqliteStore);
+impl_connection_store!(SqliteStore);
+impl_order_store!(SqliteStore, sqlx::Sqlite);
+impl_export_store!(SqliteStore, sqlx::Sqlite);

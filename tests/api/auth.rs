@@ -44,6 +44,7 @@ async fn login_returns_a_working_bearer_token_and_audits_it() {
         .store()
         .list_audit(
             org.id,
+            None,
             orderflow::domain::page::PageRequest::parse(None, None).unwrap(),
         )
         .await
@@ -78,6 +79,7 @@ async fn wrong_credentials_are_401_and_failures_are_audited() {
         .store()
         .list_audit(
             org.id,
+            None,
             orderflow::domain::page::PageRequest::parse(None, None).unwrap(),
         )
         .await

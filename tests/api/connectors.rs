@@ -490,6 +490,55 @@ async fn no_path_leaves_the_org_folder_even_through_symlinks() {
 }
 
 #[tokio::test]
+async fn save_refuses_absolute_symlinks_and_invisible_characters_in_paths() {
+    let app = spawn_app().await;
+    let (_, _, token) = app.org_with("acme", Role::Admin).await;
+    let orders = folder(&app, "acme", "/import/orders");
+    let root = folder(&app, "acme", "/");
+    // Points back inside the org folder, but absolute: the write-time jail would refuse it.
+    std::os::unix::fs::symlink(&orders, root.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("import/orders", root.join("rel-link")).unwrap();
+    let body = assert_error(
+        app.post_json(
+            SLUG,
+            &token,
+            &json!({"mode": "filesystem", "export_path": "/abs-link"}),
+        )
+        .await,
+        422,
+        "VALIDATION_ERROR",
+    )
+    .await;
+    assert_eq!(body["error"]["details"]["field"], "export_path");
+    let resp = app
+        .post_json(
+            SLUG,
+            &token,
+            &json!({"mode": "filesystem", "export_path": "/rel-link", "test_on_save": true}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
+    for (field, path) in [
+        ("export_path", "/import/\u{202E}nosj.txt"),
+        ("export_path", "/import\u{2066}/orders"),
+        ("export_path", "/import\u{2028}orders"),
+        ("ack_path", "/acks\u{2029}"),
+        ("ack_path", "/acks\u{200B}"),
+    ] {
+        let mut config = json!({"mode": "filesystem", "export_path": "/import/orders"});
+        config[field] = json!(path);
+        let body = assert_error(
+            app.post_json(SLUG, &token, &config).await,
+            422,
+            "VALIDATION_ERROR",
+        )
+        .await;
+        assert_eq!(body["error"]["details"]["field"], field, "{path:?}");
+    }
+}
+
+#[tokio::test]
 async fn disable_enable_and_the_one_active_rule() {
     let app = spawn_app_with_mock().await;
     let (_, _, token) = app.org_with("acme", Role::Admin).await;

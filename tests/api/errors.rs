@@ -29,7 +29,7 @@ async fn every_error_has_the_standard_shape_and_request_id() {
         "FORBIDDEN",
     )
     .await;
-    assert!(body["error"]["details"].is_null());
+    assert_eq!(body["error"]["details"], serde_json::json!({}));
 
     let resp = app
         .client

@@ -7,7 +7,8 @@ use std::io::Write;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use orderflow::api::{AppState, Application};
+use orderflow::api::{AppState, Application, ServerLimits};
+use orderflow::app::App;
 use orderflow::auth::TokenIssuer;
 use orderflow::config::{LogFormat, Settings};
 use orderflow::connectors::Registry;
@@ -18,6 +19,8 @@ use orderflow::domain::org::Org;
 use orderflow::domain::user::{Role, User};
 use orderflow::service::accounts;
 use orderflow::store::{PostgresStore, SqliteStore, Store};
+use orderflow::workers::Workers;
+use orderflow::workers::delivery::{DeliveryLimits, DeliveryWorker, Step};
 use sqlx::postgres::PgConnectOptions;
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -177,8 +180,10 @@ pub fn captured_logs() -> String {
     String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
 }
 
-/// Settings for a test app; `extra` overrides defaults.
+/// Settings for a test app; `extra` overrides defaults. Exports are archived beside the
+/// dropzone root (`<root>/../objects-<name>`), so each app has its own archive.
 pub fn test_settings(dropzone_root: &std::path::Path, extra: &[(&str, &str)]) -> Settings {
+    let objects = dropzone_root.join(".objects");
     let mut map: HashMap<String, String> = HashMap::from([
         ("ENCRYPTION_MASTER_KEY".into(), TEST_KEY.into()),
         ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
@@ -187,6 +192,11 @@ pub fn test_settings(dropzone_root: &std::path::Path, extra: &[(&str, &str)]) ->
             "DROPZONE_FS_ROOT".into(),
             dropzone_root.display().to_string(),
         ),
+        (
+            "OBJECT_STORAGE_URL".into(),
+            format!("file://{}", objects.display()),
+        ),
+        ("EXPORT_RETRY_BASE_SECS".into(), "1".into()),
     ]);
     for (k, v) in extra {
         map.insert((*k).into(), (*v).into());
@@ -194,8 +204,11 @@ pub fn test_settings(dropzone_root: &std::path::Path, extra: &[(&str, &str)]) ->
     Settings::from_lookup(&|k| map.get(k).cloned()).unwrap()
 }
 
-/// A running server on port 0 with its own database and dropzone root.
+/// A running server on port 0 with its own database and dropzone root. Background workers do
+/// not run unless asked ([`TestApp::start_workers`]); tests drive delivery with
+/// [`TestApp::deliver_all`].
 pub struct TestApp {
+    pub app: Arc<App>,
     pub base: String,
     pub client: reqwest::Client,
     pub db: TestDb,
@@ -230,16 +243,24 @@ pub async fn spawn_app_with(db: TestDb, extra: &[(&str, &str)], registry: Regist
     logs();
     let dropzone_root = tempfile::tempdir().unwrap();
     let settings = test_settings(dropzone_root.path(), extra);
-    let state = AppState::with_registry(&settings, db.store.clone(), registry);
-    let app = Application::bind(settings.bind_addr, state, settings.request_timeout)
+    let app = App::assemble(settings.clone(), db.store.clone(), registry)
         .await
         .unwrap();
-    let addr = app.local_addr().unwrap();
+    let server = Application::bind(
+        settings.bind_addr,
+        AppState::from(app.clone()),
+        settings.request_timeout,
+        ServerLimits::from_settings(&settings),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
+    tokio::spawn(server.run_until(async move {
         let _ = rx.await;
     }));
     TestApp {
+        app,
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         tokens: TokenIssuer::new(&settings.jwt_secret),
@@ -253,6 +274,23 @@ pub async fn spawn_app_with(db: TestDb, extra: &[(&str, &str)], registry: Regist
 impl TestApp {
     pub fn store(&self) -> &dyn Store {
         self.db.store.as_ref()
+    }
+
+    /// Runs delivery steps until nothing is due; returns them.
+    pub async fn deliver_all(&self) -> Vec<Step> {
+        let worker = DeliveryWorker::new(self.app.clone(), DeliveryLimits::default());
+        let mut steps = Vec::new();
+        loop {
+            match worker.deliver_one().await.unwrap() {
+                Step::Idle => return steps,
+                step => steps.push(step),
+            }
+        }
+    }
+
+    /// Starts the background workers, as `serve` does; they stop when the returned value drops.
+    pub fn start_workers(&self) -> WorkersGuard {
+        WorkersGuard(Some(Workers::spawn(self.app.clone())))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -333,6 +371,17 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+}
+
+/// Stops the workers it holds when dropped.
+pub struct WorkersGuard(Option<Workers>);
+
+impl Drop for WorkersGuard {
+    fn drop(&mut self) {
+        if let Some(workers) = self.0.take() {
+            tokio::spawn(workers.shutdown(std::time::Duration::from_secs(5)));
+        }
     }
 }
 

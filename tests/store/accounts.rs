@@ -7,6 +7,7 @@ use orderflow::store::StoreError;
 use serde_json::json;
 
 use crate::common::TestDb;
+use crate::fx;
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -15,6 +16,7 @@ on_both_backends!(
     users_are_unique_per_org_and_scoped_by_org,
     audit_rows_are_isolated_by_org_and_paginate_newest_first,
     disabling_a_user_of_another_org_is_not_found,
+    a_change_without_its_audit_row_does_not_land,
 );
 
 async fn migrations_apply_twice(db: &TestDb) {
@@ -24,9 +26,9 @@ async fn migrations_apply_twice(db: &TestDb) {
 }
 
 async fn org_slugs_are_unique(db: &TestDb) {
-    let org = db.store.create_org("acme", "Acme").await.unwrap();
+    let org = fx::org(db.store.as_ref(), "acme", "Acme").await.unwrap();
     assert!(matches!(
-        db.store.create_org("acme", "Other").await,
+        fx::org(db.store.as_ref(), "acme", "Other").await,
         Err(StoreError::Conflict(_))
     ));
     let found = db.store.org_by_slug("acme").await.unwrap().unwrap();
@@ -36,24 +38,20 @@ async fn org_slugs_are_unique(db: &TestDb) {
 }
 
 async fn users_are_unique_per_org_and_scoped_by_org(db: &TestDb) {
-    let acme = db.store.create_org("acme", "Acme").await.unwrap();
-    let globex = db.store.create_org("globex", "Globex").await.unwrap();
+    let acme = fx::org(db.store.as_ref(), "acme", "Acme").await.unwrap();
+    let globex = fx::org(db.store.as_ref(), "globex", "Globex")
+        .await
+        .unwrap();
     let email = Email::parse("ann@example.com").unwrap();
-    let ann = db
-        .store
-        .create_user(acme.id, &email, "hash", Role::Ops)
+    let ann = fx::user(db.store.as_ref(), acme.id, &email, "hash", Role::Ops)
         .await
         .unwrap();
     assert!(matches!(
-        db.store
-            .create_user(acme.id, &email, "hash2", Role::Admin)
-            .await,
+        fx::user(db.store.as_ref(), acme.id, &email, "hash2", Role::Admin).await,
         Err(StoreError::Conflict(_))
     ));
     // The same e-mail is a different person in another org.
-    let other = db
-        .store
-        .create_user(globex.id, &email, "hash3", Role::Viewer)
+    let other = fx::user(db.store.as_ref(), globex.id, &email, "hash3", Role::Viewer)
         .await
         .unwrap();
     assert_ne!(ann.id, other.id);
@@ -81,8 +79,10 @@ async fn users_are_unique_per_org_and_scoped_by_org(db: &TestDb) {
 }
 
 async fn audit_rows_are_isolated_by_org_and_paginate_newest_first(db: &TestDb) {
-    let acme = db.store.create_org("acme", "Acme").await.unwrap();
-    let globex = db.store.create_org("globex", "Globex").await.unwrap();
+    let acme = fx::org(db.store.as_ref(), "acme", "Acme").await.unwrap();
+    let globex = fx::org(db.store.as_ref(), "globex", "Globex")
+        .await
+        .unwrap();
     for i in 0..5 {
         db.store
             .append_audit(&NewAuditEntry {
@@ -99,7 +99,7 @@ async fn audit_rows_are_isolated_by_org_and_paginate_newest_first(db: &TestDb) {
     let all = PageRequest::parse(None, None).unwrap();
     assert!(
         db.store
-            .list_audit(globex.id, all)
+            .list_audit(globex.id, None, all)
             .await
             .unwrap()
             .items
@@ -109,7 +109,7 @@ async fn audit_rows_are_isolated_by_org_and_paginate_newest_first(db: &TestDb) {
 
     let first = db
         .store
-        .list_audit(acme.id, PageRequest::parse(Some("2"), None).unwrap())
+        .list_audit(acme.id, None, PageRequest::parse(Some("2"), None).unwrap())
         .await
         .unwrap();
     let ids: Vec<_> = first
@@ -125,6 +125,7 @@ async fn audit_rows_are_isolated_by_org_and_paginate_newest_first(db: &TestDb) {
         .store
         .list_audit(
             acme.id,
+            None,
             PageRequest::parse(Some("3"), Some(&cursor)).unwrap(),
         )
         .await
@@ -139,28 +140,76 @@ async fn audit_rows_are_isolated_by_org_and_paginate_newest_first(db: &TestDb) {
     // A cursor from org A used by org B still shows nothing of A's.
     let leaked = db
         .store
-        .list_audit(globex.id, PageRequest::parse(None, Some(&cursor)).unwrap())
+        .list_audit(
+            globex.id,
+            None,
+            PageRequest::parse(None, Some(&cursor)).unwrap(),
+        )
         .await
         .unwrap();
     assert!(leaked.items.is_empty());
 }
 
 async fn disabling_a_user_of_another_org_is_not_found(db: &TestDb) {
-    let acme = db.store.create_org("acme", "Acme").await.unwrap();
-    let globex = db.store.create_org("globex", "Globex").await.unwrap();
+    let acme = fx::org(db.store.as_ref(), "acme", "Acme").await.unwrap();
+    let globex = fx::org(db.store.as_ref(), "globex", "Globex")
+        .await
+        .unwrap();
     let email = Email::parse("ann@example.com").unwrap();
-    db.store
-        .create_user(acme.id, &email, "hash", Role::Ops)
+    let ann = fx::user(db.store.as_ref(), acme.id, &email, "hash", Role::Ops)
         .await
         .unwrap();
     assert!(matches!(
-        db.store.set_user_disabled(globex.id, &email, true).await,
+        db.store
+            .set_user_disabled(
+                globex.id,
+                ann.id,
+                true,
+                &fx::audit(globex.id, "user.disabled")
+            )
+            .await,
         Err(StoreError::NotFound)
     ));
     let user = db
         .store
-        .set_user_disabled(acme.id, &email, true)
+        .set_user_disabled(acme.id, ann.id, true, &fx::audit(acme.id, "user.disabled"))
         .await
         .unwrap();
     assert!(user.disabled);
+}
+
+/// A change and its audit row are one transaction: when the audit row cannot be written
+/// (here: it names an org that does not exist), the change does not land either.
+async fn a_change_without_its_audit_row_does_not_land(db: &TestDb) {
+    let acme = fx::org(db.store.as_ref(), "acme", "Acme").await.unwrap();
+    let email = Email::parse("ann@example.com").unwrap();
+    let ann = fx::user(db.store.as_ref(), acme.id, &email, "hash", Role::Ops)
+        .await
+        .unwrap();
+    let orphan = fx::audit(uuid::Uuid::new_v4(), "user.disabled");
+    assert!(
+        db.store
+            .set_user_disabled(acme.id, ann.id, true, &orphan)
+            .await
+            .is_err()
+    );
+    let still = db.store.user_by_id(acme.id, ann.id).await.unwrap().unwrap();
+    assert!(!still.disabled, "the change landed without its audit row");
+    let page = PageRequest::parse(None, None).unwrap();
+    let actions: Vec<String> = db
+        .store
+        .list_audit(acme.id, None, page)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["user.created"]);
+    let only_users = db
+        .store
+        .list_audit(acme.id, Some("user.created"), page)
+        .await
+        .unwrap();
+    assert_eq!(only_users.items.len(), 1);
 }

@@ -5,6 +5,7 @@ use orderflow::store::{NewConnection, StoreError};
 use uuid::Uuid;
 
 use crate::common::TestDb;
+use crate::fx;
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -25,10 +26,8 @@ fn new_connection(org_id: Uuid, blob: &[u8]) -> NewConnection {
 }
 
 async fn the_database_refuses_a_second_active_connection(db: &TestDb) {
-    let org = db.store.create_org("acme", "Acme").await.unwrap();
-    let first = db
-        .store
-        .insert_connection(&new_connection(org.id, b"one"))
+    let org = fx::org(db.store.as_ref(), "acme", "Acme").await.unwrap();
+    let first = fx::connection(db.store.as_ref(), &new_connection(org.id, b"one"))
         .await
         .unwrap();
     assert_eq!(
@@ -36,25 +35,29 @@ async fn the_database_refuses_a_second_active_connection(db: &TestDb) {
         (ConnectionStatus::Active, 1)
     );
     assert!(matches!(
-        db.store
-            .insert_connection(&new_connection(org.id, b"two"))
-            .await,
+        fx::connection(db.store.as_ref(), &new_connection(org.id, b"two")).await,
         Err(StoreError::Conflict(_))
     ));
 
-    db.store
-        .set_connection_status(org.id, first.id, ConnectionStatus::Disabled)
-        .await
-        .unwrap();
-    let second = db
-        .store
-        .insert_connection(&new_connection(org.id, b"two"))
+    fx::set_status(
+        db.store.as_ref(),
+        org.id,
+        first.id,
+        ConnectionStatus::Disabled,
+    )
+    .await
+    .unwrap();
+    let second = fx::connection(db.store.as_ref(), &new_connection(org.id, b"two"))
         .await
         .unwrap();
     assert!(matches!(
-        db.store
-            .set_connection_status(org.id, first.id, ConnectionStatus::Active)
-            .await,
+        fx::set_status(
+            db.store.as_ref(),
+            org.id,
+            first.id,
+            ConnectionStatus::Active
+        )
+        .await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
@@ -70,16 +73,12 @@ async fn the_database_refuses_a_second_active_connection(db: &TestDb) {
 }
 
 async fn config_updates_are_compare_and_swap_on_the_version(db: &TestDb) {
-    let org = db.store.create_org("acme", "Acme").await.unwrap();
-    let c = db
-        .store
-        .insert_connection(&new_connection(org.id, b"v1"))
+    let org = fx::org(db.store.as_ref(), "acme", "Acme").await.unwrap();
+    let c = fx::connection(db.store.as_ref(), &new_connection(org.id, b"v1"))
         .await
         .unwrap();
     let at = orderflow::store::now();
-    let updated = db
-        .store
-        .update_connection_config(org.id, c.id, 1, b"v2", Some(at))
+    let updated = fx::update_config(db.store.as_ref(), org.id, c.id, 1, b"v2", Some(at))
         .await
         .unwrap()
         .unwrap();
@@ -89,15 +88,12 @@ async fn config_updates_are_compare_and_swap_on_the_version(db: &TestDb) {
     );
     assert_eq!(updated.last_test_at, Some(at));
     assert!(
-        db.store
-            .update_connection_config(org.id, c.id, 1, b"stale", None)
+        fx::update_config(db.store.as_ref(), org.id, c.id, 1, b"stale", None)
             .await
             .unwrap()
             .is_none()
     );
-    let kept = db
-        .store
-        .update_connection_config(org.id, c.id, 2, b"v3", None)
+    let kept = fx::update_config(db.store.as_ref(), org.id, c.id, 2, b"v3", None)
         .await
         .unwrap()
         .unwrap();
@@ -109,11 +105,11 @@ async fn config_updates_are_compare_and_swap_on_the_version(db: &TestDb) {
 }
 
 async fn connections_are_scoped_by_org(db: &TestDb) {
-    let acme = db.store.create_org("acme", "Acme").await.unwrap();
-    let globex = db.store.create_org("globex", "Globex").await.unwrap();
-    let c = db
-        .store
-        .insert_connection(&new_connection(acme.id, b"x"))
+    let acme = fx::org(db.store.as_ref(), "acme", "Acme").await.unwrap();
+    let globex = fx::org(db.store.as_ref(), "globex", "Globex")
+        .await
+        .unwrap();
+    let c = fx::connection(db.store.as_ref(), &new_connection(acme.id, b"x"))
         .await
         .unwrap();
     assert!(
@@ -138,41 +134,41 @@ async fn connections_are_scoped_by_org(db: &TestDb) {
             .is_empty()
     );
     assert!(
-        db.store
-            .update_connection_config(globex.id, c.id, 1, b"evil", None)
+        fx::update_config(db.store.as_ref(), globex.id, c.id, 1, b"evil", None)
             .await
             .unwrap()
             .is_none()
     );
     assert!(matches!(
-        db.store
-            .set_connection_status(globex.id, c.id, ConnectionStatus::Disabled)
-            .await,
+        fx::set_status(
+            db.store.as_ref(),
+            globex.id,
+            c.id,
+            ConnectionStatus::Disabled
+        )
+        .await,
         Err(StoreError::NotFound)
     ));
     // Each org may have its own active connection.
-    db.store
-        .insert_connection(&new_connection(globex.id, b"y"))
+    fx::connection(db.store.as_ref(), &new_connection(globex.id, b"y"))
         .await
         .unwrap();
 }
 
 async fn blob_replacement_only_swaps_the_expected_blob(db: &TestDb) {
-    let org = db.store.create_org("acme", "Acme").await.unwrap();
-    let c = db
-        .store
-        .insert_connection(&new_connection(org.id, b"old"))
+    let org = fx::org(db.store.as_ref(), "acme", "Acme").await.unwrap();
+    let c = fx::connection(db.store.as_ref(), &new_connection(org.id, b"old"))
         .await
         .unwrap();
     assert!(
         !db.store
-            .replace_connection_blob(c.id, b"other", b"new")
+            .replace_connection_blob(c.id, b"other", b"new", &fx::audit(org.id, "x"))
             .await
             .unwrap()
     );
     assert!(
         db.store
-            .replace_connection_blob(c.id, b"old", b"new")
+            .replace_connection_blob(c.id, b"old", b"new", &fx::audit(org.id, "x"))
             .await
             .unwrap()
     );
@@ -184,4 +180,14 @@ async fn blob_replacement_only_swaps_the_expected_blob(db: &TestDb) {
         .unwrap();
     assert_eq!(row.config_encrypted, b"new");
     assert_eq!(db.store.all_connection_ids().await.unwrap(), vec![c.id]);
+    // Sealing a config recorded the key check; a rotation replaces it.
+    assert_eq!(
+        db.store.key_check().await.unwrap().as_deref(),
+        Some(fx::KEY_CHECK)
+    );
+    db.store.set_key_check("rotated").await.unwrap();
+    assert_eq!(
+        db.store.key_check().await.unwrap().as_deref(),
+        Some("rotated")
+    );
 }

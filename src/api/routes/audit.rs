@@ -1,17 +1,14 @@
 //! `GET /api/v1/audit-log`.
 
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::AuthUser;
+use crate::api::extract::{AuthUser, ListQuery};
 use crate::api::state::AppState;
 use crate::domain::audit::AuditEntry;
-use crate::domain::page::PageRequest;
 use crate::domain::user::Role;
 
 /// A page of audit entries.
@@ -23,22 +20,12 @@ pub struct AuditPage {
     next_cursor: Option<String>,
 }
 
-/// Reads `limit` and `cursor` from a query string; bad values are 422.
-pub fn page_request(
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
-) -> Result<PageRequest, ApiError> {
-    let Query(params) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
-    Ok(PageRequest::parse(
-        params.get("limit").map(String::as_str),
-        params.get("cursor").map(String::as_str),
-    )?)
-}
-
 /// The org's audit log, newest first (ADMIN, INTEGRATOR).
 #[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit", security(("bearer" = [])),
     params(
         ("limit" = Option<u32>, Query, description = "1-200, default 50"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("action" = Option<String>, Query, description = "only entries with this action, e.g. EXPORT_SENT"),
     ),
     responses(
         (status = 200, body = AuditPage),
@@ -49,12 +36,16 @@ pub fn page_request(
 pub async fn list(
     State(state): State<AppState>,
     auth: AuthUser,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    query: ListQuery,
 ) -> Result<Json<AuditPage>, ApiError> {
     auth.require(Role::CONNECTOR_MANAGERS)?;
+    let action = query.get("action")?;
+    if action.is_some_and(|a| a.len() > 64) {
+        return Err(ApiError::invalid("action", "must be at most 64 characters"));
+    }
     let page = state
         .store
-        .list_audit(auth.org_id(), page_request(query)?)
+        .list_audit(auth.org_id(), action, query.page()?)
         .await?;
     Ok(Json(AuditPage {
         items: page.items,

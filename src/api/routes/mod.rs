@@ -3,5 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod connectors;
+pub mod drafts;
+pub mod exports;
 pub mod health;
 pub mod me;

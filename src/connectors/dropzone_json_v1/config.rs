@@ -4,12 +4,12 @@
 //! normalised form) and stored ones (a stored config that no longer parses is
 //! `CONFIG_UNREADABLE`).
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
+use crate::connectors::network::{HostLiteral, is_blocked, parse_host};
 use crate::connectors::transport::sftp::SftpTarget;
 use crate::connectors::{ConnectorConfig, ValidationEnv};
 use crate::crypto::SecretString;
@@ -128,6 +128,14 @@ fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }
 
+/// Invisible characters that make a path display differently from what it is: bidi overrides
+/// and isolates, zero-width characters, line and paragraph separators, the BOM.
+fn is_deceptive_format_char(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// Normalises and checks a dropzone path. `/` separates segments; empty and `.` segments are
 /// dropped; `..`, NUL and other control characters are refused. Filesystem paths may be
 /// relative to the org folder (a leading `/` means that folder's root); SFTP paths must be
@@ -144,6 +152,12 @@ pub fn normalize_path(
         return Err(field_error(
             field,
             "must not contain control characters or NUL",
+        ));
+    }
+    if raw.chars().any(is_deceptive_format_char) {
+        return Err(field_error(
+            field,
+            "must not contain invisible formatting characters (bidi overrides, zero-width, line separators)",
         ));
     }
     if must_be_absolute && !raw.starts_with('/') {
@@ -163,25 +177,30 @@ pub fn normalize_path(
     Ok(format!("/{}", segments.join("/")))
 }
 
-/// A host name or IP literal: no scheme, port, user or path.
+/// A host name or IP literal: no scheme, port, user or path. A literal in a blocked network is
+/// refused in every spelling (`[::]`, `::ffff:127.0.0.1`, `127.1`, `0x7f.0.0.1`, …) and stored
+/// in its canonical form.
 fn validate_host(raw: &str, blocked: &[IpNet]) -> Result<String, FieldError> {
-    let host = raw.trim();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        if blocked.iter().any(|net| net.contains(&ip)) {
+    let bad_name = || {
+        field_error(
+            "host",
+            "must be a plain host name or IP address (no scheme, port or path)",
+        )
+    };
+    let name = match parse_host(raw) {
+        HostLiteral::Ip(ip) if is_blocked(ip, blocked) => {
             return Err(field_error(
                 "host",
                 "is in a blocked network (CONNECTOR_BLOCKED_NETWORKS)",
             ));
         }
-        return Ok(ip.to_string());
-    }
-    let valid_name = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
+        HostLiteral::Ip(ip) => return Ok(ip.to_string()),
+        HostLiteral::BadNumeric => return Err(bad_name()),
+        HostLiteral::Name(name) => name,
+    };
+    let valid_name = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
                 && !label.starts_with('-')
@@ -190,12 +209,9 @@ fn validate_host(raw: &str, blocked: &[IpNet]) -> Result<String, FieldError> {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         });
     if valid_name {
-        Ok(host.to_ascii_lowercase())
+        Ok(name)
     } else {
-        Err(field_error(
-            "host",
-            "must be a plain host name or IP address (no scheme, port or path)",
-        ))
+        Err(bad_name())
     }
 }
 
@@ -473,6 +489,19 @@ mod tests {
                 "ack_path",
             ),
             (
+                json!({"mode": "filesystem", "export_path": "/in\u{202E}txt.json"}),
+                "export_path",
+            ),
+            (
+                json!({"mode": "filesystem", "export_path": "/in", "ack_path": "/a\u{2066}b"}),
+                "ack_path",
+            ),
+            (
+                json!({"mode": "filesystem", "export_path": "/in\u{2028}x"}),
+                "export_path",
+            ),
+            (sftp(json!({"export_path": "/in\u{200F}x"})), "export_path"),
+            (
                 json!({"mode": "filesystem", "export_path": "/x", "timeout_secs": 0}),
                 "timeout_secs",
             ),
@@ -510,6 +539,39 @@ mod tests {
         ] {
             assert_eq!(field_of(value.clone()), field, "{value}");
         }
+    }
+
+    #[test]
+    fn blocked_literals_are_refused_at_save_time_in_every_spelling() {
+        for host in [
+            "::",
+            "[::]",
+            "::0",
+            "0:0:0:0:0:0:0:0",
+            "::ffff:127.0.0.1",
+            "[::ffff:127.0.0.1]",
+            "::ffff:7f00:1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::",
+            "127.1",
+            "0x7f.0.0.1",
+            "2130706433",
+            "0177.0.0.1",
+            "0.0.0.0",
+            "fd00:ec2::254",
+            "100.100.100.200",
+            "999.1.1.1",
+        ] {
+            let value = json!({"mode": "sftp", "export_path": "/in", "host": host, "username": "u", "password": "p"});
+            assert_eq!(field_of(value), "host", "{host} was accepted");
+        }
+        let parsed = DropzoneConfig::parse(
+            &cfg(json!({"mode": "sftp", "export_path": "/in", "host": "0x5d.0xb8.0xd8.0x22", "username": "u", "password": "p"})),
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(parsed.sftp.unwrap().host, "93.184.216.34");
     }
 
     #[test]

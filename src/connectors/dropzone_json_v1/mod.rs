@@ -12,17 +12,17 @@ pub mod export_file;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 
 use self::config::{DropzoneConfig, Mode};
 use super::transport::Transport;
 use super::transport::filesystem::{FilesystemTransport, check_confined};
 use super::transport::sftp::SftpTransport;
 use super::{
-    ConnectorConfig, ConnectorContext, ConnectorError, ErrorCode, ExportRequest, ExportResult,
-    Learned, ValidationEnv,
+    ConnectorConfig, ConnectorContext, ConnectorError, Delivered, Delivery, ErrorCode, Learned,
+    Rendered, ValidationEnv,
 };
 use crate::domain::FieldError;
+use crate::domain::order::ApprovedOrder;
 
 /// The connector type.
 #[derive(Debug, Default)]
@@ -178,30 +178,29 @@ impl super::Connector for DropzoneJsonV1 {
         Ok(transport.learned())
     }
 
-    async fn export(
+    fn render(&self, order: &ApprovedOrder) -> Result<Rendered, ConnectorError> {
+        export_file::render(order).map(Rendered::new)
+    }
+
+    async fn deliver(
         &self,
         ctx: &ConnectorContext,
-        request: &ExportRequest,
+        delivery: &Delivery<'_>,
         config: &ConnectorConfig,
-    ) -> Result<ExportResult, ConnectorError> {
+    ) -> Result<Delivered, ConnectorError> {
         let parsed = parse(config)?;
-        let content = export_file::render(&request.order)?;
         let transport = DropzoneTransport::open(ctx, &parsed, true).await?;
         let published = dropzone::publish(
             transport.as_dyn(),
             &parsed.export_path,
-            &request.file_name,
-            &content,
+            delivery.file_name,
+            &delivery.content.bytes,
             parsed.atomic_write,
         )
         .await
         .map_err(|e| after_failure(ctx, e))?;
-        Ok(ExportResult {
-            success: true,
-            file_name: request.file_name.clone(),
+        Ok(Delivered {
             dropzone_path: published.path,
-            content_sha256: hex::encode(Sha256::digest(&content)),
-            content,
             already_present: published.already_present,
             learned: transport.learned(),
         })

@@ -224,6 +224,15 @@ pub fn check_confined(
         }
         match std::fs::symlink_metadata(&current) {
             Ok(meta) if meta.file_type().is_symlink() => {
+                // Writes go through a capability handle that refuses every absolute symlink,
+                // even one pointing back inside; refusing it here says so at save time.
+                let link = std::fs::read_link(&current).map_err(|_| escape())?;
+                if link.is_absolute() {
+                    return Err(FieldError::new(
+                        field,
+                        "passes through a symlink with an absolute target; use a relative one",
+                    ));
+                }
                 let target = current.canonicalize().map_err(|_| escape())?;
                 if !target.starts_with(&base_real) {
                     return Err(escape());

@@ -2,7 +2,6 @@
 //! or trusted on first use, blocked networks refused before connecting, timeouts on every
 //! step, pooled sessions, and pipelined writes.
 
-pub mod network;
 pub mod pool;
 pub mod session;
 

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::SftpTarget;
-use super::network;
+use crate::connectors::network;
 use crate::connectors::transport::Sha256Digest;
 use crate::connectors::{ConnectorError, ErrorCode};
 

@@ -1,0 +1,77 @@
+-- Draft orders and their exports (SPEC §7). SQLite flavour of the PostgreSQL schema; seq is
+-- the rowid (INTEGER PRIMARY KEY AUTOINCREMENT), so ids are UNIQUE instead of the key.
+
+-- Quantities and prices live in draft_order_line as the exact decimal text that arrived, so
+-- "10.000" is written back as 10.000.
+CREATE TABLE draft_order (
+    seq                      INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                       BLOB NOT NULL UNIQUE,
+    org_id                   BLOB NOT NULL REFERENCES org (id),
+    status                   TEXT NOT NULL
+        CHECK (status IN ('READY', 'APPROVED', 'PUSHING', 'PUSHED', 'ERROR')),
+    external_order_number    TEXT,
+    order_date               TEXT,
+    currency                 TEXT,
+    requested_delivery_date  TEXT,
+    notes                    TEXT,
+    customer_id              BLOB,
+    customer_erp_number      TEXT,
+    customer_name            TEXT,
+    source_document          TEXT,
+    approved_at              TEXT,
+    approved_by              TEXT,
+    erp_order_id             TEXT,
+    created_at               TEXT NOT NULL,
+    updated_at               TEXT NOT NULL
+);
+
+CREATE INDEX draft_order_org_seq ON draft_order (org_id, seq DESC);
+CREATE INDEX draft_order_org_status_seq ON draft_order (org_id, status, seq DESC);
+
+CREATE TABLE draft_order_line (
+    draft_order_id    BLOB NOT NULL REFERENCES draft_order (id) ON DELETE CASCADE,
+    line_no           INTEGER NOT NULL CHECK (line_no >= 1),
+    internal_sku      TEXT NOT NULL,
+    qty               TEXT NOT NULL,
+    uom               TEXT NOT NULL,
+    unit_price        TEXT,
+    currency          TEXT,
+    customer_sku_raw  TEXT,
+    description       TEXT,
+    PRIMARY KEY (draft_order_id, line_no)
+);
+
+-- One delivery of a draft to the org's active connection; see the PostgreSQL migration.
+CREATE TABLE erp_export (
+    seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                  BLOB NOT NULL UNIQUE,
+    org_id              BLOB NOT NULL REFERENCES org (id),
+    draft_order_id      BLOB NOT NULL REFERENCES draft_order (id),
+    erp_connection_id   BLOB NOT NULL REFERENCES erp_connection (id),
+    status              TEXT NOT NULL CHECK (status IN ('PENDING', 'SENT', 'ACKED', 'FAILED')),
+    file_name           TEXT NOT NULL,
+    dropzone_path       TEXT,
+    export_storage_key  TEXT,
+    content_sha256      TEXT,
+    erp_order_id        TEXT,
+    error_json          TEXT,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    idempotency_key     TEXT,
+    next_attempt_at     TEXT NOT NULL,
+    lease_owner         BLOB,
+    lease_expires_at    TEXT,
+    sent_at             TEXT,
+    acked_at            TEXT,
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL
+);
+
+CREATE UNIQUE INDEX erp_export_one_live_per_draft ON erp_export (draft_order_id)
+    WHERE status IN ('PENDING', 'SENT', 'ACKED');
+CREATE UNIQUE INDEX erp_export_idempotency ON erp_export (draft_order_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX erp_export_due ON erp_export (next_attempt_at, seq) WHERE status = 'PENDING';
+CREATE INDEX erp_export_org_file ON erp_export (org_id, file_name);
+CREATE INDEX erp_export_org_seq ON erp_export (org_id, seq DESC);
+CREATE INDEX erp_export_org_status_seq ON erp_export (org_id, status, seq DESC);
+CREATE INDEX erp_export_draft ON erp_export (draft_order_id, seq DESC);

@@ -1,0 +1,123 @@
+//! The one place the application is built: database, keyring, connector registry, archive and
+//! services, for `serve`, `worker`, the CLI and the tests alike. Building also checks that the
+//! configured encryption keys fit the database (issue 7), so a wrong key stops the process at
+//! start instead of answering 500 for every connection later.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Notify;
+
+use crate::archive::{Archive, ArchiveError};
+use crate::auth::TokenIssuer;
+use crate::auth::password::Hasher;
+use crate::auth::throttle::LoginThrottle;
+use crate::config::Settings;
+use crate::connectors::{ConnectorEnv, Registry};
+use crate::crypto::Keyring;
+use crate::service::connections::{ConnectionService, KeyCheckError};
+use crate::service::login::LoginService;
+use crate::service::orders::OrderService;
+use crate::store::{self, Store, StoreError};
+
+/// Why the application could not be built; each message is one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The database is unreachable or a migration failed.
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    /// The archive cannot be opened.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// The encryption keys do not fit the stored configs.
+    #[error(transparent)]
+    KeyCheck(#[from] KeyCheckError),
+}
+
+/// Everything the API, the workers and the CLI use. Cheap to share (`Arc<App>`).
+pub struct App {
+    /// The settings it was built from.
+    pub settings: Settings,
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Config cipher keys.
+    pub keyring: Arc<Keyring>,
+    /// Access tokens.
+    pub tokens: Arc<TokenIssuer>,
+    /// Connector types.
+    pub registry: Arc<Registry>,
+    /// Shared connector resources (dropzone root, network policy, SFTP session pool).
+    pub connector_env: Arc<ConnectorEnv>,
+    /// The export archive.
+    pub archive: Archive,
+    /// Connection use cases.
+    pub connections: ConnectionService,
+    /// Logging in.
+    pub login: LoginService,
+    /// Drafts, pushes and exports.
+    pub orders: OrderService,
+    /// Notified on every push, so an in-process delivery worker starts at once.
+    pub wake_delivery: Arc<Notify>,
+    /// Prometheus renderer.
+    pub metrics: PrometheusHandle,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("registry", &self.registry)
+            .field("archive", &self.archive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Opens the database named in the settings, applies migrations and builds everything.
+    pub async fn build(settings: Settings) -> Result<Arc<App>, BuildError> {
+        let store = store::connect(&settings.database.url).await?;
+        store.migrate().await?;
+        Self::assemble(settings, store, Registry::default()).await
+    }
+
+    /// Builds on an open, migrated store with a chosen registry (tests add `MOCK`).
+    pub async fn assemble(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        registry: Registry,
+    ) -> Result<Arc<App>, BuildError> {
+        let keyring = Arc::new(settings.keyring.clone());
+        let tokens = Arc::new(TokenIssuer::new(&settings.jwt_secret));
+        let registry = Arc::new(registry);
+        let connector_env = Arc::new(ConnectorEnv::from_settings(&settings));
+        let archive = Archive::open(&settings.object_storage)?;
+        let wake_delivery = Arc::new(Notify::new());
+        let connections = ConnectionService::new(
+            store.clone(),
+            keyring.clone(),
+            registry.clone(),
+            connector_env.clone(),
+        );
+        connections.verify_key_check().await?;
+        let login = LoginService::new(
+            store.clone(),
+            tokens.clone(),
+            Arc::new(Hasher::for_this_machine()),
+            Arc::new(LoginThrottle::default()),
+        );
+        let orders = OrderService::new(store.clone(), archive.clone(), wake_delivery.clone());
+        Ok(Arc::new(App {
+            settings,
+            store,
+            keyring,
+            tokens,
+            registry,
+            connector_env,
+            archive,
+            connections,
+            login,
+            orders,
+            wake_delivery,
+            metrics: crate::telemetry::metrics_handle(),
+        }))
+    }
+}

@@ -1,0 +1,317 @@
+//! Draft orders and pushes (SPEC §7): store a draft, approve it, push it (creating an export
+//! for the org's active connection, exactly once however often and however concurrently the
+//! request arrives), retry a failed push, and read drafts and exports back.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::ServiceError;
+use crate::archive::Archive;
+use crate::domain::audit::{Actor, NewAuditEntry, action};
+use crate::domain::draft::{DraftInput, DraftOrder, DraftStatus};
+use crate::domain::export::{Export, ExportStatus};
+use crate::domain::order::export_file_name;
+use crate::domain::page::{Page, PageRequest};
+use crate::store::{NewPush, PushOutcome, Store, StoreError};
+use crate::telemetry::metric;
+
+/// The message when the org has no active connection (SPEC §7).
+pub const NO_ACTIVE_CONNECTOR: &str = "No active ERP connector";
+
+/// A push's answer: the export and the draft's status (SPEC §7: `202 {status, erp_export_id}`).
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The export created now, or found by the repeated `Idempotency-Key`.
+    pub export: Export,
+    /// The draft's status.
+    pub draft_status: DraftStatus,
+    /// False when the key was seen before.
+    pub created: bool,
+}
+
+/// Which push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushKind {
+    /// `POST /draft-orders/{id}/push`: from APPROVED.
+    Push,
+    /// `POST /draft-orders/{id}/retry-push`: from ERROR, when the latest export FAILED.
+    Retry,
+}
+
+/// Draft and export use cases.
+#[derive(Clone)]
+pub struct OrderService {
+    store: Arc<dyn Store>,
+    archive: Archive,
+    wake_delivery: Arc<Notify>,
+}
+
+impl std::fmt::Debug for OrderService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderService").finish_non_exhaustive()
+    }
+}
+
+fn draft_entry(
+    org_id: Uuid,
+    actor: &Actor,
+    action: &'static str,
+    id: Uuid,
+    details: serde_json::Value,
+) -> NewAuditEntry {
+    NewAuditEntry {
+        org_id,
+        actor: actor.clone(),
+        action,
+        entity_type: "draft_order",
+        entity_id: Some(id.to_string()),
+        details,
+    }
+}
+
+impl OrderService {
+    /// Builds the service; `wake_delivery` is notified after every push.
+    pub fn new(store: Arc<dyn Store>, archive: Archive, wake_delivery: Arc<Notify>) -> Self {
+        Self {
+            store,
+            archive,
+            wake_delivery,
+        }
+    }
+
+    /// `POST /draft-orders`: validates and stores a READY draft.
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        org_id: Uuid,
+        input: DraftInput,
+    ) -> Result<DraftOrder, ServiceError> {
+        let draft = input.validate()?;
+        let id = Uuid::new_v4();
+        let audit = draft_entry(
+            org_id,
+            actor,
+            action::DRAFT_CREATED,
+            id,
+            json!({ "lines": draft.lines.len(),
+                    "external_order_number": draft.header.external_order_number }),
+        );
+        Ok(self.store.insert_draft(id, org_id, &draft, &audit).await?)
+    }
+
+    fn draft_not_found() -> ServiceError {
+        ServiceError::NotFound("Draft order not found".into())
+    }
+
+    /// One draft with its exports (newest first).
+    pub async fn get(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+    ) -> Result<(DraftOrder, Vec<Export>), ServiceError> {
+        let draft = self
+            .store
+            .draft(org_id, id)
+            .await?
+            .ok_or_else(Self::draft_not_found)?;
+        let exports = self.store.exports_of_draft(org_id, id).await?;
+        Ok((draft, exports))
+    }
+
+    /// The org's drafts, newest first.
+    pub async fn list(
+        &self,
+        org_id: Uuid,
+        status: Option<DraftStatus>,
+        page: PageRequest,
+    ) -> Result<Page<DraftOrder>, ServiceError> {
+        Ok(self.store.list_drafts(org_id, status, page).await?)
+    }
+
+    /// `READY → APPROVED`; 409 from any other status.
+    pub async fn approve(
+        &self,
+        actor: &Actor,
+        approver_email: &str,
+        org_id: Uuid,
+        id: Uuid,
+    ) -> Result<DraftOrder, ServiceError> {
+        let at = crate::store::now();
+        let audit = draft_entry(org_id, actor, action::DRAFT_APPROVED, id, json!({}));
+        if let Some(draft) = self
+            .store
+            .approve_draft(org_id, id, approver_email, at, &audit)
+            .await?
+        {
+            return Ok(draft);
+        }
+        let draft = self
+            .store
+            .draft(org_id, id)
+            .await?
+            .ok_or_else(Self::draft_not_found)?;
+        Err(ServiceError::ConflictWith {
+            message: format!(
+                "Draft order is {}; only READY drafts can be approved",
+                draft.status
+            ),
+            details: json!({ "status": draft.status }),
+        })
+    }
+
+    /// Push or retry-push: creates a PENDING export for the org's active connection and wakes
+    /// the delivery workers. With an `Idempotency-Key` seen before for this draft, answers that
+    /// export again, whatever happened since.
+    pub async fn push(
+        &self,
+        actor: &Actor,
+        org_id: Uuid,
+        draft_id: Uuid,
+        idempotency_key: Option<&str>,
+        kind: PushKind,
+    ) -> Result<Pushed, ServiceError> {
+        let connection = self.store.active_connection(org_id).await?;
+        let now = crate::store::now();
+        let export_id = Uuid::new_v4();
+        let file_name = export_file_name(draft_id, now);
+        let (action_name, from): (_, &[DraftStatus]) = match kind {
+            PushKind::Push => (action::EXPORT_CREATED, &[DraftStatus::Approved]),
+            PushKind::Retry => (action::EXPORT_CREATED, &[DraftStatus::Error]),
+        };
+        let audit = NewAuditEntry {
+            org_id,
+            actor: actor.clone(),
+            action: action_name,
+            entity_type: "erp_export",
+            entity_id: Some(export_id.to_string()),
+            details: json!({ "draft_order_id": draft_id, "file_name": file_name,
+                             "retry": kind == PushKind::Retry,
+                             "erp_connection_id": connection.as_ref().map(|c| c.id) }),
+        };
+        // Without a connection nothing can be created, but a repeated key still finds its
+        // export, so the check runs inside the push only when it matters.
+        let push = NewPush {
+            org_id,
+            draft_id,
+            connection_id: connection.as_ref().map_or(Uuid::nil(), |c| c.id),
+            export_id,
+            file_name: &file_name,
+            idempotency_key,
+            from: if connection.is_some() { from } else { &[] },
+            latest_must_be_failed: kind == PushKind::Retry,
+            now,
+            audit: &audit,
+        };
+        let outcome = match self.store.push_draft(&push).await {
+            // A concurrent push of the same draft won the race (unique index): report it.
+            Err(StoreError::Conflict(_)) => self.store.push_draft(&push).await?,
+            other => other?,
+        };
+        match outcome {
+            PushOutcome::Created(export) => {
+                metrics::counter!(metric::EXPORTS, "status" => "PENDING").increment(1);
+                self.wake_delivery.notify_one();
+                Ok(Pushed {
+                    export,
+                    draft_status: DraftStatus::Pushing,
+                    created: true,
+                })
+            }
+            PushOutcome::Replayed {
+                export,
+                draft_status,
+            } => Ok(Pushed {
+                export,
+                draft_status,
+                created: false,
+            }),
+            PushOutcome::DraftNotFound => Err(Self::draft_not_found()),
+            PushOutcome::WrongStatus {
+                status,
+                live_export,
+            } => Err(Self::refusal(
+                kind,
+                status,
+                live_export,
+                connection.is_some(),
+            )),
+        }
+    }
+
+    fn refusal(
+        kind: PushKind,
+        status: DraftStatus,
+        live: Option<Export>,
+        has_connection: bool,
+    ) -> ServiceError {
+        let expected = match kind {
+            PushKind::Push => DraftStatus::Approved,
+            PushKind::Retry => DraftStatus::Error,
+        };
+        if let Some(live) = live.filter(|e| e.status != ExportStatus::Failed) {
+            return ServiceError::ConflictWith {
+                message: format!(
+                    "Draft order already has export {} ({}); it is {}",
+                    live.id, live.status, status
+                ),
+                details: json!({ "erp_export_id": live.id, "export_status": live.status,
+                                 "status": status }),
+            };
+        }
+        if !has_connection && status == expected {
+            return ServiceError::Conflict(NO_ACTIVE_CONNECTOR.into());
+        }
+        let message = match kind {
+            PushKind::Push => {
+                format!("Draft order is {status}; only APPROVED drafts can be pushed")
+            }
+            PushKind::Retry => format!(
+                "Draft order is {status}; retry-push needs a draft in ERROR whose latest export FAILED"
+            ),
+        };
+        ServiceError::ConflictWith {
+            message,
+            details: json!({ "status": status }),
+        }
+    }
+
+    /// The org's exports, newest first.
+    pub async fn list_exports(
+        &self,
+        org_id: Uuid,
+        status: Option<ExportStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Export>, ServiceError> {
+        Ok(self.store.list_exports(org_id, status, page).await?)
+    }
+
+    /// One export.
+    pub async fn export(&self, org_id: Uuid, id: Uuid) -> Result<Export, ServiceError> {
+        self.store
+            .export(org_id, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("Export not found".into()))
+    }
+
+    /// The archived file of an export; 404 until the worker archived it.
+    pub async fn export_file(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+    ) -> Result<(Export, Vec<u8>), ServiceError> {
+        let export = self.export(org_id, id).await?;
+        let key = export
+            .export_storage_key
+            .clone()
+            .ok_or_else(|| ServiceError::NotFound("The export file is not archived yet".into()))?;
+        let bytes = self
+            .archive
+            .get(&key)
+            .await
+            .map_err(|e| ServiceError::Dependency(e.to_string()))?;
+        Ok((export, bytes))
+    }
+}

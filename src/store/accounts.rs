@@ -1,0 +1,203 @@
+//! Orgs and users. Creations and changes are written with their audit row in one transaction.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::domain::audit::NewAuditEntry;
+use crate::domain::org::Org;
+use crate::domain::user::{Email, Role, User};
+
+/// A user together with its password hash (only the login path needs the hash).
+#[derive(Debug, Clone)]
+pub struct UserWithHash {
+    /// The user.
+    pub user: User,
+    /// PHC-format Argon2id hash.
+    pub password_hash: String,
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    /// Chosen by the caller, so the audit row can name it.
+    pub id: Uuid,
+    /// Owning org.
+    pub org_id: Uuid,
+    /// Login e-mail.
+    pub email: &'a Email,
+    /// PHC hash.
+    pub password_hash: &'a str,
+    /// Role.
+    pub role: Role,
+}
+
+/// Orgs and users.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates an org; `Conflict` if the slug is taken. (Bootstrap, not audited: the audit log
+    /// is per org and starts with the org's first user.)
+    async fn create_org(&self, id: Uuid, slug: &str, name: &str) -> Result<Org, StoreError>;
+    /// Looks an org up by slug (login and bootstrap; not tenant-scoped by nature).
+    async fn org_by_slug(&self, slug: &str) -> Result<Option<Org>, StoreError>;
+    /// Looks an org up by id.
+    async fn org_by_id(&self, org_id: Uuid) -> Result<Option<Org>, StoreError>;
+    /// Creates a user with its audit row; `Conflict` if the e-mail exists in the org.
+    async fn create_user(
+        &self,
+        new: &NewUser<'_>,
+        audit: &NewAuditEntry,
+    ) -> Result<User, StoreError>;
+    /// A user of `org_id` by e-mail, with the hash.
+    async fn user_by_email(
+        &self,
+        org_id: Uuid,
+        email: &Email,
+    ) -> Result<Option<UserWithHash>, StoreError>;
+    /// A user of `org_id` by id.
+    async fn user_by_id(&self, org_id: Uuid, user_id: Uuid) -> Result<Option<User>, StoreError>;
+    /// Sets the disabled flag with its audit row; `NotFound` if no such user in the org.
+    async fn set_user_disabled(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        disabled: bool,
+        audit: &NewAuditEntry,
+    ) -> Result<User, StoreError>;
+}
+
+pub(super) const INSERT_ORG: &str = "INSERT INTO org (id, slug, name, created_at) \
+    VALUES ($1, $2, $3, $4) RETURNING id, slug, name, created_at";
+pub(super) const ORG_BY_SLUG: &str = "SELECT id, slug, name, created_at FROM org WHERE slug = $1";
+pub(super) const ORG_BY_ID: &str = "SELECT id, slug, name, created_at FROM org WHERE id = $1";
+pub(super) const INSERT_USER: &str = "INSERT INTO app_user \
+    (id, org_id, email, password_hash, role, disabled, created_at) \
+    VALUES ($1, $2, $3, $4, $5, FALSE, $6) \
+    RETURNING id, org_id, email, password_hash, role, disabled, created_at";
+pub(super) const USER_BY_EMAIL: &str = "SELECT id, org_id, email, password_hash, role, disabled, \
+    created_at FROM app_user WHERE org_id = $1 AND email = $2";
+pub(super) const USER_BY_ID: &str = "SELECT id, org_id, email, password_hash, role, disabled, \
+    created_at FROM app_user WHERE org_id = $1 AND id = $2";
+pub(super) const SET_USER_DISABLED: &str = "UPDATE app_user SET disabled = $3 \
+    WHERE org_id = $1 AND id = $2 \
+    RETURNING id, org_id, email, password_hash, role, disabled, created_at";
+
+/// Implements [`AccountStore`] for a backend.
+macro_rules! impl_account_store {
+    ($backend:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::AccountStore for $backend {
+            async fn create_org(
+                &self,
+                id: uuid::Uuid,
+                slug: &str,
+                name: &str,
+            ) -> Result<$crate::domain::org::Org, $crate::store::StoreError> {
+                let row: $crate::store::rows::OrgRow =
+                    sqlx::query_as($crate::store::accounts::INSERT_ORG)
+                        .bind(id)
+                        .bind(slug)
+                        .bind(name)
+                        .bind($crate::store::now())
+                        .fetch_one(&self.pool)
+                        .await?;
+                row.try_into()
+            }
+
+            async fn org_by_slug(
+                &self,
+                slug: &str,
+            ) -> Result<Option<$crate::domain::org::Org>, $crate::store::StoreError> {
+                let row: Option<$crate::store::rows::OrgRow> =
+                    sqlx::query_as($crate::store::accounts::ORG_BY_SLUG)
+                        .bind(slug)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn org_by_id(
+                &self,
+                org_id: uuid::Uuid,
+            ) -> Result<Option<$crate::domain::org::Org>, $crate::store::StoreError> {
+                let row: Option<$crate::store::rows::OrgRow> =
+                    sqlx::query_as($crate::store::accounts::ORG_BY_ID)
+                        .bind(org_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn create_user(
+                &self,
+                new: &$crate::store::NewUser<'_>,
+                audit: &$crate::domain::audit::NewAuditEntry,
+            ) -> Result<$crate::domain::user::User, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let row: $crate::store::rows::UserRow =
+                    sqlx::query_as($crate::store::accounts::INSERT_USER)
+                        .bind(new.id)
+                        .bind(new.org_id)
+                        .bind(new.email.as_str())
+                        .bind(new.password_hash)
+                        .bind(new.role.as_str())
+                        .bind($crate::store::now())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                tx.commit().await?;
+                row.try_into()
+            }
+
+            async fn user_by_email(
+                &self,
+                org_id: uuid::Uuid,
+                email: &$crate::domain::user::Email,
+            ) -> Result<Option<$crate::store::UserWithHash>, $crate::store::StoreError> {
+                let row: Option<$crate::store::rows::UserRow> =
+                    sqlx::query_as($crate::store::accounts::USER_BY_EMAIL)
+                        .bind(org_id)
+                        .bind(email.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn user_by_id(
+                &self,
+                org_id: uuid::Uuid,
+                user_id: uuid::Uuid,
+            ) -> Result<Option<$crate::domain::user::User>, $crate::store::StoreError> {
+                let row: Option<$crate::store::rows::UserRow> =
+                    sqlx::query_as($crate::store::accounts::USER_BY_ID)
+                        .bind(org_id)
+                        .bind(user_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn set_user_disabled(
+                &self,
+                org_id: uuid::Uuid,
+                user_id: uuid::Uuid,
+                disabled: bool,
+                audit: &$crate::domain::audit::NewAuditEntry,
+            ) -> Result<$crate::domain::user::User, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                let row: Option<$crate::store::rows::UserRow> =
+                    sqlx::query_as($crate::store::accounts::SET_USER_DISABLED)
+                        .bind(org_id)
+                        .bind(user_id)
+                        .bind(disabled)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let row = row.ok_or($crate::store::StoreError::NotFound)?;
+                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                tx.commit().await?;
+                row.try_into()
+            }
+        }
+    };
+}
+pub(super) use impl_account_store;
