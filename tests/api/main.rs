@@ -9,3 +9,4 @@ mod connectors;
 mod encryption;
 mod errors;
 mod health;
+mod orders;
