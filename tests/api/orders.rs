@@ -155,7 +155,7 @@ async fn an_approved_draft_is_pushed_delivered_once_and_archived() {
     assert_eq!(key, format!("exports/{org_id}/{file_name}"));
 
     // Exactly one file, no .tmp, and it is byte for byte the archived object.
-    assert_eq!(files(&dir), [file_name.clone()]);
+    assert_eq!(files(&dir), std::slice::from_ref(&file_name));
     let written = std::fs::read(dir.join(&file_name)).unwrap();
     let archived = std::fs::read(app.dropzone_root.path().join(".objects").join(key)).unwrap();
     assert_eq!(written, archived);
