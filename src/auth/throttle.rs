@@ -120,7 +120,7 @@ impl LoginThrottle {
         }
     }
 
-    /// Counts a failed attempt; Err when it used up the last allowance (answer 429 then too).
+    /// Counts a failed attempt; Err when it used up the last allowance (the key is blocked now).
     pub fn failed(
         &self,
         client: Option<IpAddr>,

@@ -104,15 +104,18 @@ impl LoginService {
             })
     }
 
-    /// Counts a failure and answers 401, or 429 when this failure used up the allowance.
+    /// Counts a failure and answers 401. An attempt that used up the allowance still gets its
+    /// 401 (it was allowed to start); the attempts after it get 429 before any work.
     fn failure(&self, attempt: &LoginAttempt<'_>) -> ServiceError {
-        match self
+        if self
             .throttle
             .failed(attempt.client, attempt.org_slug, attempt.email)
+            .is_err()
         {
-            Ok(()) => ServiceError::Unauthenticated(BAD_CREDENTIALS),
-            Err(t) => throttled(t),
+            metrics::counter!(crate::telemetry::metric::LOGIN_REFUSED, "reason" => "throttled")
+                .increment(1);
         }
+        ServiceError::Unauthenticated(BAD_CREDENTIALS)
     }
 
     /// Checks the credentials and issues a token. Wrong org, e-mail or password: the same 401

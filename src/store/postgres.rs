@@ -41,11 +41,11 @@ const CLAIM: &str = concat!(
             PARTITION BY erp_connection_id ORDER BY next_attempt_at, seq) AS rn
         FROM candidates
     ), chosen AS (
-        SELECT id FROM ranked WHERE rn <= $4 ORDER BY next_attempt_at, seq LIMIT $5
+        SELECT id AS chosen_id FROM ranked WHERE rn <= $4 ORDER BY next_attempt_at, seq LIMIT $5
     )
     UPDATE erp_export SET lease_owner = $6, lease_expires_at = $7,
         attempts = erp_export.attempts + 1, updated_at = $1
-    FROM chosen WHERE erp_export.id = chosen.id
+    FROM chosen WHERE erp_export.id = chosen.chosen_id
     RETURNING ",
     export_columns!()
 );

@@ -98,8 +98,20 @@ fn files(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn an_approved_draft_is_pushed_delivered_once_and_archived() {
-    let app = spawn_app().await;
+async fn an_approved_draft_is_pushed_delivered_once_and_archived_sqlite() {
+    an_approved_draft_is_pushed_delivered_once_and_archived(TestDb::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn an_approved_draft_is_pushed_delivered_once_and_archived_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    an_approved_draft_is_pushed_delivered_once_and_archived(db).await;
+}
+
+async fn an_approved_draft_is_pushed_delivered_once_and_archived(db: TestDb) {
+    let app = spawn_app_on(db, &[]).await;
     let (token, dir) = org_with_dropzone(&app, "acme").await;
     let draft = create_draft(&app, &token).await;
     assert_eq!(draft["status"], "READY");

@@ -44,6 +44,9 @@ pub enum Backend {
 pub struct TestDb {
     pub store: Arc<dyn Store>,
     pub backend: Backend,
+    /// A `DATABASE_URL` for child processes that reaches this same database (for PostgreSQL,
+    /// with the schema on the search path).
+    pub url: String,
     /// Raw pools for tests that look at rows directly.
     pub sqlite: Option<SqliteStore>,
     pub postgres: Option<PostgresStore>,
@@ -61,6 +64,7 @@ impl TestDb {
         TestDb {
             store: Arc::new(store.clone()),
             backend: Backend::Sqlite,
+            url,
             sqlite: Some(store),
             postgres: None,
             pg_schema: None,
@@ -88,9 +92,12 @@ impl TestDb {
             .options([("search_path", schema.as_str())]);
         let store = PostgresStore::connect_with(options).await.unwrap();
         store.migrate_now().await;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let child_url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
         Some(TestDb {
             store: Arc::new(store.clone()),
             backend: Backend::Postgres,
+            url: child_url,
             sqlite: None,
             postgres: Some(store),
             pg_schema: Some((url, schema)),
