@@ -192,7 +192,10 @@ macro_rules! impl_account_store {
                         .bind(disabled)
                         .fetch_optional(&mut *tx)
                         .await?;
-                let row = row.ok_or($crate::store::StoreError::NotFound)?;
+                let Some(row) = row else {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::NotFound);
+                };
                 $crate::store::audit::insert_audit!(&mut *tx, audit)?;
                 tx.commit().await?;
                 row.try_into()

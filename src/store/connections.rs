@@ -257,6 +257,7 @@ macro_rules! impl_connection_store {
                         .fetch_optional(&mut *tx)
                         .await?;
                 let Some(row) = row else {
+                    tx.rollback().await?;
                     return Ok(None);
                 };
                 sqlx::query(q::RECORD_KEY_CHECK_IF_ABSENT)
@@ -308,7 +309,10 @@ macro_rules! impl_connection_store {
                         .bind($crate::store::now())
                         .fetch_optional(&mut *tx)
                         .await?;
-                let row = row.ok_or($crate::store::StoreError::NotFound)?;
+                let Some(row) = row else {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::NotFound);
+                };
                 $crate::store::audit::insert_audit!(&mut *tx, audit)?;
                 tx.commit().await?;
                 row.try_into()
@@ -352,6 +356,7 @@ macro_rules! impl_connection_store {
                     .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() != 1 {
+                    tx.rollback().await?;
                     return Ok(false);
                 }
                 $crate::store::audit::insert_audit!(&mut *tx, audit)?;

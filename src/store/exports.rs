@@ -146,7 +146,7 @@ pub trait ExportStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Exports waiting for delivery (all orgs).
     async fn queue_depth(&self) -> Result<i64, StoreError>;
-    /// When the earliest PENDING export is due, if any.
+    /// When the earliest PENDING export can next be claimed (due and not leased), if any.
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
 
@@ -213,8 +213,10 @@ pub(super) const MARK_FAILED: &str = "UPDATE erp_export SET status = 'FAILED', e
     lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
     WHERE id = $1 AND lease_owner = $2 AND status = 'PENDING'";
 pub(super) const QUEUE_DEPTH: &str = "SELECT COUNT(*) FROM erp_export WHERE status = 'PENDING'";
-pub(super) const NEXT_DUE: &str =
-    "SELECT MIN(next_attempt_at) FROM erp_export WHERE status = 'PENDING'";
+/// An export another worker holds is due when its lease runs out, not before.
+pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN lease_expires_at IS NOT NULL \
+    AND lease_expires_at > next_attempt_at THEN lease_expires_at ELSE next_attempt_at END) \
+    FROM erp_export WHERE status = 'PENDING'";
 
 /// Implements [`ExportStore`] for a backend whose sqlx database type is `$db`. The backend
 /// supplies `LOCK_DRAFT` (its draft-locking SELECT), `notify_exports` and `claim`.
@@ -255,6 +257,7 @@ macro_rules! impl_export_store {
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some(status) = status else {
+                    tx.rollback().await?;
                     return Ok(PushOutcome::DraftNotFound);
                 };
                 let status: DraftStatus =
@@ -265,6 +268,7 @@ macro_rules! impl_export_store {
                     && let Some(export) =
                         Self::export_row(&mut *tx, q::EXPORT_BY_KEY, push.draft_id, key).await?
                 {
+                    tx.rollback().await?;
                     return Ok(PushOutcome::Replayed {
                         export,
                         draft_status: status,
@@ -286,6 +290,7 @@ macro_rules! impl_export_store {
                             .bind(push.draft_id)
                             .fetch_optional(&mut *tx)
                             .await?;
+                    tx.rollback().await?;
                     return Ok(PushOutcome::WrongStatus {
                         status,
                         live_export: live.map(TryInto::try_into).transpose()?,
@@ -434,6 +439,7 @@ macro_rules! impl_export_store {
                     ),
                 };
                 if done.rows_affected() != 1 {
+                    tx.rollback().await?;
                     return Ok(false);
                 }
                 if let Some(to) = draft_to {

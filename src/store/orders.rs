@@ -206,6 +206,7 @@ macro_rules! impl_order_store {
                     .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() != 1 {
+                    tx.rollback().await?;
                     return Ok(None);
                 }
                 $crate::store::audit::insert_audit!(&mut *tx, audit)?;

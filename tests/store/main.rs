@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod connections;
+mod orders;
 
 /// Generates `<name>_sqlite` and `<name>_postgres` tests around `async fn name(db: &TestDb)`.
 macro_rules! on_both_backends {
