@@ -8,5 +8,6 @@ mod auth;
 mod connectors;
 mod encryption;
 mod errors;
+mod hardening;
 mod health;
 mod orders;
