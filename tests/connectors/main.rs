@@ -5,6 +5,7 @@ mod common;
 
 mod export_file;
 mod filesystem;
+mod pipeline_sftp;
 mod registry;
 mod sftp;
 mod sftp_openssh;
