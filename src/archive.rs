@@ -61,9 +61,6 @@ impl Archive {
                 {
                     builder = builder.with_allow_http(true);
                 }
-                if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-                    builder = builder.with_endpoint(endpoint);
-                }
                 Ok(Self {
                     store: Arc::new(builder.build()?),
                     location: format!("s3://{bucket}"),

@@ -7,4 +7,5 @@ mod common;
 mod crash;
 mod hardening;
 mod harness;
+mod s3;
 mod workers;
