@@ -14,7 +14,7 @@ use crate::service::accounts;
 use crate::store::{self, Store};
 
 /// Loads and validates every setting (both secrets required).
-pub(super) fn load_settings() -> anyhow::Result<Settings> {
+pub(crate) fn load_settings() -> anyhow::Result<Settings> {
     Settings::from_env().map_err(|e| anyhow::anyhow!("configuration: {e}"))
 }
 

@@ -1,7 +1,7 @@
 //! The `orderflow` command line (SPEC §1-§2). Output meant for scripts goes alone on stdout;
 //! human messages go to stderr.
 
-mod admin;
+pub(crate) mod admin;
 mod bench;
 mod dotenv;
 mod keys;
