@@ -6,12 +6,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::FieldError;
-use super::order::{ApprovedOrder, Customer, OrderHeader, OrderLine, SourceDocument};
+use super::order::{ApprovedOrder, Customer, DecimalText, OrderHeader, OrderLine, SourceDocument};
 use super::org::Slug;
 
 /// Where a draft is in its life: `READY → APPROVED → PUSHING → PUSHED | ERROR`, and
@@ -122,37 +121,6 @@ impl DraftOrder {
     }
 }
 
-/// A decimal exactly as the JSON spelled it (`10.000` keeps its three places). A JSON number
-/// or a string holding one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExactDecimal(pub Decimal);
-
-impl<'de> Deserialize<'de> for ExactDecimal {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let value = serde_json::Value::deserialize(deserializer)?;
-        let text = match &value {
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::String(s) => s.trim().to_owned(),
-            _ => return Err(D::Error::custom("must be a decimal number")),
-        };
-        parse_exact_decimal(&text)
-            .map(ExactDecimal)
-            .ok_or_else(|| D::Error::custom("must be a decimal number with at most 28 digits"))
-    }
-}
-
-/// Parses `12.50`, `0`, `1e3`, `2.5E-1` into a decimal holding exactly that value.
-pub fn parse_exact_decimal(text: &str) -> Option<Decimal> {
-    if text.is_empty() || text.len() > 64 {
-        return None;
-    }
-    if text.contains(['e', 'E']) {
-        return Decimal::from_scientific(text).ok();
-    }
-    Decimal::from_str_exact(text).ok()
-}
-
 /// The customer of a submitted draft.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -199,14 +167,14 @@ pub struct LineInput {
     pub internal_sku: String,
     /// Quantity, > 0, kept exactly as written.
     #[schema(value_type = f64, exclusive_minimum = 0)]
-    pub qty: ExactDecimal,
+    pub qty: DecimalText,
     /// Unit of measure (1-16 characters).
     #[schema(min_length = 1, max_length = 16)]
     pub uom: String,
     /// Unit price, ≥ 0, kept exactly as written.
     #[serde(default)]
     #[schema(value_type = Option<f64>, minimum = 0)]
-    pub unit_price: Option<ExactDecimal>,
+    pub unit_price: Option<DecimalText>,
     /// ISO 4217 currency; null means the header's.
     #[serde(default)]
     #[schema(pattern = "^[A-Z]{3}$")]
@@ -379,18 +347,22 @@ impl DraftInput {
                     format!("{} appears more than once", line.line_no),
                 ));
             }
-            if line.qty.0 <= Decimal::ZERO {
+            if !line.qty.is_positive() {
                 return Err(FieldError::new(field("qty"), "must be greater than 0"));
             }
-            if line.unit_price.is_some_and(|p| p.0 < Decimal::ZERO) {
+            if line
+                .unit_price
+                .as_ref()
+                .is_some_and(DecimalText::is_negative)
+            {
                 return Err(FieldError::new(field("unit_price"), "must not be negative"));
             }
             lines.push(OrderLine {
                 line_no: line.line_no,
                 internal_sku: required_text(&field("internal_sku"), line.internal_sku, 128)?,
-                qty: line.qty.0,
+                qty: line.qty,
                 uom: required_text(&field("uom"), line.uom, 16)?,
-                unit_price: line.unit_price.map(|p| p.0),
+                unit_price: line.unit_price,
                 currency: currency(&field("currency"), line.currency)?,
                 customer_sku_raw: text(&field("customer_sku_raw"), line.customer_sku_raw, 256)?,
                 description: text(&field("description"), line.description, 2000)?,
@@ -434,7 +406,12 @@ mod tests {
         let shown: Vec<String> = draft
             .lines
             .iter()
-            .flat_map(|l| [l.qty.to_string(), l.unit_price.unwrap().to_string()])
+            .flat_map(|l| {
+                [
+                    l.qty.to_string(),
+                    l.unit_price.as_ref().unwrap().to_string(),
+                ]
+            })
             .collect();
         assert_eq!(
             shown,
@@ -488,9 +465,12 @@ mod tests {
 
     #[test]
     fn lines_are_sorted_and_statuses_parse() {
-        let draft = input(json!({"lines": [line(3, json!(1)), line(1, json!("2.50"))]})).unwrap();
+        let draft = input(json!({"lines": [line(3, json!(1)), line(1, json!(2))]})).unwrap();
         assert_eq!(draft.lines[0].line_no, 1);
-        assert_eq!(draft.lines[0].qty.to_string(), "2.50");
+        assert!(
+            input(json!({"lines": [line(1, json!("2.50"))]})).is_err(),
+            "a string is no number"
+        );
         assert_eq!(
             "PUSHED".parse::<DraftStatus>().unwrap(),
             DraftStatus::Pushed

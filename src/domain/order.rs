@@ -1,10 +1,117 @@
 //! An approved draft order, as the connectors receive it for export.
 
+use std::fmt;
+
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use super::org::Slug;
+
+/// A decimal number kept as the exact text of the JSON number it arrived as (`10.000` stays
+/// `10.000`, `12345678901234.5678` keeps every digit, `1e3` stays `1e3`): never parsed into a
+/// float or a fixed-precision type, so what the ERP receives is exactly what was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DecimalText(String);
+
+impl DecimalText {
+    /// Accepts the JSON number grammar: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let b = text.as_bytes();
+        let mut i = 0;
+        let digits = |i: &mut usize| {
+            let start = *i;
+            while *i < b.len() && b[*i].is_ascii_digit() {
+                *i += 1;
+            }
+            *i - start
+        };
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut i);
+            }
+            _ => return None,
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if digits(&mut i) == 0 {
+                return None;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if digits(&mut i) == 0 {
+                return None;
+            }
+        }
+        (i == b.len()).then(|| Self(text.to_owned()))
+    }
+
+    /// The text, exactly as it arrived.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True when the mantissa has a non-zero digit (the exponent cannot make it zero).
+    fn non_zero(&self) -> bool {
+        self.0
+            .split(['e', 'E'])
+            .next()
+            .is_some_and(|m| m.bytes().any(|c| matches!(c, b'1'..=b'9')))
+    }
+
+    /// Greater than zero.
+    pub fn is_positive(&self) -> bool {
+        !self.0.starts_with('-') && self.non_zero()
+    }
+
+    /// Less than zero (`-0` is zero).
+    pub fn is_negative(&self) -> bool {
+        self.0.starts_with('-') && self.non_zero()
+    }
+}
+
+impl fmt::Display for DecimalText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for DecimalText {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| format!("{s:?} is not a JSON number"))
+    }
+}
+
+/// Written as a JSON number with exactly these digits (serde_json's arbitrary precision).
+impl Serialize for DecimalText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let number: serde_json::Number = self.0.parse().map_err(S::Error::custom)?;
+        number.serialize(serializer)
+    }
+}
+
+/// Only a JSON number is accepted (a string holding digits is a wrong type).
+impl<'de> Deserialize<'de> for DecimalText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::Number(n) => Self::parse(&n.to_string())
+                .ok_or_else(|| D::Error::custom("must be a decimal number")),
+            _ => Err(D::Error::custom("must be a decimal number")),
+        }
+    }
+}
 
 /// The customer an order is for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -40,11 +147,11 @@ pub struct OrderLine {
     /// Our SKU.
     pub internal_sku: String,
     /// Quantity (> 0).
-    pub qty: Decimal,
+    pub qty: DecimalText,
     /// Unit of measure.
     pub uom: String,
     /// Unit price.
-    pub unit_price: Option<Decimal>,
+    pub unit_price: Option<DecimalText>,
     /// Line currency; None means the header's.
     pub currency: Option<String>,
     /// The SKU as the customer wrote it.
@@ -99,6 +206,35 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn decimals_are_kept_as_spelled_and_signs_are_read_from_the_text() {
+        for good in [
+            "0",
+            "-0",
+            "10.000",
+            "12345678901234.5678",
+            "1e3",
+            "2.5E-1",
+            "5e-324",
+        ] {
+            assert_eq!(DecimalText::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "", "01", "1.", ".5", "+1", "1e", "NaN", "1.2.3", "0x10", " 1",
+        ] {
+            assert!(DecimalText::parse(bad).is_none(), "{bad}");
+        }
+        let p = |t: &str| DecimalText::parse(t).unwrap();
+        assert!(p("0.001").is_positive() && !p("0.000").is_positive());
+        assert!(!p("0e10").is_positive() && !p("-0.0").is_negative());
+        assert!(p("-0.5").is_negative() && !p("-0.5").is_positive());
+        assert_eq!(
+            serde_json::to_string(&p("10.000")).unwrap(),
+            "10.000",
+            "written with its digits"
+        );
+    }
 
     #[test]
     fn export_file_name_follows_the_spec() {

@@ -141,9 +141,9 @@ macro_rules! impl_order_store {
                         row.push_bind(id)
                             .push_bind(i32::try_from(line.line_no).unwrap_or(i32::MAX))
                             .push_bind(line.internal_sku.clone())
-                            .push_bind(line.qty.to_string())
+                            .push_bind(line.qty.as_str().to_owned())
                             .push_bind(line.uom.clone())
-                            .push_bind(line.unit_price.map(|p| p.to_string()))
+                            .push_bind(line.unit_price.as_ref().map(|p| p.as_str().to_owned()))
                             .push_bind(line.currency.clone())
                             .push_bind(line.customer_sku_raw.clone())
                             .push_bind(line.description.clone());

@@ -245,7 +245,8 @@ impl TryFrom<LineRow> for OrderLine {
 
     fn try_from(row: LineRow) -> Result<Self, StoreError> {
         let decimal = |what: &str, text: &str| {
-            rust_decimal::Decimal::from_str_exact(text).map_err(|e| corrupt(what, e))
+            crate::domain::order::DecimalText::parse(text)
+                .ok_or_else(|| corrupt(what, format!("{text:?} is not a number")))
         };
         Ok(OrderLine {
             line_no: u32::try_from(row.line_no).map_err(|e| corrupt("line_no", e))?,

@@ -416,14 +416,12 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> s
 
 /// Sample domain data and connector contexts.
 pub mod sample {
-    use std::str::FromStr;
     use std::sync::Arc;
 
     use chrono::{NaiveDate, TimeZone, Utc};
     use orderflow::connectors::{ConnectorConfig, ConnectorContext, ConnectorEnv};
-    use orderflow::domain::order::{ApprovedOrder, Customer, OrderHeader, OrderLine};
+    use orderflow::domain::order::{ApprovedOrder, Customer, DecimalText, OrderHeader, OrderLine};
     use orderflow::domain::org::Slug;
-    use rust_decimal::Decimal;
     use serde_json::Value;
     use tempfile::TempDir;
     use uuid::Uuid;
@@ -451,9 +449,9 @@ pub mod sample {
                 OrderLine {
                     line_no: 2,
                     internal_sku: "SKU-2".into(),
-                    qty: Decimal::from_str("3").unwrap(),
+                    qty: DecimalText::parse("3").unwrap(),
                     uom: "PCE".into(),
-                    unit_price: Some(Decimal::from_str("19.99").unwrap()),
+                    unit_price: Some(DecimalText::parse("19.99").unwrap()),
                     currency: Some("USD".into()),
                     customer_sku_raw: Some("c-2".into()),
                     description: Some("Widget".into()),
@@ -461,7 +459,7 @@ pub mod sample {
                 OrderLine {
                     line_no: 1,
                     internal_sku: "SKU-1".into(),
-                    qty: Decimal::from_str("12.5").unwrap(),
+                    qty: DecimalText::parse("12.5").unwrap(),
                     uom: "KG".into(),
                     unit_price: None,
                     currency: None,

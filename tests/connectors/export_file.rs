@@ -1,9 +1,7 @@
 //! The export file: exact decimals, the shared schema, line order and defaults.
 
-use std::str::FromStr;
-
 use orderflow::connectors::dropzone_json_v1::export_file::{SCHEMA_JSON, render};
-use rust_decimal::Decimal;
+use orderflow::domain::order::DecimalText;
 use serde_json::Value;
 
 use crate::common::sample;
@@ -11,8 +9,8 @@ use crate::common::sample;
 #[test]
 fn render_is_valid_against_the_shared_schema_with_exact_decimals() {
     let mut order = sample::order("acme");
-    order.lines[0].qty = Decimal::from_str("0.1").unwrap();
-    order.lines[1].unit_price = Some(Decimal::from_str("1234567.8901234567").unwrap());
+    order.lines[0].qty = DecimalText::parse("0.1").unwrap();
+    order.lines[1].unit_price = Some(DecimalText::parse("1234567.8901234567").unwrap());
     let bytes = render(&order).unwrap();
     let text = String::from_utf8(bytes.clone()).unwrap();
     assert!(text.contains("\"qty\": 0.1,"), "{text}");
@@ -50,7 +48,7 @@ fn render_is_valid_against_the_shared_schema_with_exact_decimals() {
 #[test]
 fn an_order_the_schema_refuses_is_schema_invalid() {
     let mut order = sample::order("acme");
-    order.lines[0].qty = Decimal::ZERO;
+    order.lines[0].qty = DecimalText::parse("0").unwrap();
     let err = render(&order).unwrap_err();
     assert_eq!(err.code.as_str(), "SCHEMA_INVALID");
     let mut order = sample::order("acme");

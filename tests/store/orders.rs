@@ -113,7 +113,7 @@ async fn drafts_keep_exact_decimals_and_are_scoped_by_org(db: &TestDb) {
             [
                 l.line_no.to_string(),
                 l.qty.to_string(),
-                l.unit_price.unwrap().to_string(),
+                l.unit_price.as_ref().unwrap().to_string(),
             ]
         })
         .collect();

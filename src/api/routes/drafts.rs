@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -15,7 +14,7 @@ use crate::api::extract::{ApiJson, AuthUser, ListQuery, parse_uuid};
 use crate::api::state::AppState;
 use crate::domain::draft::{DraftInput, DraftOrder, DraftStatus};
 use crate::domain::export::{Export, parse_idempotency_key};
-use crate::domain::order::OrderLine;
+use crate::domain::order::{DecimalText, OrderLine};
 use crate::domain::user::Role;
 use crate::service::orders::{PushKind, Pushed};
 
@@ -40,13 +39,11 @@ pub struct SourceDocumentView {
 pub struct LineView {
     line_no: u32,
     internal_sku: String,
-    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
     #[schema(value_type = f64)]
-    qty: Decimal,
+    qty: DecimalText,
     uom: String,
-    #[serde(with = "rust_decimal::serde::arbitrary_precision_option")]
     #[schema(value_type = Option<f64>)]
-    unit_price: Option<Decimal>,
+    unit_price: Option<DecimalText>,
     currency: Option<String>,
     customer_sku_raw: Option<String>,
     description: Option<String>,
@@ -57,9 +54,9 @@ impl From<&OrderLine> for LineView {
         Self {
             line_no: l.line_no,
             internal_sku: l.internal_sku.clone(),
-            qty: l.qty,
+            qty: l.qty.clone(),
             uom: l.uom.clone(),
-            unit_price: l.unit_price,
+            unit_price: l.unit_price.clone(),
             currency: l.currency.clone(),
             customer_sku_raw: l.customer_sku_raw.clone(),
             description: l.description.clone(),

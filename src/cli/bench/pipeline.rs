@@ -96,7 +96,12 @@ struct Api {
 }
 
 impl Api {
-    async fn post(&self, path: &str, body: Option<&Value>, key: Option<&str>) -> anyhow::Result<Value> {
+    async fn post(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        key: Option<&str>,
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .client
             .post(format!("{}{path}", self.base))
@@ -146,10 +151,17 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
     let org = accounts::create_org(app.store.as_ref(), &slug, "Benchmark").await?;
     let password = SecretString::new(Uuid::new_v4().to_string());
     let email = format!("bench@{slug}.local");
-    accounts::create_user(app.store.as_ref(), &org, &email, Role::Admin, password, Actor::cli())
-        .await?;
-    let token = accounts::issue_token(app.store.as_ref(), &app.tokens, &org, &email, 24 * 3600)
-        .await?;
+    accounts::create_user(
+        app.store.as_ref(),
+        &org,
+        &email,
+        Role::Admin,
+        password,
+        Actor::cli(),
+    )
+    .await?;
+    let token =
+        accounts::issue_token(app.store.as_ref(), &app.tokens, &org, &email, 24 * 3600).await?;
 
     let server = Application::bind(
         app.settings.bind_addr,
@@ -175,7 +187,8 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
     let config = match o.target {
         Target::Filesystem => {
             let dir = app.settings.dropzone_fs_root.join(&slug).join("orders");
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             json!({"mode": "filesystem", "export_path": "/orders"})
         }
         Target::Sftp => Value::Object(o.sftp.connector_config()?),
@@ -188,7 +201,9 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
         .map(|i| {
             let api = api.clone();
             async move {
-                let draft = api.post("/api/v1/draft-orders", Some(&draft_body(i)), None).await?;
+                let draft = api
+                    .post("/api/v1/draft-orders", Some(&draft_body(i)), None)
+                    .await?;
                 let id = draft["id"].as_str().unwrap_or_default().to_owned();
                 api.post(&format!("/api/v1/draft-orders/{id}/approve"), None, None)
                     .await?;
@@ -245,7 +260,11 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
         if done == o.drafts {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {done} of {} delivered after 10 minutes", o.drafts);
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {done} of {} delivered after 10 minutes",
+            o.drafts
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let exports = all_exports(&app, org.id).await?;
@@ -253,8 +272,15 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
         .iter()
         .filter(|e| e.status != ExportStatus::Sent)
         .count();
-    let last_sent = exports.iter().filter_map(|e| e.sent_at).max().unwrap_or(first_push);
-    let elapsed = (last_sent - first_push).to_std().unwrap_or_default().as_secs_f64();
+    let last_sent = exports
+        .iter()
+        .filter_map(|e| e.sent_at)
+        .max()
+        .unwrap_or(first_push);
+    let elapsed = (last_sent - first_push)
+        .to_std()
+        .unwrap_or_default()
+        .as_secs_f64();
     let mut latencies: Vec<f64> = exports
         .iter()
         .filter_map(|e| Some((e.sent_at? - e.created_at).num_microseconds()? as f64 / 1000.0))

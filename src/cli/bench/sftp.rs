@@ -113,4 +113,3 @@ pub(super) async fn run(o: SftpBench) -> anyhow::Result<()> {
     );
     Ok(())
 }
-

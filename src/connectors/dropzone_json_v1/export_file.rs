@@ -4,12 +4,11 @@
 use std::sync::OnceLock;
 
 use chrono::SecondsFormat;
-use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::connectors::{ConnectorError, ErrorCode};
-use crate::domain::order::ApprovedOrder;
+use crate::domain::order::{ApprovedOrder, DecimalText};
 
 /// The schema, byte-identical to the shared contract (a test compares them).
 pub const SCHEMA_JSON: &str = include_str!("../../../schemas/orderflow_export_json_v1.schema.json");
@@ -46,12 +45,10 @@ struct Header<'a> {
 struct Line<'a> {
     line_no: u32,
     internal_sku: &'a str,
-    // Written as the exact decimal the order holds, never through a float.
-    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
-    qty: Decimal,
+    // Written with exactly the digits the order holds, never through a float.
+    qty: &'a DecimalText,
     uom: &'a str,
-    #[serde(with = "rust_decimal::serde::arbitrary_precision_option")]
-    unit_price: Option<Decimal>,
+    unit_price: Option<&'a DecimalText>,
     currency: Option<&'a str>,
     customer_sku_raw: Option<&'a str>,
     description: Option<&'a str>,
@@ -115,9 +112,9 @@ pub fn render(order: &ApprovedOrder) -> Result<Vec<u8>, ConnectorError> {
             .map(|l| Line {
                 line_no: l.line_no,
                 internal_sku: &l.internal_sku,
-                qty: l.qty,
+                qty: &l.qty,
                 uom: &l.uom,
-                unit_price: l.unit_price,
+                unit_price: l.unit_price.as_ref(),
                 currency: l.currency.as_deref().or(header_currency),
                 customer_sku_raw: l.customer_sku_raw.as_deref(),
                 description: l.description.as_deref(),
