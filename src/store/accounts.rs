@@ -42,6 +42,8 @@ pub trait AccountStore: Send + Sync {
     async fn org_by_slug(&self, slug: &str) -> Result<Option<Org>, StoreError>;
     /// Looks an org up by id.
     async fn org_by_id(&self, org_id: Uuid) -> Result<Option<Org>, StoreError>;
+    /// Orgs by id (the delivery worker loads a claimed batch's at once).
+    async fn orgs_by_ids(&self, ids: &[Uuid]) -> Result<Vec<Org>, StoreError>;
     /// Creates a user with its audit row; `Conflict` if the e-mail exists in the org.
     async fn create_user(
         &self,
@@ -126,6 +128,26 @@ macro_rules! impl_account_store {
                         .fetch_optional(&self.pool)
                         .await?;
                 row.map(TryInto::try_into).transpose()
+            }
+
+            async fn orgs_by_ids(
+                &self,
+                ids: &[uuid::Uuid],
+            ) -> Result<Vec<$crate::domain::org::Org>, $crate::store::StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT id, slug, name, created_at FROM org WHERE id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                let rows: Vec<$crate::store::rows::OrgRow> =
+                    q.build_query_as().fetch_all(&self.pool).await?;
+                rows.into_iter().map(TryInto::try_into).collect()
             }
 
             async fn create_user(

@@ -50,6 +50,33 @@ macro_rules! insert_audit {
 }
 pub(super) use insert_audit;
 
+/// Inserts several audit rows through `$executor` in one statement (`$db` is the backend).
+macro_rules! insert_audits {
+    ($executor:expr, $db:ty, $entries:expr) => {{
+        let entries: &[&$crate::domain::audit::NewAuditEntry] = $entries;
+        if !entries.is_empty() {
+            let now = $crate::store::now();
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO audit_log (id, org_id, actor_user_id, actor, action, entity_type, \
+                 entity_id, details, created_at) ",
+            );
+            q.push_values(entries, |mut row, e| {
+                row.push_bind(uuid::Uuid::new_v4())
+                    .push_bind(e.org_id)
+                    .push_bind(e.actor.user_id)
+                    .push_bind(e.actor.label.clone())
+                    .push_bind(e.action)
+                    .push_bind(e.entity_type)
+                    .push_bind(e.entity_id.clone())
+                    .push_bind(sqlx::types::Json(e.details.clone()))
+                    .push_bind(now);
+            });
+            q.build().execute($executor).await?;
+        }
+    }};
+}
+pub(super) use insert_audits;
+
 /// Implements [`AuditStore`] for a backend.
 macro_rules! impl_audit_store {
     ($backend:ty) => {

@@ -63,6 +63,8 @@ pub trait ConnectionStore: Send + Sync {
     ) -> Result<Option<Connection>, StoreError>;
     /// All the org's connections, oldest first.
     async fn list_connections(&self, org_id: Uuid) -> Result<Vec<Connection>, StoreError>;
+    /// Connections by id, across orgs (the delivery worker loads a claimed batch's at once).
+    async fn connections_by_ids(&self, ids: &[Uuid]) -> Result<Vec<Connection>, StoreError>;
     /// Every active connection of every org (the acknowledgement poller's work list).
     async fn active_connections(&self) -> Result<Vec<Connection>, StoreError>;
     /// Replaces an active connection's config if its version is still the expected one
@@ -223,6 +225,27 @@ macro_rules! impl_connection_store {
                         .bind(org_id)
                         .fetch_all(&self.pool)
                         .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn connections_by_ids(
+                &self,
+                ids: &[uuid::Uuid],
+            ) -> Result<Vec<$crate::domain::connection::Connection>, $crate::store::StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT id, org_id, connector_type, config_encrypted, config_version, status, \
+                     last_test_at, created_at, updated_at FROM erp_connection WHERE id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                let rows: Vec<$crate::store::rows::ConnectionRow> =
+                    q.build_query_as().fetch_all(&self.pool).await?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 

@@ -103,6 +103,28 @@ pub enum AttemptOutcome<'a> {
     },
 }
 
+/// An archived export file to record.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveRecord<'a> {
+    /// The export.
+    pub id: Uuid,
+    /// Its object storage key.
+    pub storage_key: &'a str,
+    /// The file's hash.
+    pub content_sha256: &'a str,
+}
+
+/// One finished delivery attempt to record.
+#[derive(Debug, Clone)]
+pub struct FinishedAttempt<'a> {
+    /// The export as claimed.
+    pub export: &'a Export,
+    /// What happened.
+    pub outcome: AttemptOutcome<'a>,
+    /// Its audit row.
+    pub audit: &'a NewAuditEntry,
+}
+
 /// Exports.
 #[async_trait]
 pub trait ExportStore: Send + Sync {
@@ -126,24 +148,51 @@ pub trait ExportStore: Send + Sync {
     ) -> Result<Vec<Export>, StoreError>;
     /// Reserves due PENDING exports for a worker (counting an attempt for each).
     async fn claim_exports(&self, claim: &ClaimRequest<'_>) -> Result<Vec<Export>, StoreError>;
-    /// Records the archived object and the file's hash before the file is written. False if
-    /// the worker no longer holds the export.
+    /// Records archived objects and their files' hashes before the files are written (one
+    /// statement for a batch). Returns the ids the worker still holds.
+    async fn record_archives(
+        &self,
+        worker: Uuid,
+        archives: &[ArchiveRecord<'_>],
+    ) -> Result<Vec<Uuid>, StoreError>;
+    /// Records attempts' outcomes with the drafts' statuses and the audit rows, in one
+    /// transaction for the batch, for the exports the worker still holds (another worker may
+    /// have taken one over). Returns the ids recorded.
+    async fn finish_attempts(
+        &self,
+        worker: Uuid,
+        attempts: &[FinishedAttempt<'_>],
+    ) -> Result<Vec<Uuid>, StoreError>;
+    /// [`ExportStore::record_archives`] for one export.
     async fn record_archive(
         &self,
         id: Uuid,
         worker: Uuid,
         storage_key: &str,
         content_sha256: &str,
-    ) -> Result<bool, StoreError>;
-    /// Records an attempt's outcome with the draft's status and the audit row, if the worker
-    /// still holds the export. False otherwise (another worker took it over).
+    ) -> Result<bool, StoreError> {
+        let record = ArchiveRecord {
+            id,
+            storage_key,
+            content_sha256,
+        };
+        Ok(!self.record_archives(worker, &[record]).await?.is_empty())
+    }
+    /// [`ExportStore::finish_attempts`] for one export.
     async fn finish_attempt(
         &self,
         export: &Export,
         worker: Uuid,
         outcome: &AttemptOutcome<'_>,
         audit: &NewAuditEntry,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let attempt = FinishedAttempt {
+            export,
+            outcome: outcome.clone(),
+            audit,
+        };
+        Ok(!self.finish_attempts(worker, &[attempt]).await?.is_empty())
+    }
     /// Exports waiting for delivery (all orgs).
     async fn queue_depth(&self) -> Result<i64, StoreError>;
     /// When the earliest PENDING export can next be claimed (due and not leased), if any.
@@ -200,18 +249,6 @@ pub(super) const INSERT_EXPORT: &str = concat!(
 );
 pub(super) const SET_DRAFT_STATUS: &str = "UPDATE draft_order SET status = $3, updated_at = $4 \
     WHERE id = $1 AND status = $2";
-pub(super) const RECORD_ARCHIVE: &str = "UPDATE erp_export SET export_storage_key = $3, \
-    content_sha256 = $4, updated_at = $5 \
-    WHERE id = $1 AND lease_owner = $2 AND status = 'PENDING'";
-pub(super) const MARK_SENT: &str = "UPDATE erp_export SET status = 'SENT', dropzone_path = $3, \
-    sent_at = $4, error_json = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
-    WHERE id = $1 AND lease_owner = $2 AND status = 'PENDING'";
-pub(super) const SCHEDULE_RETRY: &str = "UPDATE erp_export SET next_attempt_at = $3, \
-    error_json = $4, lease_owner = NULL, lease_expires_at = NULL, updated_at = $5 \
-    WHERE id = $1 AND lease_owner = $2 AND status = 'PENDING'";
-pub(super) const MARK_FAILED: &str = "UPDATE erp_export SET status = 'FAILED', error_json = $3, \
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
-    WHERE id = $1 AND lease_owner = $2 AND status = 'PENDING'";
 pub(super) const QUEUE_DEPTH: &str = "SELECT COUNT(*) FROM erp_export WHERE status = 'PENDING'";
 /// An export another worker holds is due when its lease runs out, not before.
 pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN lease_expires_at IS NOT NULL \
@@ -372,88 +409,148 @@ macro_rules! impl_export_store {
                 self.claim(claim).await
             }
 
-            async fn record_archive(
+            async fn record_archives(
                 &self,
-                id: uuid::Uuid,
                 worker: uuid::Uuid,
-                storage_key: &str,
-                content_sha256: &str,
-            ) -> Result<bool, $crate::store::StoreError> {
-                let done = sqlx::query($crate::store::exports::RECORD_ARCHIVE)
-                    .bind(id)
-                    .bind(worker)
-                    .bind(storage_key)
-                    .bind(content_sha256)
-                    .bind($crate::store::now())
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
+                archives: &[$crate::store::ArchiveRecord<'_>],
+            ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
+                if archives.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE erp_export SET export_storage_key = v.column2, \
+                     content_sha256 = v.column3, updated_at = ",
+                );
+                q.push_bind($crate::store::now());
+                q.push(" FROM (");
+                q.push_values(archives, |mut row, a| {
+                    row.push_bind(a.id)
+                        .push_bind(a.storage_key.to_owned())
+                        .push_bind(a.content_sha256.to_owned());
+                });
+                q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.status = 'PENDING' \
+                        AND erp_export.lease_owner = ");
+                q.push_bind(worker);
+                q.push(" RETURNING erp_export.id");
+                Ok(q.build_query_scalar().fetch_all(&self.pool).await?)
             }
 
-            async fn finish_attempt(
+            async fn finish_attempts(
                 &self,
-                export: &$crate::domain::export::Export,
                 worker: uuid::Uuid,
-                outcome: &$crate::store::AttemptOutcome<'_>,
-                audit: &$crate::domain::audit::NewAuditEntry,
-            ) -> Result<bool, $crate::store::StoreError> {
-                use $crate::domain::draft::DraftStatus;
+                attempts: &[$crate::store::FinishedAttempt<'_>],
+            ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
                 use $crate::store::AttemptOutcome;
-                use $crate::store::exports as q;
+                if attempts.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let now = $crate::store::now();
+                let sent: Vec<_> = attempts
+                    .iter()
+                    .filter_map(|a| match &a.outcome {
+                        AttemptOutcome::Sent { dropzone_path } => Some((a, *dropzone_path)),
+                        _ => None,
+                    })
+                    .collect();
+                let retried: Vec<_> = attempts
+                    .iter()
+                    .filter_map(|a| match &a.outcome {
+                        AttemptOutcome::Retry { next_attempt_at, error } => {
+                            Some((a, *next_attempt_at, *error))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let failed: Vec<_> = attempts
+                    .iter()
+                    .filter_map(|a| match &a.outcome {
+                        AttemptOutcome::Failed { error } => Some((a, *error)),
+                        _ => None,
+                    })
+                    .collect();
                 let mut tx = self.begin_write().await?;
-                let (done, draft_to) = match outcome {
-                    AttemptOutcome::Sent { dropzone_path } => (
-                        sqlx::query(q::MARK_SENT)
-                            .bind(export.id)
-                            .bind(worker)
-                            .bind(*dropzone_path)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?,
-                        Some(DraftStatus::Pushed),
-                    ),
-                    AttemptOutcome::Retry {
-                        next_attempt_at,
-                        error,
-                    } => (
-                        sqlx::query(q::SCHEDULE_RETRY)
-                            .bind(export.id)
-                            .bind(worker)
-                            .bind(*next_attempt_at)
-                            .bind(sqlx::types::Json(*error))
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?,
-                        None,
-                    ),
-                    AttemptOutcome::Failed { error } => (
-                        sqlx::query(q::MARK_FAILED)
-                            .bind(export.id)
-                            .bind(worker)
-                            .bind(sqlx::types::Json(*error))
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?,
-                        Some(DraftStatus::Error),
-                    ),
+                let mut recorded: Vec<uuid::Uuid> = Vec::new();
+                let mut pushed_drafts = Vec::new();
+                let mut errored_drafts = Vec::new();
+                let tail = |q: &mut sqlx::QueryBuilder<$db>| {
+                    q.push(") AS v WHERE erp_export.id = v.column1 \
+                            AND erp_export.status = 'PENDING' AND erp_export.lease_owner = ");
+                    q.push_bind(worker);
+                    q.push(" RETURNING erp_export.id, erp_export.draft_order_id");
                 };
-                if done.rows_affected() != 1 {
-                    tx.rollback().await?;
-                    return Ok(false);
+                if !sent.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE erp_export SET status = 'SENT', dropzone_path = v.column2, \
+                         error_json = NULL, lease_owner = NULL, lease_expires_at = NULL, sent_at = ",
+                    );
+                    q.push_bind(now).push(", updated_at = ").push_bind(now).push(" FROM (");
+                    q.push_values(&sent, |mut row, (a, path)| {
+                        row.push_bind(a.export.id).push_bind((*path).to_owned());
+                    });
+                    tail(&mut q);
+                    let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
+                        q.build_query_as().fetch_all(&mut *tx).await?;
+                    for (id, draft) in rows {
+                        recorded.push(id);
+                        pushed_drafts.push(draft);
+                    }
                 }
-                if let Some(to) = draft_to {
-                    sqlx::query(q::SET_DRAFT_STATUS)
-                        .bind(export.draft_order_id)
-                        .bind(DraftStatus::Pushing.as_str())
-                        .bind(to.as_str())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                if !retried.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE erp_export SET next_attempt_at = v.column2, error_json = v.column3, \
+                         lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
+                    );
+                    q.push_bind(now).push(" FROM (");
+                    q.push_values(&retried, |mut row, (a, next, error)| {
+                        row.push_bind(a.export.id)
+                            .push_bind(*next)
+                            .push_bind(sqlx::types::Json((*error).clone()));
+                    });
+                    tail(&mut q);
+                    let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
+                        q.build_query_as().fetch_all(&mut *tx).await?;
+                    recorded.extend(rows.into_iter().map(|(id, _)| id));
                 }
-                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                if !failed.is_empty() {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE erp_export SET status = 'FAILED', error_json = v.column2, \
+                         lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
+                    );
+                    q.push_bind(now).push(" FROM (");
+                    q.push_values(&failed, |mut row, (a, error)| {
+                        row.push_bind(a.export.id)
+                            .push_bind(sqlx::types::Json((*error).clone()));
+                    });
+                    tail(&mut q);
+                    let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
+                        q.build_query_as().fetch_all(&mut *tx).await?;
+                    for (id, draft) in rows {
+                        recorded.push(id);
+                        errored_drafts.push(draft);
+                    }
+                }
+                for (drafts, to) in [(&pushed_drafts, "PUSHED"), (&errored_drafts, "ERROR")] {
+                    if drafts.is_empty() {
+                        continue;
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE draft_order SET status = ");
+                    q.push_bind(to).push(", updated_at = ").push_bind(now);
+                    q.push(" WHERE status = 'PUSHING' AND id IN (");
+                    let mut ids = q.separated(", ");
+                    for id in drafts.iter() {
+                        ids.push_bind(*id);
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await?;
+                }
+                let audits: Vec<_> = attempts
+                    .iter()
+                    .filter(|a| recorded.contains(&a.export.id))
+                    .map(|a| a.audit)
+                    .collect();
+                $crate::store::audit::insert_audits!(&mut *tx, $db, &audits);
                 tx.commit().await?;
-                Ok(true)
+                Ok(recorded)
             }
 
             async fn queue_depth(&self) -> Result<i64, $crate::store::StoreError> {

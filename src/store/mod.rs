@@ -27,7 +27,9 @@ pub use accounts::{AccountStore, NewUser, UserWithHash};
 pub use audit::AuditStore;
 pub use connections::{ConfigUpdate, ConnectionStore, NewConnection};
 pub use error::StoreError;
-pub use exports::{AttemptOutcome, ClaimRequest, ExportStore, NewPush, PushOutcome};
+pub use exports::{
+    ArchiveRecord, AttemptOutcome, ClaimRequest, ExportStore, FinishedAttempt, NewPush, PushOutcome,
+};
 pub use orders::OrderStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

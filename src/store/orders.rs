@@ -24,6 +24,9 @@ pub trait OrderStore: Send + Sync {
     ) -> Result<DraftOrder, StoreError>;
     /// One of the org's drafts with its lines.
     async fn draft(&self, org_id: Uuid, id: Uuid) -> Result<Option<DraftOrder>, StoreError>;
+    /// Drafts with their lines by id, across orgs (the delivery worker loads a claimed batch's
+    /// at once; callers check the org).
+    async fn drafts_by_ids(&self, ids: &[Uuid]) -> Result<Vec<DraftOrder>, StoreError>;
     /// The org's drafts, newest first, without lines.
     async fn list_drafts(
         &self,
@@ -56,6 +59,13 @@ pub(super) const DRAFT_BY_ID: &str = "SELECT seq, id, org_id, status, external_o
 pub(super) const LINES_OF_DRAFT: &str = "SELECT line_no, internal_sku, qty, uom, unit_price, \
     currency, customer_sku_raw, description FROM draft_order_line WHERE draft_order_id = $1 \
     ORDER BY line_no";
+pub(super) const DRAFTS_BY_IDS: &str = "SELECT seq, id, org_id, status, external_order_number, \
+    order_date, currency, requested_delivery_date, notes, customer_id, customer_erp_number, \
+    customer_name, source_document, approved_at, approved_by, erp_order_id, created_at, \
+    updated_at FROM draft_order WHERE id IN (";
+pub(super) const LINES_OF_DRAFTS: &str = "SELECT draft_order_id, line_no, internal_sku, qty, uom, \
+    unit_price, currency, customer_sku_raw, description FROM draft_order_line \
+    WHERE draft_order_id IN (";
 pub(super) const LIST_DRAFTS: &str = "SELECT seq, id, org_id, status, external_order_number, \
     order_date, currency, requested_delivery_date, notes, customer_id, customer_erp_number, \
     customer_name, source_document, approved_at, approved_by, erp_order_id, created_at, \
@@ -163,6 +173,47 @@ macro_rules! impl_order_store {
                 id: uuid::Uuid,
             ) -> Result<Option<$crate::domain::draft::DraftOrder>, $crate::store::StoreError> {
                 self.draft_with_lines(org_id, id).await
+            }
+
+            async fn drafts_by_ids(
+                &self,
+                ids: &[uuid::Uuid],
+            ) -> Result<Vec<$crate::domain::draft::DraftOrder>, $crate::store::StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let in_list = |sql: &'static str| {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(sql);
+                    let mut list = q.separated(", ");
+                    for id in ids {
+                        list.push_bind(*id);
+                    }
+                    q.push(")");
+                    q
+                };
+                let mut drafts_q = in_list($crate::store::orders::DRAFTS_BY_IDS);
+                let drafts: Vec<$crate::store::rows::DraftRow> =
+                    drafts_q.build_query_as().fetch_all(&self.pool).await?;
+                let mut lines_q = in_list($crate::store::orders::LINES_OF_DRAFTS);
+                let lines: Vec<$crate::store::rows::DraftLineRow> =
+                    lines_q.build_query_as().fetch_all(&self.pool).await?;
+                let mut by_draft: std::collections::HashMap<
+                    uuid::Uuid,
+                    Vec<$crate::store::rows::LineRow>,
+                > = std::collections::HashMap::new();
+                for line in lines {
+                    by_draft
+                        .entry(line.draft_order_id)
+                        .or_default()
+                        .push(line.line);
+                }
+                drafts
+                    .into_iter()
+                    .map(|d| {
+                        let lines = by_draft.remove(&d.id()).unwrap_or_default();
+                        d.into_draft(lines)
+                    })
+                    .collect()
             }
 
             async fn list_drafts(

@@ -175,7 +175,22 @@ fn parse_date(what: &str, text: Option<String>) -> Result<Option<chrono::NaiveDa
         .transpose()
 }
 
+/// A line with its draft's id (batch loads).
+#[derive(sqlx::FromRow)]
+pub struct DraftLineRow {
+    /// The draft.
+    pub draft_order_id: Uuid,
+    /// The line.
+    #[sqlx(flatten)]
+    pub line: LineRow,
+}
+
 impl DraftRow {
+    /// The draft's id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
     /// The draft with these lines.
     pub fn into_draft(self, lines: Vec<LineRow>) -> Result<DraftOrder, StoreError> {
         let source_document = match self.source_document {

@@ -11,6 +11,10 @@
 //! Fairness: at most `concurrency` deliveries run at once and at most `per_connection` for
 //! one connection; a connection at its limit is left out of the next claim, so one slow or
 //! dead dropzone cannot take every slot.
+//!
+//! Throughput: the database work is done per claimed batch, not per export — connections,
+//! orgs and drafts are loaded once, archive records written in one statement — and finished
+//! attempts are recorded together (one transaction for whatever finished meanwhile).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,17 +23,20 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use serde_json::json;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use uuid::Uuid;
 
 use crate::app::App;
 use crate::connectors::{
-    ConnectionKey, ConnectorContext, ConnectorError, Delivery, ErrorCode, Rendered, run_export,
+    ConnectionKey, Connector, ConnectorConfig, ConnectorContext, ConnectorError, Delivery,
+    ErrorCode, Learned, Rendered, run_export,
 };
 use crate::domain::audit::{Actor, NewAuditEntry, action};
 use crate::domain::connection::{Connection, ConnectionStatus};
+use crate::domain::draft::DraftOrder;
 use crate::domain::export::{Export, backoff, delivery_error, storage_key};
-use crate::store::{AttemptOutcome, ClaimRequest, StoreError};
+use crate::domain::org::Org;
+use crate::store::{ArchiveRecord, AttemptOutcome, ClaimRequest, FinishedAttempt, StoreError};
 use crate::telemetry::metric;
 
 /// How much delivery runs at once.
@@ -79,32 +86,14 @@ pub enum Step {
     LostLease(Uuid),
 }
 
-/// The worker failed to talk to its own database (retried by the loop).
+/// The worker failed to talk to its own database (the loop retries; a lease that runs out
+/// hands the export to the next claim).
 #[derive(Debug, thiserror::Error)]
 #[error("delivery worker: {0}")]
 pub struct WorkerError(#[from] StoreError);
 
-/// Delivers exports for one process.
-pub struct DeliveryWorker {
-    app: Arc<App>,
-    id: Uuid,
-    limits: DeliveryLimits,
-    slots: Arc<Semaphore>,
-    busy: Mutex<HashMap<Uuid, usize>>,
-    per_connection: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
-    freed: Notify,
-}
-
-impl std::fmt::Debug for DeliveryWorker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeliveryWorker")
-            .field("id", &self.id)
-            .field("limits", &self.limits)
-            .finish()
-    }
-}
-
 /// An attempt's failure, before it is classified as retry or final.
+#[derive(Debug, Clone)]
 struct Failure {
     code: ErrorCode,
     message: String,
@@ -123,9 +112,45 @@ fn failure(code: ErrorCode, detail: impl std::fmt::Display) -> Failure {
     ConnectorError::with_detail(code, detail).into()
 }
 
-/// A uniform number in `[0, 1)` for the backoff jitter.
-fn jitter() -> f64 {
-    rand::random::<f64>()
+/// A claimed connection, opened once per batch.
+struct Target {
+    connection: Connection,
+    connector: Arc<dyn Connector>,
+    config: ConnectorConfig,
+    ctx: ConnectorContext,
+}
+
+/// An export ready to deliver: where, and the exact bytes (archived and recorded).
+struct Job {
+    export: Export,
+    target: Arc<Target>,
+    content: Rendered,
+}
+
+/// A finished attempt on its way to being recorded.
+struct Done {
+    export: Export,
+    result: Result<String, Failure>,
+}
+
+/// Delivers exports for one process.
+pub struct DeliveryWorker {
+    app: Arc<App>,
+    id: Uuid,
+    limits: DeliveryLimits,
+    slots: Arc<Semaphore>,
+    busy: Mutex<HashMap<Uuid, usize>>,
+    lanes: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    freed: Notify,
+}
+
+impl std::fmt::Debug for DeliveryWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryWorker")
+            .field("id", &self.id)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl DeliveryWorker {
@@ -137,7 +162,7 @@ impl DeliveryWorker {
             slots: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             limits,
             busy: Mutex::new(HashMap::new()),
-            per_connection: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(HashMap::new()),
             freed: Notify::new(),
         })
     }
@@ -161,22 +186,35 @@ impl DeliveryWorker {
         }
     }
 
-    /// One step, for tests and tools: claims one due export and delivers it.
+    /// One step, for tests and tools: claims one due export, delivers it and records it.
     pub async fn deliver_one(&self) -> Result<Step, WorkerError> {
         let claimed = self
             .app
             .store
             .claim_exports(&self.claim_request(1, &[]))
             .await?;
-        match claimed.into_iter().next() {
-            None => Ok(Step::Idle),
-            Some(export) => self.attempt(export).await,
+        if claimed.is_empty() {
+            return Ok(Step::Idle);
         }
+        let mut finished = Vec::new();
+        for prepared in self.prepare(claimed).await? {
+            finished.push(match prepared {
+                Ok(job) => self.deliver(job).await,
+                Err((export, result)) => (export, result),
+            });
+        }
+        let done = finished
+            .into_iter()
+            .map(|(export, result)| Done { export, result })
+            .collect();
+        Ok(self.record(done).await?.pop().unwrap_or(Step::Idle))
     }
 
     /// Delivers until `shutdown` turns true, then lets deliveries in progress finish.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut notifications = self.subscribe().await;
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+        let recorder = tokio::spawn(self.clone().record_loop(done_rx));
         let mut tasks = tokio::task::JoinSet::new();
         let mut next_gauge = tokio::time::Instant::now();
         loop {
@@ -188,10 +226,11 @@ impl DeliveryWorker {
                 self.update_queue_gauge().await;
                 next_gauge = tokio::time::Instant::now() + Duration::from_secs(5);
             }
-            let full = match self.claim_and_spawn(&mut tasks).await {
+            let full = match self.claim_and_spawn(&mut tasks, &done_tx).await {
                 Ok(full) => full,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming exports failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                     false
                 }
             };
@@ -213,6 +252,8 @@ impl DeliveryWorker {
             }
         }
         while tasks.join_next().await.is_some() {}
+        drop(done_tx);
+        let _ = recorder.await;
     }
 
     async fn subscribe(&self) -> Option<futures::stream::BoxStream<'static, ()>> {
@@ -225,8 +266,8 @@ impl DeliveryWorker {
         }
     }
 
-    /// How long to wait when nothing wakes us: until the next export is due, at most the
-    /// poll interval.
+    /// How long to wait when nothing wakes us: until the next export can be claimed, at most
+    /// the poll interval.
     async fn sleep_for(&self) -> Duration {
         let poll = self.limits.poll_interval;
         match self.app.store.next_due_at().await {
@@ -244,11 +285,12 @@ impl DeliveryWorker {
         }
     }
 
-    /// Claims as many exports as there are free slots and starts them; true when the claim
-    /// came back full.
+    /// Claims as many exports as there are free slots, prepares them as a batch and starts
+    /// their deliveries; true when the claim came back full.
     async fn claim_and_spawn(
         self: &Arc<Self>,
         tasks: &mut tokio::task::JoinSet<()>,
+        done: &mpsc::UnboundedSender<Done>,
     ) -> Result<bool, WorkerError> {
         let free = self.slots.available_permits();
         if free == 0 {
@@ -271,30 +313,38 @@ impl DeliveryWorker {
             .claim_exports(&self.claim_request(limit, &exclude))
             .await?;
         let full = claimed.len() >= free;
-        for export in claimed {
+        if claimed.is_empty() {
+            return Ok(false);
+        }
+        for prepared in self.prepare(claimed).await? {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                 break;
             };
-            let connection = export.erp_connection_id;
+            let export_connection = match &prepared {
+                Ok(job) => job.export.erp_connection_id,
+                Err((export, _)) => export.erp_connection_id,
+            };
             if let Ok(mut busy) = self.busy.lock() {
-                *busy.entry(connection).or_default() += 1;
+                *busy.entry(export_connection).or_default() += 1;
             }
-            let lane = self.lane(connection);
+            let lane = self.lane(export_connection);
             let worker = self.clone();
+            let done = done.clone();
             tasks.spawn(async move {
-                let result = match lane.acquire_owned().await {
-                    Ok(_lane) => worker.attempt(export).await,
-                    Err(_) => Ok(Step::Idle),
+                let (export, result) = match prepared {
+                    Ok(job) => match lane.acquire_owned().await {
+                        Ok(_lane) => worker.deliver(job).await,
+                        Err(_) => return,
+                    },
+                    Err(failed) => failed,
                 };
-                if let Err(err) = result {
-                    tracing::warn!(error = %err, "recording a delivery failed; the lease will expire and it is retried");
-                }
+                let _ = done.send(Done { export, result });
                 if let Ok(mut busy) = worker.busy.lock()
-                    && let Some(n) = busy.get_mut(&connection)
+                    && let Some(n) = busy.get_mut(&export_connection)
                 {
                     *n -= 1;
                     if *n == 0 {
-                        busy.remove(&connection);
+                        busy.remove(&export_connection);
                     }
                 }
                 drop(slot);
@@ -306,7 +356,7 @@ impl DeliveryWorker {
 
     /// The per-connection limit's semaphore.
     fn lane(&self, connection: Uuid) -> Arc<Semaphore> {
-        let mut lanes = match self.per_connection.lock() {
+        let mut lanes = match self.lanes.lock() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -316,100 +366,113 @@ impl DeliveryWorker {
             .clone()
     }
 
-    /// One delivery attempt of a claimed export, recorded whatever happens.
-    async fn attempt(&self, export: Export) -> Result<Step, WorkerError> {
-        let outcome = self.try_deliver(&export).await;
-        let now = crate::store::now();
-        let worker = self.id;
-        let entry = |action: &'static str, details: serde_json::Value| NewAuditEntry {
-            org_id: export.org_id,
-            actor: Actor::system(),
-            action,
-            entity_type: "erp_export",
-            entity_id: Some(export.id.to_string()),
-            details,
-        };
-        match outcome {
-            Ok(dropzone_path) => {
-                let audit = entry(
-                    action::EXPORT_SENT,
-                    json!({ "draft_order_id": export.draft_order_id, "file_name": export.file_name,
-                            "dropzone_path": dropzone_path, "attempt": export.attempts }),
-                );
-                let sent = AttemptOutcome::Sent {
-                    dropzone_path: &dropzone_path,
-                };
-                if !self
-                    .app
-                    .store
-                    .finish_attempt(&export, worker, &sent, &audit)
-                    .await?
-                {
-                    return Ok(Step::LostLease(export.id));
+    /// Opens each claimed export's connection (once per connection), renders what was never
+    /// archived, archives it and records the hashes in one statement. An export that cannot be
+    /// prepared comes back with its failure; one whose lease ran out is dropped.
+    #[allow(clippy::type_complexity)]
+    async fn prepare(
+        &self,
+        claimed: Vec<Export>,
+    ) -> Result<Vec<Result<Job, (Export, Result<String, Failure>)>>, WorkerError> {
+        let app = &self.app;
+        let mut connection_ids: Vec<Uuid> = claimed.iter().map(|e| e.erp_connection_id).collect();
+        connection_ids.sort_unstable();
+        connection_ids.dedup();
+        let mut org_ids: Vec<Uuid> = claimed.iter().map(|e| e.org_id).collect();
+        org_ids.sort_unstable();
+        org_ids.dedup();
+        let orgs: HashMap<Uuid, Org> = app
+            .store
+            .orgs_by_ids(&org_ids)
+            .await?
+            .into_iter()
+            .map(|o| (o.id, o))
+            .collect();
+        let mut targets: HashMap<Uuid, Result<Arc<Target>, Failure>> = HashMap::new();
+        for connection in app.store.connections_by_ids(&connection_ids).await? {
+            let target = self.open(connection.clone(), orgs.get(&connection.org_id));
+            targets.insert(connection.id, target.map(Arc::new));
+        }
+        let to_render: Vec<Uuid> = claimed
+            .iter()
+            .filter(|e| e.export_storage_key.is_none() || e.content_sha256.is_none())
+            .map(|e| e.draft_order_id)
+            .collect();
+        let drafts: HashMap<Uuid, DraftOrder> = app
+            .store
+            .drafts_by_ids(&to_render)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d))
+            .collect();
+
+        let mut prepared = Vec::with_capacity(claimed.len());
+        let mut fresh = Vec::new();
+        for export in claimed {
+            let target = match targets.get(&export.erp_connection_id) {
+                Some(Ok(t)) if t.connection.org_id == export.org_id => t.clone(),
+                Some(Err(f)) => {
+                    prepared.push(Err((export, Err(f.clone()))));
+                    continue;
                 }
-                metrics::counter!(metric::EXPORTS, "status" => "SENT").increment(1);
-                let latency = (now - export.created_at).to_std().unwrap_or_default();
-                metrics::histogram!(metric::EXPORT_DELIVERY).record(latency.as_secs_f64());
-                Ok(Step::Sent(export.id))
-            }
-            Err(fail) => {
-                let error = delivery_error(fail.code.as_str(), &fail.message, now, export.attempts);
-                let retry = fail.code.is_transient()
-                    && export.attempts < self.app.settings.export_max_attempts;
-                let (outcome, audit, step) = if retry {
-                    let wait = backoff(
-                        self.app.settings.export_retry_base,
-                        export.attempts,
-                        jitter(),
-                    );
-                    let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                    (
-                        AttemptOutcome::Retry {
-                            next_attempt_at: next,
-                            error: &error,
-                        },
-                        entry(
-                            action::EXPORT_RETRY_SCHEDULED,
-                            json!({ "error": error, "next_attempt_at": next }),
-                        ),
-                        Step::Retrying(export.id, fail.code),
-                    )
-                } else {
-                    (
-                        AttemptOutcome::Failed { error: &error },
-                        entry(action::EXPORT_FAILED, json!({ "error": error })),
-                        Step::Failed(export.id, fail.code),
-                    )
-                };
-                if !self
-                    .app
-                    .store
-                    .finish_attempt(&export, worker, &outcome, &audit)
-                    .await?
-                {
-                    return Ok(Step::LostLease(export.id));
+                _ => {
+                    let f = failure(ErrorCode::ConfigUnreadable, "the connection is gone");
+                    prepared.push(Err((export, Err(f))));
+                    continue;
                 }
-                if !retry {
-                    metrics::counter!(metric::EXPORTS, "status" => "FAILED").increment(1);
+            };
+            match self.content(&export, &target, &drafts).await {
+                Ok((content, is_new)) => {
+                    if is_new {
+                        fresh.push(export.id);
+                    }
+                    prepared.push(Ok(Job {
+                        export,
+                        target,
+                        content,
+                    }));
                 }
-                Ok(step)
+                Err(f) => prepared.push(Err((export, Err(f)))),
             }
         }
+        let keys: Vec<(Uuid, String, String)> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok())
+            .filter(|j| fresh.contains(&j.export.id))
+            .map(|j| {
+                (
+                    j.export.id,
+                    storage_key(j.export.org_id, &j.export.file_name),
+                    j.content.sha256.clone(),
+                )
+            })
+            .collect();
+        let records: Vec<ArchiveRecord<'_>> = keys
+            .iter()
+            .map(|(id, key, sha)| ArchiveRecord {
+                id: *id,
+                storage_key: key,
+                content_sha256: sha,
+            })
+            .collect();
+        let held = app.store.record_archives(self.id, &records).await?;
+        Ok(prepared
+            .into_iter()
+            .filter(|p| match p {
+                Ok(job) => !fresh.contains(&job.export.id) || held.contains(&job.export.id),
+                Err(_) => true,
+            })
+            .collect())
     }
 
-    /// Render (or reread the archived file), archive, deliver. The final path on success.
-    async fn try_deliver(&self, export: &Export) -> Result<String, Failure> {
-        let app = &self.app;
-        let connection = app
-            .store
-            .connection_by_id(export.org_id, export.erp_connection_id)
-            .await
-            .map_err(|e| failure(ErrorCode::StorageUnavailable, e))?
-            .ok_or_else(|| failure(ErrorCode::ConfigUnreadable, "the connection is gone"))?;
+    /// The connection's connector and decrypted config.
+    fn open(&self, connection: Connection, org: Option<&Org>) -> Result<Target, Failure> {
         if connection.status != ConnectionStatus::Active {
             return Err(ConnectorError::new(ErrorCode::ConnectionDisabled).into());
         }
-        let connector = app
+        let org = org.ok_or_else(|| failure(ErrorCode::ConfigUnreadable, "the org is gone"))?;
+        let connector = self
+            .app
             .registry
             .by_type(&connection.connector_type)
             .cloned()
@@ -419,17 +482,11 @@ impl DeliveryWorker {
                     format!("unknown connector type {}", connection.connector_type),
                 )
             })?;
-        let config = app
+        let config = self
+            .app
             .connections
             .open(&connection)
             .map_err(|_| ConnectorError::new(ErrorCode::ConfigUnreadable))?;
-        let org = app
-            .store
-            .org_by_id(export.org_id)
-            .await
-            .map_err(|e| failure(ErrorCode::StorageUnavailable, e))?
-            .ok_or_else(|| failure(ErrorCode::ConfigUnreadable, "the org is gone"))?;
-        let content = self.content(export, &org.slug, connector.as_ref()).await?;
         let ctx = ConnectorContext {
             org_id: org.id,
             org_slug: org.slug.clone(),
@@ -437,31 +494,24 @@ impl DeliveryWorker {
                 id: connection.id,
                 version: connection.config_version,
             }),
-            env: app.connector_env.clone(),
+            env: self.app.connector_env.clone(),
         };
-        let delivery = Delivery {
-            export_id: export.id,
-            file_name: &export.file_name,
-            content: &content,
-        };
-        // Never outlive the lease: another worker may take the export over after it.
-        let limit = app.settings.export_lease.mul_f64(0.8);
-        let delivered = run_export(connector.as_ref(), &ctx, &config, &delivery, limit).await?;
-        if delivered.learned.host_key_fingerprint.is_some() {
-            self.record_learned(&connection, config, &delivered.learned)
-                .await;
-        }
-        Ok(delivered.dropzone_path)
+        Ok(Target {
+            connection,
+            connector,
+            config,
+            ctx,
+        })
     }
 
     /// The bytes to deliver: the archived file when an earlier attempt archived it (so every
-    /// attempt delivers the same bytes), else freshly rendered, archived and recorded.
+    /// attempt delivers the same bytes), else freshly rendered and archived (true).
     async fn content(
         &self,
         export: &Export,
-        org_slug: &crate::domain::org::Slug,
-        connector: &dyn crate::connectors::Connector,
-    ) -> Result<Rendered, Failure> {
+        target: &Target,
+        drafts: &HashMap<Uuid, DraftOrder>,
+    ) -> Result<(Rendered, bool), Failure> {
         let app = &self.app;
         if let (Some(key), Some(sha)) = (&export.export_storage_key, &export.content_sha256) {
             let bytes = app
@@ -471,56 +521,203 @@ impl DeliveryWorker {
                 .map_err(|e| failure(ErrorCode::StorageUnavailable, e))?;
             let archived = Rendered::new(bytes);
             if &archived.sha256 == sha {
-                return Ok(archived);
+                return Ok((archived, false));
             }
             tracing::warn!(export_id = %export.id, "archived file does not match its recorded hash; rendering again");
         }
-        let draft = app
-            .store
-            .draft(export.org_id, export.draft_order_id)
-            .await
-            .map_err(|e| failure(ErrorCode::StorageUnavailable, e))?
+        let draft = drafts
+            .get(&export.draft_order_id)
+            .filter(|d| d.org_id == export.org_id)
             .ok_or_else(|| failure(ErrorCode::SchemaInvalid, "the draft order is gone"))?;
-        let order = draft.to_approved(org_slug).ok_or_else(|| {
+        let order = draft.to_approved(&target.ctx.org_slug).ok_or_else(|| {
             failure(
                 ErrorCode::SchemaInvalid,
                 "the draft order was never approved",
             )
         })?;
-        let rendered = connector.render(&order)?;
-        let key = storage_key(export.org_id, &export.file_name);
+        let rendered = target.connector.render(&order)?;
         app.archive
-            .put(&key, rendered.bytes.clone())
+            .put(
+                &storage_key(export.org_id, &export.file_name),
+                rendered.bytes.clone(),
+            )
             .await
             .map_err(|e| failure(ErrorCode::StorageUnavailable, e))?;
-        let held = app
-            .store
-            .record_archive(export.id, self.id, &key, &rendered.sha256)
-            .await
-            .map_err(|e| failure(ErrorCode::StorageUnavailable, e))?;
-        if !held {
-            return Err(failure(
-                ErrorCode::ConnectionTimeout,
-                "the lease ran out before delivery started",
-            ));
-        }
-        Ok(rendered)
+        Ok((rendered, true))
     }
 
-    async fn record_learned(
-        &self,
-        connection: &Connection,
-        config: crate::connectors::ConnectorConfig,
-        learned: &crate::connectors::Learned,
-    ) {
+    /// Delivers one prepared export (never outliving its lease: another worker may take the
+    /// export over after it).
+    async fn deliver(&self, job: Job) -> (Export, Result<String, Failure>) {
+        let delivery = Delivery {
+            export_id: job.export.id,
+            file_name: &job.export.file_name,
+            content: &job.content,
+        };
+        let limit = self.app.settings.export_lease.mul_f64(0.8);
+        let target = &job.target;
+        let result = run_export(
+            target.connector.as_ref(),
+            &target.ctx,
+            &target.config,
+            &delivery,
+            limit,
+        )
+        .await;
+        let result = match result {
+            Ok(delivered) => {
+                if delivered.learned.host_key_fingerprint.is_some() {
+                    self.record_learned(target, &delivered.learned).await;
+                }
+                Ok(delivered.dropzone_path)
+            }
+            Err(err) => Err(err.into()),
+        };
+        (job.export, result)
+    }
+
+    /// Records finished attempts as they come, together whatever finished meanwhile.
+    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Done>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 256 {
+                match rx.try_recv() {
+                    Ok(done) => batch.push(done),
+                    Err(_) => break,
+                }
+            }
+            if let Err(err) = self.record(batch).await {
+                tracing::warn!(error = %err, "recording deliveries failed; their leases will run out and they are delivered again");
+            }
+        }
+    }
+
+    /// Classifies and records finished attempts in one transaction; their steps.
+    async fn record(&self, batch: Vec<Done>) -> Result<Vec<Step>, WorkerError> {
+        let now = crate::store::now();
+        let settings = &self.app.settings;
+        let mut planned = Vec::with_capacity(batch.len());
+        for done in &batch {
+            let export = &done.export;
+            let entry = |action: &'static str, details: serde_json::Value| NewAuditEntry {
+                org_id: export.org_id,
+                actor: Actor::system(),
+                action,
+                entity_type: "erp_export",
+                entity_id: Some(export.id.to_string()),
+                details,
+            };
+            let plan = match &done.result {
+                Ok(path) => (
+                    PlannedOutcome::Sent(path.clone()),
+                    entry(
+                        action::EXPORT_SENT,
+                        json!({ "draft_order_id": export.draft_order_id, "file_name": export.file_name,
+                                "dropzone_path": path, "attempt": export.attempts }),
+                    ),
+                    Step::Sent(export.id),
+                ),
+                Err(fail) => {
+                    let error =
+                        delivery_error(fail.code.as_str(), &fail.message, now, export.attempts);
+                    if fail.code.is_transient() && export.attempts < settings.export_max_attempts {
+                        let wait =
+                            backoff(settings.export_retry_base, export.attempts, rand::random());
+                        let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                        (
+                            PlannedOutcome::Retry(next, error.clone()),
+                            entry(
+                                action::EXPORT_RETRY_SCHEDULED,
+                                json!({ "error": error, "next_attempt_at": next }),
+                            ),
+                            Step::Retrying(export.id, fail.code),
+                        )
+                    } else {
+                        (
+                            PlannedOutcome::Failed(error.clone()),
+                            entry(action::EXPORT_FAILED, json!({ "error": error })),
+                            Step::Failed(export.id, fail.code),
+                        )
+                    }
+                }
+            };
+            planned.push(plan);
+        }
+        let attempts: Vec<FinishedAttempt<'_>> = batch
+            .iter()
+            .zip(&planned)
+            .map(|(done, (outcome, audit, _))| FinishedAttempt {
+                export: &done.export,
+                outcome: outcome.as_outcome(),
+                audit,
+            })
+            .collect();
+        let recorded = self.app.store.finish_attempts(self.id, &attempts).await?;
+        let mut steps = Vec::with_capacity(batch.len());
+        for (done, (_, _, step)) in batch.into_iter().zip(planned) {
+            let step = if recorded.contains(&done.export.id) {
+                count(&done.export, &step, now);
+                step
+            } else {
+                Step::LostLease(done.export.id)
+            };
+            steps.push(step);
+        }
+        Ok(steps)
+    }
+
+    async fn record_learned(&self, target: &Target, learned: &Learned) {
         if let Err(err) = self
             .app
             .connections
-            .record_learned(&Actor::system(), connection, config, learned, None)
+            .record_learned(
+                &Actor::system(),
+                &target.connection,
+                target.config.clone(),
+                learned,
+                None,
+            )
             .await
         {
-            tracing::warn!(connection_id = %connection.id, error = %err, "could not record the host key learned during an export");
+            tracing::warn!(connection_id = %target.connection.id, error = %err, "could not record the host key learned during an export");
         }
+    }
+}
+
+/// An outcome before it borrows into [`AttemptOutcome`].
+enum PlannedOutcome {
+    Sent(String),
+    Retry(chrono::DateTime<Utc>, serde_json::Value),
+    Failed(serde_json::Value),
+}
+
+impl PlannedOutcome {
+    fn as_outcome(&self) -> AttemptOutcome<'_> {
+        match self {
+            PlannedOutcome::Sent(path) => AttemptOutcome::Sent {
+                dropzone_path: path,
+            },
+            PlannedOutcome::Retry(next, error) => AttemptOutcome::Retry {
+                next_attempt_at: *next,
+                error,
+            },
+            PlannedOutcome::Failed(error) => AttemptOutcome::Failed { error },
+        }
+    }
+}
+
+/// Metrics for a recorded attempt.
+fn count(export: &Export, step: &Step, now: chrono::DateTime<Utc>) {
+    match step {
+        Step::Sent(_) => {
+            metrics::counter!(metric::EXPORTS, "status" => "SENT").increment(1);
+            let latency = (now - export.created_at).to_std().unwrap_or_default();
+            metrics::histogram!(metric::EXPORT_DELIVERY).record(latency.as_secs_f64());
+        }
+        Step::Failed(..) => {
+            metrics::counter!(metric::EXPORTS, "status" => "FAILED").increment(1);
+        }
+        _ => {}
     }
 }
 

@@ -250,6 +250,10 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
         }
     }
 
+    eprintln!(
+        "all pushes answered after {:.2} s",
+        (chrono::Utc::now() - first_push).num_milliseconds() as f64 / 1000.0
+    );
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let exports = all_exports(&app, org.id).await?;
