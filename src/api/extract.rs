@@ -101,9 +101,19 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// A JSON body whose errors are 422s naming the field (or 413 when too large).
+/// A JSON object body whose errors are 422s naming the field (or 413 when too large).
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
+
+/// Parses a JSON object body, naming the offending field on error. Anything but an object at
+/// the top is refused (serde would otherwise read `["acme", "a@b.c", "pw"]` as a struct).
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::invalid("body", "must be a JSON object"));
+    }
+    parse_json(bytes)
+}
 
 /// Parses a JSON body, naming the offending field on error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -143,7 +153,7 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = body_bytes(req, state).await?;
-        parse_json(&bytes).map(ApiJson)
+        parse_object(&bytes).map(ApiJson)
     }
 }
 
@@ -176,17 +186,13 @@ impl ListQuery {
         )?)
     }
 
-    /// A raw parameter, None when absent or empty.
+    /// A raw parameter, None when absent (an empty value is a value, and usually invalid).
     pub fn get(&self, name: &str) -> Result<Option<&str>, ApiError> {
-        Ok(self
-            .params()?
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty()))
+        Ok(self.params()?.get(name).map(String::as_str))
     }
 
     /// A parameter parsed with `FromStr` into a domain type (whose error names the field), or
-    /// None when absent or empty.
+    /// None when absent.
     pub fn parsed<T>(&self, name: &str) -> Result<Option<T>, ApiError>
     where
         T: std::str::FromStr<Err = crate::domain::FieldError>,

@@ -73,9 +73,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         tracing::info_span!("request", request_id, path = %Bounded(req.uri().path()))
     });
 
+    let document = openapi::finalize(openapi, &state.registry);
     router
         .fallback(|| async { ApiError::NotFound("No such endpoint".into()) })
-        .layer(Extension(Arc::new(openapi)))
+        .layer(Extension(Arc::new(openapi::Document(document))))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

@@ -121,6 +121,31 @@ impl DraftOrder {
     }
 }
 
+/// A nested value that must be a JSON object: serde's derived structs also accept arrays
+/// (`[null, null]` as a two-field struct), which the document does not allow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Obj<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(ObjectVisitor(std::marker::PhantomData))
+            .map(Obj)
+    }
+}
+
 /// The customer of a submitted draft.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -130,11 +155,11 @@ pub struct CustomerInput {
     pub id: Option<Uuid>,
     /// The customer's number in the ERP (≤ 64 characters).
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(max_length = 64, pattern = "^[^\\u0000]*$")]
     pub erp_customer_number: Option<String>,
     /// Customer name (≤ 512 characters).
     #[serde(default)]
-    #[schema(max_length = 512)]
+    #[schema(max_length = 512, pattern = "^[^\\u0000]*$")]
     pub name: Option<String>,
 }
 
@@ -147,7 +172,7 @@ pub struct SourceDocumentInput {
     pub document_id: Option<Uuid>,
     /// Original file name (≤ 512 characters).
     #[serde(default)]
-    #[schema(max_length = 512)]
+    #[schema(max_length = 512, pattern = "^[^\\u0000]*$")]
     pub file_name: Option<String>,
     /// SHA-256 of the file, 64 lowercase hex characters.
     #[serde(default)]
@@ -163,13 +188,13 @@ pub struct LineInput {
     #[schema(minimum = 1, maximum = 2147483647)]
     pub line_no: u32,
     /// Our SKU (1-128 characters).
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000]*$")]
     pub internal_sku: String,
     /// Quantity, > 0, kept exactly as written.
     #[schema(value_type = f64, exclusive_minimum = 0)]
     pub qty: DecimalText,
     /// Unit of measure (1-16 characters).
-    #[schema(min_length = 1, max_length = 16)]
+    #[schema(min_length = 1, max_length = 16, pattern = "^[^\\u0000]*$")]
     pub uom: String,
     /// Unit price, ≥ 0, kept exactly as written.
     #[serde(default)]
@@ -181,11 +206,11 @@ pub struct LineInput {
     pub currency: Option<String>,
     /// The SKU as the customer wrote it (≤ 256 characters).
     #[serde(default)]
-    #[schema(max_length = 256)]
+    #[schema(max_length = 256, pattern = "^[^\\u0000]*$")]
     pub customer_sku_raw: Option<String>,
     /// Description (≤ 2000 characters).
     #[serde(default)]
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = "^[^\\u0000]*$")]
     pub description: Option<String>,
 }
 
@@ -195,7 +220,7 @@ pub struct LineInput {
 pub struct DraftInput {
     /// The customer's PO number (≤ 128 characters).
     #[serde(default)]
-    #[schema(max_length = 128)]
+    #[schema(max_length = 128, pattern = "^[^\\u0000]*$")]
     pub external_order_number: Option<String>,
     /// Order date, `YYYY-MM-DD`.
     #[serde(default)]
@@ -211,17 +236,19 @@ pub struct DraftInput {
     pub requested_delivery_date: Option<String>,
     /// Free-text notes (≤ 10000 characters).
     #[serde(default)]
-    #[schema(max_length = 10000)]
+    #[schema(max_length = 10000, pattern = "^[^\\u0000]*$")]
     pub notes: Option<String>,
     /// The customer.
     #[serde(default)]
-    pub customer: Option<CustomerInput>,
+    #[schema(value_type = Option<CustomerInput>)]
+    pub customer: Option<Obj<CustomerInput>>,
     /// The document the order was read from.
     #[serde(default)]
-    pub source_document: Option<SourceDocumentInput>,
+    #[schema(value_type = Option<SourceDocumentInput>)]
+    pub source_document: Option<Obj<SourceDocumentInput>>,
     /// The lines (1-10000), `line_no` unique.
-    #[schema(min_items = 1, max_items = 10000)]
-    pub lines: Vec<LineInput>,
+    #[schema(value_type = Vec<LineInput>, min_items = 1, max_items = 10000)]
+    pub lines: Vec<Obj<LineInput>>,
 }
 
 /// A validated draft, ready to store.
@@ -255,7 +282,7 @@ fn text(
 }
 
 fn required_text(field: &str, value: String, max_chars: usize) -> Result<String, FieldError> {
-    if value.trim().is_empty() {
+    if value.is_empty() {
         return Err(FieldError::new(field, "is required"));
     }
     Ok(text(field, Some(value), max_chars)?.unwrap_or_default())
@@ -299,7 +326,7 @@ impl DraftInput {
             requested_delivery_date: date("requested_delivery_date", self.requested_delivery_date)?,
             notes: text("notes", self.notes, 10_000)?,
         };
-        let customer_in = self.customer.unwrap_or_default();
+        let customer_in = self.customer.map(|c| c.0).unwrap_or_default();
         let customer = Customer {
             id: customer_in.id,
             erp_customer_number: text(
@@ -311,7 +338,7 @@ impl DraftInput {
         };
         let source_document = self
             .source_document
-            .map(|s| -> Result<SourceDocument, FieldError> {
+            .map(|Obj(s)| -> Result<SourceDocument, FieldError> {
                 let sha256 = match s.sha256 {
                     Some(h)
                         if h.len() == 64
@@ -336,7 +363,7 @@ impl DraftInput {
             .transpose()?;
         let mut seen = HashSet::new();
         let mut lines = Vec::with_capacity(self.lines.len());
-        for (i, line) in self.lines.into_iter().enumerate() {
+        for (i, Obj(line)) in self.lines.into_iter().enumerate() {
             let field = |name: &str| format!("lines[{i}].{name}");
             if line.line_no == 0 || line.line_no > i32::MAX as u32 {
                 return Err(FieldError::new(field("line_no"), "must be at least 1"));
@@ -460,6 +487,20 @@ mod tests {
             ),
         ] {
             assert_eq!(input(body.clone()).unwrap_err().field, field, "{body}");
+        }
+    }
+
+    #[test]
+    fn nested_values_must_be_objects() {
+        for body in [
+            json!({"source_document": [null, null], "lines": [line(1, json!(1))]}),
+            json!({"customer": ["id", "n"], "lines": [line(1, json!(1))]}),
+            json!({"lines": [[1, "A", 1, "PCE"]]}),
+        ] {
+            assert!(
+                serde_json::from_value::<DraftInput>(body.clone()).is_err(),
+                "{body}"
+            );
         }
     }
 

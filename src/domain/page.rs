@@ -1,8 +1,5 @@
 //! Cursor pagination: `limit` 1-200 (default 50) and an opaque cursor.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 use super::FieldError;
 
 /// Default page size.
@@ -28,11 +25,13 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-const CURSOR_PREFIX: &str = "s:";
+/// What a cursor looks like (clients treat it as opaque; the document states its shape so a
+/// generated one is either refused or valid).
+pub const CURSOR_PATTERN: &str = "^[1-9][0-9]{0,17}$";
 
 /// Encodes a sequence number as an opaque cursor.
 pub fn encode_cursor(seq: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{seq}"))
+    seq.to_string()
 }
 
 impl PageRequest {
@@ -40,28 +39,30 @@ impl PageRequest {
     pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, FieldError> {
         let limit = match limit {
             None => DEFAULT_LIMIT,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
+            Some(text) => Some(text)
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u32>().ok())
                 .filter(|n| (1..=MAX_LIMIT).contains(n))
                 .ok_or_else(|| FieldError::new("limit", "must be an integer from 1 to 200"))?,
         };
         let before_seq = match cursor {
-            None | Some("") => None,
+            None => None,
             Some(text) => Some(decode_cursor(text)?),
         };
         Ok(Self { limit, before_seq })
     }
 }
 
+/// Exactly [`CURSOR_PATTERN`]: no sign, no leading zero, at most 18 digits.
 fn decode_cursor(text: &str) -> Result<i64, FieldError> {
     let bad = || FieldError::new("cursor", "not a cursor returned by this endpoint");
-    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    text.strip_prefix(CURSOR_PREFIX)
-        .and_then(|n| n.parse().ok())
-        .filter(|n| *n > 0)
-        .ok_or_else(bad)
+    let shaped = (1..=18).contains(&text.len())
+        && !text.starts_with('0')
+        && text.bytes().all(|b| b.is_ascii_digit());
+    if !shaped {
+        return Err(bad());
+    }
+    text.parse().map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -83,8 +84,15 @@ mod tests {
             (Some("0"), None, "limit"),
             (Some("201"), None, "limit"),
             (Some("x"), None, "limit"),
+            (Some("+5"), None, "limit"),
+            (Some(""), None, "limit"),
             (None, Some("%%%"), "cursor"),
             (None, Some("eDox"), "cursor"),
+            (None, Some(""), "cursor"),
+            (None, Some("0"), "cursor"),
+            (None, Some("012"), "cursor"),
+            (None, Some("-5"), "cursor"),
+            (None, Some("9999999999999999999"), "cursor"),
         ] {
             assert_eq!(PageRequest::parse(limit, cursor).unwrap_err().field, field);
         }

@@ -242,11 +242,40 @@ impl ConnectionService {
         submitted: &ConnectorConfig,
         stored: Option<&ConnectorConfig>,
     ) -> Result<ConnectorConfig, FieldError> {
-        let mut merged = submitted.clone();
-        let kept_secrets = fill_omitted(&mut merged, stored, connector.secret_fields());
-        let kept_sticky = fill_omitted(&mut merged, stored, connector.sticky_fields());
         let env = self.env.validation();
-        let mut validated = match connector.validate(&merged, &env) {
+        // With another identity, nothing stored is kept: the submission must stand alone, and
+        // a missing secret is reported as one to give again.
+        let alone = || {
+            connector.validate(submitted, &env).map_err(|err| {
+                let omitted = submitted.get(&err.field).is_none();
+                if omitted && connector.secret_fields().contains(&err.field.as_str()) {
+                    FieldError::new(
+                        err.field,
+                        "must be given again because host, port, username or mode changed",
+                    )
+                } else {
+                    err
+                }
+            })
+        };
+        let Some(stored) = stored else {
+            return connector.validate(submitted, &env);
+        };
+        let identity_differs = |config: &ConnectorConfig, only_given: bool| {
+            connector
+                .identity_fields()
+                .iter()
+                .any(|f| (!only_given || config.has(f)) && differs(config, stored, f))
+        };
+        // An identity field given with another value (switching sftp to filesystem, another
+        // host): the old secrets may not even be fields of the new config.
+        if identity_differs(submitted, true) {
+            return alone();
+        }
+        let mut merged = submitted.clone();
+        let kept_secrets = fill_omitted(&mut merged, Some(stored), connector.secret_fields());
+        let kept_sticky = fill_omitted(&mut merged, Some(stored), connector.sticky_fields());
+        let validated = match connector.validate(&merged, &env) {
             Err(err) if kept_secrets.contains(&err.field.as_str()) => {
                 return Err(FieldError::new(
                     err.field,
@@ -255,24 +284,11 @@ impl ConnectionService {
             }
             other => other?,
         };
-        let (Some(stored), false) = (stored, kept_secrets.is_empty() && kept_sticky.is_empty())
-        else {
-            return Ok(validated);
-        };
-        let identity_changed = connector
-            .identity_fields()
-            .iter()
-            .any(|f| differs(&validated, stored, f));
-        if identity_changed {
-            if let Some(field) = kept_secrets.first() {
-                return Err(FieldError::new(
-                    *field,
-                    "must be given again because host, port, username or mode changed",
-                ));
-            }
-            for field in kept_sticky {
-                validated.remove(field);
-            }
+        if (!kept_secrets.is_empty() || !kept_sticky.is_empty())
+            && identity_differs(&validated, false)
+        {
+            // An omitted field's default differs from the stored value (port 22 vs 2222).
+            return alone();
         }
         Ok(validated)
     }

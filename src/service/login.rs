@@ -125,7 +125,15 @@ impl LoginService {
             .check(attempt.client, attempt.org_slug, attempt.email)
             .map_err(throttled)?;
         let password = attempt.password.clone();
-        let Some(org) = self.store.org_by_slug(attempt.org_slug.trim()).await? else {
+        // A slug that cannot be one (too long, control characters, NUL, which PostgreSQL
+        // refuses in text) is an unknown org, answered the same way after the same work.
+        let plausible =
+            attempt.org_slug.trim().len() <= 63 && !attempt.org_slug.chars().any(char::is_control);
+        let org = match plausible {
+            true => self.store.org_by_slug(attempt.org_slug.trim()).await?,
+            false => None,
+        };
+        let Some(org) = org else {
             self.check_password(password, None).await?;
             tracing::info!(org_slug = %Bounded(attempt.org_slug), "login failed: unknown org");
             return Err(self.failure(&attempt));

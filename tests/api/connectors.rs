@@ -196,6 +196,30 @@ async fn secrets_are_never_shown_and_kept_only_while_the_identity_is_unchanged()
 }
 
 #[tokio::test]
+async fn switching_sftp_to_filesystem_drops_the_stored_secrets() {
+    let app = spawn_app().await;
+    let (_, _, token) = app.org_with("acme", Role::Admin).await;
+    folder(&app, "acme", "/import/orders");
+    assert_eq!(
+        app.post_json(SLUG, &token, &sftp_config("Sup3r-Secret-pw"))
+            .await
+            .status(),
+        200
+    );
+    let resp = app
+        .post_json(
+            SLUG,
+            &token,
+            &json!({"mode": "filesystem", "export_path": "/import/orders"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let details: Value = app.get_json(SLUG, &token).await;
+    assert_eq!(details["secrets_set"], json!([]));
+    assert!(details["config"].get("host").is_none());
+}
+
+#[tokio::test]
 async fn invalid_configs_are_422_naming_the_field_and_store_nothing() {
     let app = spawn_app().await;
     let (_, _, token) = app.org_with("acme", Role::Admin).await;

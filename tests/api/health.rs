@@ -74,11 +74,42 @@ async fn openapi_lists_every_endpoint() {
         "/api/v1/audit-log",
         "/api/v1/connectors/types",
         "/api/v1/connectors",
-        "/api/v1/connectors/{slug}",
-        "/api/v1/connectors/{slug}/test",
-        "/api/v1/connectors/{slug}/disable",
+        "/api/v1/connectors/dropzone-json-v1",
+        "/api/v1/connectors/dropzone-json-v1/test",
+        "/api/v1/connectors/dropzone-json-v1/disable",
         "/api/v1/connections/{id}/enable",
     ] {
         assert!(paths.contains_key(path), "missing {path}");
     }
+    for path in [
+        "/api/v1/draft-orders",
+        "/api/v1/draft-orders/{id}",
+        "/api/v1/draft-orders/{id}/approve",
+        "/api/v1/draft-orders/{id}/push",
+        "/api/v1/draft-orders/{id}/retry-push",
+        "/api/v1/exports",
+        "/api/v1/exports/{id}",
+        "/api/v1/exports/{id}/file",
+    ] {
+        assert!(paths.contains_key(path), "missing {path}");
+    }
+    // Each connector type's paths carry its real config schema as the body.
+    let save = &paths["/api/v1/connectors/dropzone-json-v1"]["post"];
+    let schema = &save["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(schema["additionalProperties"], false);
+    assert!(schema["properties"]["test_on_save"].is_object());
+    for status in ["200", "400", "401", "403", "404", "409", "413", "422"] {
+        assert!(
+            save["responses"].get(status).is_some(),
+            "save lacks {status}"
+        );
+    }
+    let list = &paths["/api/v1/exports"]["get"];
+    let cursor = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cursor")
+        .unwrap();
+    assert!(cursor["schema"]["pattern"].is_string());
 }

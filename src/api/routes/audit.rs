@@ -40,8 +40,13 @@ pub async fn list(
 ) -> Result<Json<AuditPage>, ApiError> {
     auth.require(Role::CONNECTOR_MANAGERS)?;
     let action = query.get("action")?;
-    if action.is_some_and(|a| a.len() > 64) {
-        return Err(ApiError::invalid("action", "must be at most 64 characters"));
+    if action
+        .is_some_and(|a| a.is_empty() || a.len() > 64 || !a.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(ApiError::invalid(
+            "action",
+            "must be 1-64 visible ASCII characters",
+        ));
     }
     let page = state
         .store

@@ -79,7 +79,7 @@ pub struct SaveResponse {
     test_result: Option<TestResult>,
 }
 
-/// Reads an optional JSON object body (empty body: None).
+/// Reads an optional JSON object body (an empty body or `null`: None).
 async fn optional_object(req: Request) -> Result<Option<Map<String, Value>>, ApiError> {
     let bytes = body_bytes(req, &()).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -87,6 +87,7 @@ async fn optional_object(req: Request) -> Result<Option<Map<String, Value>>, Api
     }
     match parse_json::<Value>(&bytes)? {
         Value::Object(map) => Ok(Some(map)),
+        Value::Null => Ok(None),
         _ => Err(ApiError::invalid("body", "must be a JSON object")),
     }
 }
