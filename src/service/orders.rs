@@ -173,7 +173,6 @@ impl OrderService {
         idempotency_key: Option<&str>,
         kind: PushKind,
     ) -> Result<Pushed, ServiceError> {
-        let connection = self.store.active_connection(org_id).await?;
         let now = crate::store::now();
         let export_id = Uuid::new_v4();
         let file_name = export_file_name(draft_id, now);
@@ -188,19 +187,15 @@ impl OrderService {
             entity_type: "erp_export",
             entity_id: Some(export_id.to_string()),
             details: json!({ "draft_order_id": draft_id, "file_name": file_name,
-                             "retry": kind == PushKind::Retry,
-                             "erp_connection_id": connection.as_ref().map(|c| c.id) }),
+                             "retry": kind == PushKind::Retry }),
         };
-        // Without a connection nothing can be created, but a repeated key still finds its
-        // export, so the check runs inside the push only when it matters.
         let push = NewPush {
             org_id,
             draft_id,
-            connection_id: connection.as_ref().map_or(Uuid::nil(), |c| c.id),
             export_id,
             file_name: &file_name,
             idempotency_key,
-            from: if connection.is_some() { from } else { &[] },
+            from,
             latest_must_be_failed: kind == PushKind::Retry,
             now,
             audit: &audit,
@@ -229,28 +224,17 @@ impl OrderService {
                 created: false,
             }),
             PushOutcome::DraftNotFound => Err(Self::draft_not_found()),
+            PushOutcome::NoActiveConnection => {
+                Err(ServiceError::Conflict(NO_ACTIVE_CONNECTOR.into()))
+            }
             PushOutcome::WrongStatus {
                 status,
                 live_export,
-            } => Err(Self::refusal(
-                kind,
-                status,
-                live_export,
-                connection.is_some(),
-            )),
+            } => Err(Self::refusal(kind, status, live_export)),
         }
     }
 
-    fn refusal(
-        kind: PushKind,
-        status: DraftStatus,
-        live: Option<Export>,
-        has_connection: bool,
-    ) -> ServiceError {
-        let expected = match kind {
-            PushKind::Push => DraftStatus::Approved,
-            PushKind::Retry => DraftStatus::Error,
-        };
+    fn refusal(kind: PushKind, status: DraftStatus, live: Option<Export>) -> ServiceError {
         if let Some(live) = live.filter(|e| e.status != ExportStatus::Failed) {
             return ServiceError::ConflictWith {
                 message: format!(
@@ -260,9 +244,6 @@ impl OrderService {
                 details: json!({ "erp_export_id": live.id, "export_status": live.status,
                                  "status": status }),
             };
-        }
-        if !has_connection && status == expected {
-            return ServiceError::Conflict(NO_ACTIVE_CONNECTOR.into());
         }
         let message = match kind {
             PushKind::Push => {

@@ -23,8 +23,6 @@ pub struct NewPush<'a> {
     pub org_id: Uuid,
     /// The draft.
     pub draft_id: Uuid,
-    /// The connection the export goes through.
-    pub connection_id: Uuid,
     /// The new export's id (chosen by the caller so the audit row can name it).
     pub export_id: Uuid,
     /// The export file name, fixed now.
@@ -55,6 +53,8 @@ pub enum PushOutcome {
     },
     /// No such draft in this org.
     DraftNotFound,
+    /// The draft could be pushed, but the org has no active connection.
+    NoActiveConnection,
     /// The draft is not in a status the push starts from.
     WrongStatus {
         /// Its status.
@@ -128,8 +128,9 @@ pub struct FinishedAttempt<'a> {
 /// Exports.
 #[async_trait]
 pub trait ExportStore: Send + Sync {
-    /// Creates a PENDING export for a draft and sets the draft PUSHING, in one transaction
-    /// that also writes the audit row and wakes waiting workers; see [`PushOutcome`].
+    /// Creates a PENDING export through the org's active connection and sets the draft
+    /// PUSHING, in one transaction that also writes the audit row and wakes waiting workers;
+    /// see [`PushOutcome`].
     async fn push_draft(&self, push: &NewPush<'_>) -> Result<PushOutcome, StoreError>;
     /// One of the org's exports.
     async fn export(&self, org_id: Uuid, id: Uuid) -> Result<Option<Export>, StoreError>;
@@ -247,6 +248,8 @@ pub(super) const INSERT_EXPORT: &str = concat!(
      VALUES ($1, $2, $3, $4, 'PENDING', $5, 0, $6, $7, $7, $7) RETURNING ",
     export_columns!()
 );
+pub(super) const ACTIVE_CONNECTION_ID: &str =
+    "SELECT id FROM erp_connection WHERE org_id = $1 AND status = 'ACTIVE'";
 pub(super) const SET_DRAFT_STATUS: &str = "UPDATE draft_order SET status = $3, updated_at = $4 \
     WHERE id = $1 AND status = $2";
 pub(super) const QUEUE_DEPTH: &str = "SELECT COUNT(*) FROM erp_export WHERE status = 'PENDING'";
@@ -256,7 +259,8 @@ pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN lease_expires_at IS NOT 
     FROM erp_export WHERE status = 'PENDING'";
 
 /// Implements [`ExportStore`] for a backend whose sqlx database type is `$db`. The backend
-/// supplies `LOCK_DRAFT` (its draft-locking SELECT), `notify_exports` and `claim`.
+/// supplies `LOCK_DRAFT` (its draft-locking SELECT), `notify_exports`, `claim` and
+/// `push_fast` (a one-statement push for the common case, or None to use the general path).
 macro_rules! impl_export_store {
     ($backend:ty, $db:ty) => {
         impl $backend {
@@ -287,6 +291,9 @@ macro_rules! impl_export_store {
                 use $crate::domain::draft::DraftStatus;
                 use $crate::store::PushOutcome;
                 use $crate::store::exports as q;
+                if let Some(export) = self.push_fast(push).await? {
+                    return Ok(PushOutcome::Created(export));
+                }
                 let mut tx = self.begin_write().await?;
                 let status: Option<String> = sqlx::query_scalar(Self::LOCK_DRAFT)
                     .bind(push.org_id)
@@ -333,11 +340,19 @@ macro_rules! impl_export_store {
                         live_export: live.map(TryInto::try_into).transpose()?,
                     });
                 }
+                let connection: Option<uuid::Uuid> = sqlx::query_scalar(q::ACTIVE_CONNECTION_ID)
+                    .bind(push.org_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(connection) = connection else {
+                    tx.rollback().await?;
+                    return Ok(PushOutcome::NoActiveConnection);
+                };
                 let row: $crate::store::rows::ExportRow = sqlx::query_as(q::INSERT_EXPORT)
                     .bind(push.export_id)
                     .bind(push.org_id)
                     .bind(push.draft_id)
-                    .bind(push.connection_id)
+                    .bind(connection)
                     .bind(push.file_name)
                     .bind(push.idempotency_key)
                     .bind(push.now)

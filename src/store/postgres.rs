@@ -50,6 +50,39 @@ const CLAIM: &str = concat!(
     export_columns!()
 );
 
+/// A plain push in one statement (no BEGIN/COMMIT round trips): lock the draft, find the
+/// active connection, insert the export unless the key was used, set the draft PUSHING, write
+/// the audit row and notify — or nothing at all, and the general path explains why.
+const PUSH_FAST: &str = concat!(
+    "WITH d AS (
+        SELECT dr.id, dr.status,
+            (SELECT c.id FROM erp_connection c WHERE c.org_id = dr.org_id AND c.status = 'ACTIVE')
+                AS connection_id
+        FROM draft_order dr WHERE dr.org_id = $1 AND dr.id = $2 FOR UPDATE
+    ), ins AS (
+        INSERT INTO erp_export (id, org_id, draft_order_id, erp_connection_id, status, file_name,
+            attempts, idempotency_key, next_attempt_at, created_at, updated_at)
+        SELECT $3, $1, d.id, d.connection_id, 'PENDING', $4, 0, $5, $6, $6, $6 FROM d
+        WHERE d.connection_id IS NOT NULL AND d.status = 'APPROVED'
+          AND ($5::text IS NULL OR NOT EXISTS (
+              SELECT 1 FROM erp_export k WHERE k.draft_order_id = d.id AND k.idempotency_key = $5))
+        ON CONFLICT DO NOTHING
+        RETURNING ",
+    export_columns!(),
+    ", pg_notify('orderflow_exports', '') AS notified
+    ), upd AS (
+        UPDATE draft_order SET status = 'PUSHING', updated_at = $6
+        WHERE id IN (SELECT draft_order_id FROM ins)
+    ), aud AS (
+        INSERT INTO audit_log (id, org_id, actor_user_id, actor, action, entity_type, entity_id,
+            details, created_at)
+        SELECT $7, $1, $8, $9, $10, $11, $12, $13, $6 FROM ins
+    )
+    SELECT ",
+    export_columns!(),
+    " FROM ins"
+);
+
 impl PostgresStore {
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
     /// Serialises pushes of one draft (a second waits, then sees the first's export).
@@ -91,6 +124,33 @@ impl PostgresStore {
             .execute(&mut **tx)
             .await?;
         Ok(())
+    }
+
+    /// The common push (from APPROVED) as one statement; None when it created nothing.
+    async fn push_fast(&self, push: &super::NewPush<'_>) -> Result<Option<Export>, StoreError> {
+        let plain = push.from == [crate::domain::draft::DraftStatus::Approved]
+            && !push.latest_must_be_failed;
+        if !plain {
+            return Ok(None);
+        }
+        let audit = push.audit;
+        let row: Option<super::rows::ExportRow> = sqlx::query_as(PUSH_FAST)
+            .bind(push.org_id)
+            .bind(push.draft_id)
+            .bind(push.export_id)
+            .bind(push.file_name)
+            .bind(push.idempotency_key)
+            .bind(push.now)
+            .bind(uuid::Uuid::new_v4())
+            .bind(audit.actor.user_id)
+            .bind(&audit.actor.label)
+            .bind(audit.action)
+            .bind(audit.entity_type)
+            .bind(audit.entity_id.as_deref())
+            .bind(sqlx::types::Json(&audit.details))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(TryInto::try_into).transpose()
     }
 
     async fn listen_exports(

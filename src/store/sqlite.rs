@@ -92,6 +92,11 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// SQLite's general push is already local and cheap.
+    async fn push_fast(&self, _push: &super::NewPush<'_>) -> Result<Option<Export>, StoreError> {
+        Ok(None)
+    }
+
     async fn listen_exports(
         &self,
     ) -> Result<Option<futures::stream::BoxStream<'static, ()>>, StoreError> {

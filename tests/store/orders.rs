@@ -74,14 +74,13 @@ async fn approved(store: &dyn Store, org_id: Uuid) -> Uuid {
 fn push<'a>(
     org_id: Uuid,
     draft_id: Uuid,
-    connection_id: Uuid,
+    _connection_id: Uuid,
     key: Option<&'a str>,
     audit: &'a orderflow::domain::audit::NewAuditEntry,
 ) -> NewPush<'a> {
     NewPush {
         org_id,
         draft_id,
-        connection_id,
         export_id: Uuid::new_v4(),
         file_name: "sales_order_x.json",
         idempotency_key: key,
