@@ -298,7 +298,7 @@ impl Settings {
             )?,
             shutdown_grace: Duration::from_secs(parse_num(lookup, "SHUTDOWN_GRACE_SECS", 20, 0)?),
             delivery_concurrency: parse_num(lookup, "DELIVERY_CONCURRENCY", 64, 1)?,
-            delivery_per_connection: parse_num(lookup, "DELIVERY_PER_CONNECTION", 16, 1)?,
+            delivery_per_connection: parse_num(lookup, "DELIVERY_PER_CONNECTION", 32, 1)?,
             log_format: log_format(lookup),
         })
     }

@@ -46,7 +46,7 @@ CREATE TABLE draft_order_line (
 -- export is next due; lease_owner/lease_expires_at reserve it for one worker (a crashed
 -- worker's export is taken over once the lease runs out).
 CREATE TABLE erp_export (
-    seq                 BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    seq                 BIGINT GENERATED ALWAYS AS IDENTITY,
     id                  UUID PRIMARY KEY,
     org_id              UUID NOT NULL REFERENCES org (id),
     draft_order_id      UUID NOT NULL REFERENCES draft_order (id),

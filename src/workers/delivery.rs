@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use uuid::Uuid;
@@ -54,7 +54,7 @@ impl Default for DeliveryLimits {
     fn default() -> Self {
         Self {
             concurrency: 64,
-            per_connection: 16,
+            per_connection: 32,
             poll_interval: Duration::from_secs(1),
         }
     }
@@ -70,6 +70,14 @@ impl DeliveryLimits {
         }
     }
 }
+
+/// How long a push wake-up waits for more pushes before claiming (a latency cost far below a
+/// delivery's, and it turns a burst of pushes into one claim).
+const PUSH_GATHER: Duration = Duration::from_millis(3);
+/// How long the recorder waits for more finished attempts before writing a batch.
+const RECORD_GATHER: Duration = Duration::from_millis(2);
+/// Most attempts recorded in one transaction.
+const RECORD_BATCH: usize = 256;
 
 /// What one delivery step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,9 +189,17 @@ impl DeliveryWorker {
             now,
             lease_until: now + lease,
             limit,
-            per_connection: u32::try_from(self.limits.per_connection).unwrap_or(u32::MAX),
+            per_connection: u32::try_from(self.batch_per_connection()).unwrap_or(u32::MAX),
             exclude_connections: exclude,
         }
+    }
+
+    /// A connection's exports are claimed half its limit at a time, and not while half its
+    /// limit is in flight: at most its limit is ever in flight or waiting, so a slow or dead
+    /// dropzone holds a bounded share of the slots, and a busy one always has the next batch
+    /// claimed before the current one drains.
+    fn batch_per_connection(&self) -> usize {
+        (self.limits.per_connection / 2).max(1)
     }
 
     /// One step, for tests and tools: claims one due export, delivers it and records it.
@@ -239,16 +255,23 @@ impl DeliveryWorker {
                 continue;
             }
             let sleep = self.sleep_for().await;
-            tokio::select! {
-                () = self.app.wake_delivery.notified() => {}
-                () = self.freed.notified() => {}
-                Some(()) = next_notification(&mut notifications) => {}
+            let pushed = tokio::select! {
+                () = self.app.wake_delivery.notified() => true,
+                () = self.freed.notified() => false,
+                Some(()) = next_notification(&mut notifications) => true,
                 () = tokio::time::sleep(sleep) => {
                     if notifications.is_none() {
                         notifications = self.subscribe().await;
                     }
+                    false
                 }
-                _ = shutdown.changed() => {}
+                _ = shutdown.changed() => false,
+            };
+            if pushed {
+                // Pushes come in bursts: gather them for a moment and claim them together,
+                // instead of one claim per push.
+                tokio::time::sleep(PUSH_GATHER).await;
+                drain_notifications(&mut notifications);
             }
         }
         while tasks.join_next().await.is_some() {}
@@ -301,7 +324,7 @@ impl DeliveryWorker {
             .lock()
             .map(|b| {
                 b.iter()
-                    .filter(|(_, n)| **n >= self.limits.per_connection)
+                    .filter(|(_, n)| **n >= self.batch_per_connection())
                     .map(|(id, _)| *id)
                     .collect()
             })
@@ -313,45 +336,113 @@ impl DeliveryWorker {
             .claim_exports(&self.claim_request(limit, &exclude))
             .await?;
         let full = claimed.len() >= free;
+        tracing::debug!(
+            claimed = claimed.len(),
+            free,
+            excluded = exclude.len(),
+            "claimed exports"
+        );
         if claimed.is_empty() {
             return Ok(false);
         }
-        for prepared in self.prepare(claimed).await? {
+        // Slots and per-connection counts are taken now, so the next claim already sees them;
+        // preparing (database reads, rendering, archiving) and delivering run in a task of
+        // their own, and the loop goes on claiming.
+        let mut reserved = Vec::with_capacity(claimed.len());
+        for export in claimed {
             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                // More claimed than free slots cannot happen (the claim's limit); if it did,
+                // the lease simply runs out and the export is claimed again.
                 break;
             };
-            let export_connection = match &prepared {
+            self.busy_add(export.erp_connection_id, 1);
+            reserved.push((export, slot));
+        }
+        let worker = self.clone();
+        let done = done.clone();
+        tasks.spawn(async move { worker.run_batch(reserved, done).await });
+        Ok(full)
+    }
+
+    fn busy_add(&self, connection: Uuid, delta: isize) {
+        if let Ok(mut busy) = self.busy.lock() {
+            let n = busy.entry(connection).or_default();
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                busy.remove(&connection);
+            }
+        }
+    }
+
+    /// Prepares a claimed batch and delivers its exports concurrently (each under its
+    /// connection's lane), handing every outcome to the recorder and freeing its slot.
+    async fn run_batch(
+        self: Arc<Self>,
+        reserved: Vec<(Export, tokio::sync::OwnedSemaphorePermit)>,
+        done: mpsc::UnboundedSender<Done>,
+    ) {
+        let (exports, mut slots): (Vec<Export>, Vec<_>) = reserved.into_iter().unzip();
+        let connections: Vec<Uuid> = exports.iter().map(|e| e.erp_connection_id).collect();
+        let started = std::time::Instant::now();
+        let batch = match self.prepare(exports).await {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::warn!(error = %err, "preparing deliveries failed; their leases will run out and they are claimed again");
+                for connection in connections {
+                    self.busy_add(connection, -1);
+                }
+                drop(slots);
+                self.freed.notify_one();
+                return;
+            }
+        };
+        tracing::debug!(
+            prepare_ms = started.elapsed().as_millis() as u64,
+            "prepared batch"
+        );
+        // Exports dropped while preparing (lease lost) give their slots back now.
+        let prepared_connections: Vec<Uuid> = batch
+            .iter()
+            .map(|p| match p {
                 Ok(job) => job.export.erp_connection_id,
                 Err((export, _)) => export.erp_connection_id,
-            };
-            if let Ok(mut busy) = self.busy.lock() {
-                *busy.entry(export_connection).or_default() += 1;
+            })
+            .collect();
+        let mut remaining = connections;
+        for c in &prepared_connections {
+            if let Some(pos) = remaining.iter().position(|x| x == c) {
+                remaining.swap_remove(pos);
             }
-            let lane = self.lane(export_connection);
+        }
+        for connection in remaining {
+            self.busy_add(connection, -1);
+            slots.pop();
+        }
+        let deliveries = batch.into_iter().zip(slots).map(|(prepared, slot)| {
             let worker = self.clone();
             let done = done.clone();
-            tasks.spawn(async move {
-                let (export, result) = match prepared {
-                    Ok(job) => match lane.acquire_owned().await {
-                        Ok(_lane) => worker.deliver(job).await,
-                        Err(_) => return,
-                    },
-                    Err(failed) => failed,
+            async move {
+                let connection = match &prepared {
+                    Ok(job) => job.export.erp_connection_id,
+                    Err((export, _)) => export.erp_connection_id,
                 };
-                let _ = done.send(Done { export, result });
-                if let Ok(mut busy) = worker.busy.lock()
-                    && let Some(n) = busy.get_mut(&export_connection)
-                {
-                    *n -= 1;
-                    if *n == 0 {
-                        busy.remove(&export_connection);
-                    }
+                let lane = worker.lane(connection);
+                let finished = match prepared {
+                    Ok(job) => match lane.acquire_owned().await {
+                        Ok(_lane) => Some(worker.deliver(job).await),
+                        Err(_) => None,
+                    },
+                    Err(failed) => Some(failed),
+                };
+                if let Some((export, result)) = finished {
+                    let _ = done.send(Done { export, result });
                 }
+                worker.busy_add(connection, -1);
                 drop(slot);
                 worker.freed.notify_one();
-            });
-        }
-        Ok(full)
+            }
+        });
+        futures::future::join_all(deliveries).await;
     }
 
     /// The per-connection limit's semaphore.
@@ -406,23 +497,36 @@ impl DeliveryWorker {
             .map(|d| (d.id, d))
             .collect();
 
-        let mut prepared = Vec::with_capacity(claimed.len());
-        let mut fresh = Vec::new();
-        for export in claimed {
+        // Rendering and archiving run concurrently: archive writes are I/O, and a batch
+        // archived one by one would hold up every delivery behind it.
+        let contents = futures::future::join_all(claimed.into_iter().map(|export| {
             let target = match targets.get(&export.erp_connection_id) {
-                Some(Ok(t)) if t.connection.org_id == export.org_id => t.clone(),
-                Some(Err(f)) => {
-                    prepared.push(Err((export, Err(f.clone()))));
-                    continue;
-                }
-                _ => {
-                    let f = failure(ErrorCode::ConfigUnreadable, "the connection is gone");
-                    prepared.push(Err((export, Err(f))));
-                    continue;
-                }
+                Some(Ok(t)) if t.connection.org_id == export.org_id => Ok(t.clone()),
+                Some(Err(f)) => Err(f.clone()),
+                _ => Err(failure(
+                    ErrorCode::ConfigUnreadable,
+                    "the connection is gone",
+                )),
             };
-            match self.content(&export, &target, &drafts).await {
-                Ok((content, is_new)) => {
+            let drafts = &drafts;
+            async move {
+                let target = match target {
+                    Ok(t) => t,
+                    Err(f) => return (export, Err(f)),
+                };
+                let content = self
+                    .content(&export, &target, drafts)
+                    .await
+                    .map(|c| (c, target));
+                (export, content)
+            }
+        }))
+        .await;
+        let mut prepared = Vec::with_capacity(contents.len());
+        let mut fresh = Vec::new();
+        for (export, content) in contents {
+            match content {
+                Ok(((content, is_new), target)) => {
                     if is_new {
                         fresh.push(export.id);
                     }
@@ -580,10 +684,15 @@ impl DeliveryWorker {
     async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Done>) {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
-            while batch.len() < 256 {
-                match rx.try_recv() {
-                    Ok(done) => batch.push(done),
-                    Err(_) => break,
+            let gather = tokio::time::sleep(RECORD_GATHER);
+            tokio::pin!(gather);
+            while batch.len() < RECORD_BATCH {
+                tokio::select! {
+                    next = rx.recv() => match next {
+                        Some(done) => batch.push(done),
+                        None => break,
+                    },
+                    () = &mut gather => break,
                 }
             }
             if let Err(err) = self.record(batch).await {
@@ -594,6 +703,7 @@ impl DeliveryWorker {
 
     /// Classifies and records finished attempts in one transaction; their steps.
     async fn record(&self, batch: Vec<Done>) -> Result<Vec<Step>, WorkerError> {
+        tracing::debug!(finished = batch.len(), "recording attempts");
         let now = crate::store::now();
         let settings = &self.app.settings;
         let mut planned = Vec::with_capacity(batch.len());
@@ -652,7 +762,12 @@ impl DeliveryWorker {
                 audit,
             })
             .collect();
+        let started = std::time::Instant::now();
         let recorded = self.app.store.finish_attempts(self.id, &attempts).await?;
+        tracing::debug!(
+            record_ms = started.elapsed().as_millis() as u64,
+            "recorded batch"
+        );
         let mut steps = Vec::with_capacity(batch.len());
         for (done, (_, _, step)) in batch.into_iter().zip(planned) {
             let step = if recorded.contains(&done.export.id) {
@@ -718,6 +833,13 @@ fn count(export: &Export, step: &Step, now: chrono::DateTime<Utc>) {
             metrics::counter!(metric::EXPORTS, "status" => "FAILED").increment(1);
         }
         _ => {}
+    }
+}
+
+/// Consumes notifications that already arrived (one claim answers them all).
+fn drain_notifications(stream: &mut Option<futures::stream::BoxStream<'static, ()>>) {
+    if let Some(s) = stream {
+        while let Some(Some(())) = s.next().now_or_never() {}
     }
 }
 

@@ -135,6 +135,7 @@ async fn all_exports(app: &App, org_id: Uuid) -> anyhow::Result<Vec<Export>> {
 
 pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
     let mut settings = load_settings()?;
+    crate::telemetry::init_logging(settings.log_format);
     // The bench's peers are the operator's own (often on loopback).
     settings.blocked_networks.clear();
     settings.bind_addr = "127.0.0.1:0".parse()?;
