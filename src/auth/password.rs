@@ -3,7 +3,10 @@
 //! Each Argon2 run needs ~19 MiB. Run on the blocking pool with no bound, 200 concurrent logins
 //! (no account needed: an unknown org runs a dummy check) took the process to 4.8 GiB, and the
 //! allocator kept most of it. So hashing happens on one thread per core, each reusing one
-//! memory buffer; callers queue for a worker briefly and otherwise get [`Busy`] (a 503).
+//! memory buffer. A few callers per worker may queue (briefly) for one; the rest get [`Busy`] (a
+//! 503) at once. A caller can reserve its place in the queue before doing anything else, so
+//! that during a storm the answer is a cheap 503 and the failures that feed the login throttle
+//! stay few (see `service::login`).
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -102,11 +105,21 @@ enum Job {
     },
 }
 
+/// Callers allowed to wait per worker, beyond the one it is serving.
+const WAITING_PER_WORKER: usize = 4;
+
 /// The hashing workers: one thread per core, a short queue in front.
 pub struct Hasher {
     jobs: SyncSender<(Job, OwnedSemaphorePermit)>,
     permits: Arc<Semaphore>,
+    places: Arc<Semaphore>,
     queue_wait: Duration,
+}
+
+/// A place in the hashing queue, held from [`Hasher::reserve`] until the job is done.
+#[derive(Debug)]
+pub struct Place {
+    _permit: OwnedSemaphorePermit,
 }
 
 impl std::fmt::Debug for Hasher {
@@ -165,6 +178,7 @@ impl Hasher {
         Self {
             jobs: tx,
             permits: Arc::new(Semaphore::new(threads)),
+            places: Arc::new(Semaphore::new(threads * (1 + WAITING_PER_WORKER))),
             queue_wait,
         }
     }
@@ -175,8 +189,18 @@ impl Hasher {
         Self::new(cores, Duration::from_secs(2))
     }
 
+    /// Takes a place in the queue, or [`Busy`] at once when the queue is full.
+    pub fn reserve(&self) -> Result<Place, Busy> {
+        self.places
+            .clone()
+            .try_acquire_owned()
+            .map(|permit| Place { _permit: permit })
+            .map_err(|_| Busy)
+    }
+
     async fn submit<T>(
         &self,
+        _place: &Place,
         job: impl FnOnce(oneshot::Sender<T>) -> Job,
     ) -> Result<oneshot::Receiver<T>, Busy> {
         let permit = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
@@ -196,8 +220,19 @@ impl Hasher {
         password: SecretString,
         stored: Option<String>,
     ) -> Result<bool, Busy> {
+        let place = self.reserve()?;
+        self.verify_in(place, password, stored).await
+    }
+
+    /// [`Hasher::verify`] in a place reserved earlier.
+    pub async fn verify_in(
+        &self,
+        place: Place,
+        password: SecretString,
+        stored: Option<String>,
+    ) -> Result<bool, Busy> {
         let rx = self
-            .submit(|reply| Job::Verify {
+            .submit(&place, |reply| Job::Verify {
                 password,
                 stored,
                 reply,
@@ -208,7 +243,10 @@ impl Hasher {
 
     /// Hashes a new password.
     pub async fn hash(&self, password: SecretString) -> Result<Result<String, HashError>, Busy> {
-        let rx = self.submit(|reply| Job::Hash { password, reply }).await?;
+        let place = self.reserve()?;
+        let rx = self
+            .submit(&place, |reply| Job::Hash { password, reply })
+            .await?;
         rx.await.map_err(|_| Busy)
     }
 }
@@ -253,5 +291,16 @@ mod tests {
         .await;
         assert!(answers.iter().any(Result::is_err), "nothing was refused");
         assert!(answers.iter().any(|a| matches!(a, Ok(true))));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let hasher = Hasher::new(1, Duration::from_secs(30));
+        let places: Vec<Place> = (0..=WAITING_PER_WORKER)
+            .map(|_| hasher.reserve().unwrap())
+            .collect();
+        assert!(hasher.reserve().is_err(), "queue beyond its bound");
+        drop(places);
+        assert!(hasher.reserve().is_ok());
     }
 }

@@ -19,7 +19,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 const ACCOUNT_BURST: u32 = 5;
 const ACCOUNT_REFILL: Duration = Duration::from_secs(12);
 /// Failures one client address may have in a burst, then one more per `CLIENT_REFILL`.
-const CLIENT_BURST: u32 = 20;
+const CLIENT_BURST: u32 = 30;
 const CLIENT_REFILL: Duration = Duration::from_secs(3);
 
 /// A throttled key: wait this long.

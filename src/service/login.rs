@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::ServiceError;
-use crate::auth::password::Hasher;
+use crate::auth::password::{Hasher, Place};
 use crate::auth::throttle::{LoginThrottle, Throttled, retry_after_secs};
 use crate::auth::token::{DEFAULT_TTL_SECS, TokenIssuer};
 use crate::crypto::SecretString;
@@ -93,11 +93,12 @@ impl LoginService {
 
     async fn check_password(
         &self,
+        place: Place,
         password: SecretString,
         stored: Option<String>,
     ) -> Result<bool, ServiceError> {
         self.hasher
-            .verify(password, stored)
+            .verify_in(place, password, stored)
             .await
             .map_err(|_| ServiceError::Busy {
                 retry_after_secs: 1,
@@ -121,6 +122,12 @@ impl LoginService {
     /// Checks the credentials and issues a token. Wrong org, e-mail or password: the same 401
     /// after the same work; disabled user (right password): 403.
     pub async fn login(&self, attempt: LoginAttempt<'_>) -> Result<LoggedIn, ServiceError> {
+        // The queue first: in a storm most attempts get a cheap 503 here, so the few that are
+        // checked are all the failures the throttle sees, and a storm of concurrent attempts is
+        // answered 401/503 rather than locking its client out half-way.
+        let place = self.hasher.reserve().map_err(|_| ServiceError::Busy {
+            retry_after_secs: 1,
+        })?;
         self.throttle
             .check(attempt.client, attempt.org_slug, attempt.email)
             .map_err(throttled)?;
@@ -134,7 +141,7 @@ impl LoginService {
             false => None,
         };
         let Some(org) = org else {
-            self.check_password(password, None).await?;
+            self.check_password(place, password, None).await?;
             tracing::info!(org_slug = %Bounded(attempt.org_slug), "login failed: unknown org");
             return Err(self.failure(&attempt));
         };
@@ -161,7 +168,7 @@ impl LoginService {
             Err(_) => None,
         };
         let Some(found) = found else {
-            self.check_password(password, None).await?;
+            self.check_password(place, password, None).await?;
             self.store
                 .append_audit(&audit(
                     action::LOGIN_FAILED,
@@ -171,7 +178,7 @@ impl LoginService {
             return Err(self.failure(&attempt));
         };
         let matches = self
-            .check_password(password, Some(found.password_hash.clone()))
+            .check_password(place, password, Some(found.password_hash.clone()))
             .await?;
         let user = found.user;
         let entry = |action, details| NewAuditEntry {
