@@ -96,6 +96,9 @@ pub struct Settings {
     pub bind_addr: SocketAddr,
     /// Acknowledgement polling interval.
     pub ack_poll_interval: Duration,
+    /// How long a worker's claim on polling one connection lasts unless renewed (a crashed
+    /// worker blocks that connection's polling this long at most).
+    pub ack_poll_lease: Duration,
     /// Delivery attempts before an export is `FAILED`.
     pub export_max_attempts: u32,
     /// First retry backoff.
@@ -264,6 +267,7 @@ impl Settings {
                 60,
                 1,
             )?),
+            ack_poll_lease: Duration::from_secs(parse_num(lookup, "ACK_POLL_LEASE_SECS", 30, 3)?),
             export_max_attempts: parse_num(lookup, "EXPORT_MAX_ATTEMPTS", 6, 1)?,
             export_retry_base: Duration::from_secs(parse_num(
                 lookup,

@@ -1,5 +1,6 @@
 //! Domain types and their rules. Nothing here does I/O.
 
+pub mod ack;
 pub mod audit;
 pub mod connection;
 pub mod draft;

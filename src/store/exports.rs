@@ -125,6 +125,17 @@ pub struct FinishedAttempt<'a> {
     pub audit: &'a NewAuditEntry,
 }
 
+/// An acknowledgement to apply to a SENT export.
+#[derive(Debug, Clone)]
+pub struct AckApply<'a> {
+    /// The export.
+    pub export: &'a Export,
+    /// What the ERP said.
+    pub outcome: &'a crate::domain::ack::AckOutcome,
+    /// The audit row (`EXPORT_ACKED` / `EXPORT_REJECTED`).
+    pub audit: &'a NewAuditEntry,
+}
+
 /// Exports.
 #[async_trait]
 pub trait ExportStore: Send + Sync {
@@ -194,6 +205,27 @@ pub trait ExportStore: Send + Sync {
         };
         Ok(!self.finish_attempts(worker, &[attempt]).await?.is_empty())
     }
+    /// The org's exports with these file names (acknowledgements match by exact file name).
+    async fn exports_by_file_names(
+        &self,
+        org_id: Uuid,
+        names: &[String],
+    ) -> Result<Vec<Export>, StoreError>;
+    /// Applies acknowledgements in one transaction: ACKED sets `erp_order_id` on the export
+    /// and its draft; a rejection sets the export FAILED with the ERP's error and the draft
+    /// ERROR; each with its audit row. Only exports still SENT change (so an ack seen twice
+    /// changes nothing the second time and writes no second row). Returns the ids changed.
+    async fn apply_acks(&self, acks: &[AckApply<'_>]) -> Result<Vec<Uuid>, StoreError>;
+    /// Takes a connection's ack-polling lease for `owner` until `until` (free, expired or
+    /// already ours); false when another worker holds it.
+    async fn acquire_ack_lease(
+        &self,
+        connection_id: Uuid,
+        owner: Uuid,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Gives a lease back.
+    async fn release_ack_lease(&self, connection_id: Uuid, owner: Uuid) -> Result<(), StoreError>;
     /// Exports waiting for delivery (all orgs).
     async fn queue_depth(&self) -> Result<i64, StoreError>;
     /// When the earliest PENDING export can next be claimed (due and not leased), if any.
@@ -252,6 +284,12 @@ pub(super) const ACTIVE_CONNECTION_ID: &str =
     "SELECT id FROM erp_connection WHERE org_id = $1 AND status = 'ACTIVE'";
 pub(super) const SET_DRAFT_STATUS: &str = "UPDATE draft_order SET status = $3, updated_at = $4 \
     WHERE id = $1 AND status = $2";
+pub(super) const ACQUIRE_ACK_LEASE: &str = "INSERT INTO ack_poll_lease (connection_id, owner, \
+    expires_at) VALUES ($1, $2, $3) ON CONFLICT (connection_id) DO UPDATE SET owner = $2, \
+    expires_at = $3 WHERE ack_poll_lease.expires_at < $4 OR ack_poll_lease.owner = $2 \
+    RETURNING connection_id";
+pub(super) const RELEASE_ACK_LEASE: &str =
+    "DELETE FROM ack_poll_lease WHERE connection_id = $1 AND owner = $2";
 pub(super) const QUEUE_DEPTH: &str = "SELECT COUNT(*) FROM erp_export WHERE status = 'PENDING'";
 /// An export another worker holds is due when its lease runs out, not before.
 pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN lease_expires_at IS NOT NULL \
@@ -260,7 +298,8 @@ pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN lease_expires_at IS NOT 
 
 /// Implements [`ExportStore`] for a backend whose sqlx database type is `$db`. The backend
 /// supplies `LOCK_DRAFT` (its draft-locking SELECT), `notify_exports`, `claim` and
-/// `push_fast` (a one-statement push for the common case, or None to use the general path).
+/// `push_fast` (a one-statement push for the common case, or None to use the general path)
+/// and `apply_acks_fast` (likewise for acknowledgements).
 macro_rules! impl_export_store {
     ($backend:ty, $db:ty) => {
         impl $backend {
@@ -566,6 +605,151 @@ macro_rules! impl_export_store {
                 $crate::store::audit::insert_audits!(&mut *tx, $db, &audits);
                 tx.commit().await?;
                 Ok(recorded)
+            }
+
+            async fn exports_by_file_names(
+                &self,
+                org_id: uuid::Uuid,
+                names: &[String],
+            ) -> Result<Vec<$crate::domain::export::Export>, $crate::store::StoreError> {
+                let mut out = Vec::with_capacity(names.len());
+                for chunk in names.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
+                        "SELECT ",
+                        $crate::store::exports::export_columns!(),
+                        " FROM erp_export WHERE org_id = "
+                    ));
+                    q.push_bind(org_id).push(" AND file_name IN (");
+                    let mut list = q.separated(", ");
+                    for name in chunk {
+                        list.push_bind(name.clone());
+                    }
+                    q.push(")");
+                    let rows: Vec<$crate::store::rows::ExportRow> =
+                        q.build_query_as().fetch_all(&self.pool).await?;
+                    for row in rows {
+                        out.push(row.try_into()?);
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn apply_acks(
+                &self,
+                acks: &[$crate::store::AckApply<'_>],
+            ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
+                use $crate::domain::ack::AckOutcome;
+                if acks.is_empty() {
+                    return Ok(Vec::new());
+                }
+                if let Some(changed) = self.apply_acks_fast(acks).await? {
+                    return Ok(changed);
+                }
+                let now = $crate::store::now();
+                let mut tx = self.begin_write().await?;
+                let mut changed: Vec<uuid::Uuid> = Vec::new();
+                let acked: Vec<_> = acks
+                    .iter()
+                    .filter_map(|a| match a.outcome {
+                        AckOutcome::Acked { erp_order_id, .. } => Some((a, erp_order_id)),
+                        _ => None,
+                    })
+                    .collect();
+                let rejected: Vec<_> = acks
+                    .iter()
+                    .filter_map(|a| a.outcome.error_json().map(|e| (a, e)))
+                    .collect();
+                for chunk in acked.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE erp_export SET status = 'ACKED', erp_order_id = v.column2, acked_at = ",
+                    );
+                    q.push_bind(now).push(", updated_at = ").push_bind(now).push(" FROM (");
+                    q.push_values(chunk, |mut row, (a, erp)| {
+                        row.push_bind(a.export.id).push_bind((*erp).clone());
+                    });
+                    q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.status = 'SENT' \
+                            RETURNING erp_export.id, erp_export.draft_order_id, erp_export.erp_order_id");
+                    let rows: Vec<(uuid::Uuid, uuid::Uuid, Option<String>)> =
+                        q.build_query_as().fetch_all(&mut *tx).await?;
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let mut d = sqlx::QueryBuilder::<$db>::new("UPDATE draft_order SET erp_order_id = v.column2, updated_at = ");
+                    d.push_bind(now).push(" FROM (");
+                    d.push_values(&rows, |mut row, (_, draft, erp)| {
+                        row.push_bind(*draft).push_bind(erp.clone());
+                    });
+                    d.push(") AS v WHERE draft_order.id = v.column1");
+                    d.build().execute(&mut *tx).await?;
+                    changed.extend(rows.into_iter().map(|(id, _, _)| id));
+                }
+                for chunk in rejected.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE erp_export SET status = 'FAILED', error_json = v.column2, updated_at = ",
+                    );
+                    q.push_bind(now).push(" FROM (");
+                    q.push_values(chunk, |mut row, (a, error)| {
+                        row.push_bind(a.export.id).push_bind(sqlx::types::Json(error.clone()));
+                    });
+                    q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.status = 'SENT' \
+                            RETURNING erp_export.id, erp_export.draft_order_id");
+                    let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
+                        q.build_query_as().fetch_all(&mut *tx).await?;
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let mut d = sqlx::QueryBuilder::<$db>::new("UPDATE draft_order SET status = 'ERROR', updated_at = ");
+                    d.push_bind(now).push(" WHERE status = 'PUSHED' AND id IN (");
+                    let mut list = d.separated(", ");
+                    for (_, draft) in &rows {
+                        list.push_bind(*draft);
+                    }
+                    d.push(")");
+                    d.build().execute(&mut *tx).await?;
+                    changed.extend(rows.into_iter().map(|(id, _)| id));
+                }
+                let changed_set: std::collections::HashSet<uuid::Uuid> =
+                    changed.iter().copied().collect();
+                let audits: Vec<_> = acks
+                    .iter()
+                    .filter(|a| changed_set.contains(&a.export.id))
+                    .map(|a| a.audit)
+                    .collect();
+                for chunk in audits.chunks(500) {
+                    $crate::store::audit::insert_audits!(&mut *tx, $db, chunk);
+                }
+                tx.commit().await?;
+                Ok(changed)
+            }
+
+            async fn acquire_ack_lease(
+                &self,
+                connection_id: uuid::Uuid,
+                owner: uuid::Uuid,
+                until: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let got: Option<uuid::Uuid> =
+                    sqlx::query_scalar($crate::store::exports::ACQUIRE_ACK_LEASE)
+                        .bind(connection_id)
+                        .bind(owner)
+                        .bind(until)
+                        .bind($crate::store::now())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(got.is_some())
+            }
+
+            async fn release_ack_lease(
+                &self,
+                connection_id: uuid::Uuid,
+                owner: uuid::Uuid,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query($crate::store::exports::RELEASE_ACK_LEASE)
+                    .bind(connection_id)
+                    .bind(owner)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn queue_depth(&self) -> Result<i64, $crate::store::StoreError> {

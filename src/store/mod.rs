@@ -28,7 +28,8 @@ pub use audit::AuditStore;
 pub use connections::{ConfigUpdate, ConnectionStore, NewConnection};
 pub use error::StoreError;
 pub use exports::{
-    ArchiveRecord, AttemptOutcome, ClaimRequest, ExportStore, FinishedAttempt, NewPush, PushOutcome,
+    AckApply, ArchiveRecord, AttemptOutcome, ClaimRequest, ExportStore, FinishedAttempt, NewPush,
+    PushOutcome,
 };
 pub use orders::OrderStore;
 pub use postgres::PostgresStore;

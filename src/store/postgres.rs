@@ -83,6 +83,38 @@ const PUSH_FAST: &str = concat!(
     " FROM ins"
 );
 
+/// Acknowledgements applied in one statement from parallel arrays (no 500-row chunks, one
+/// join): SENT exports become ACKED or FAILED, their drafts get the ERP's order number or
+/// ERROR, and each changed export gets its audit row; the changed ids come back.
+const APPLY_ACKS: &str = "WITH v AS (
+        SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::uuid[],
+            $6::uuid[], $7::text[], $8::text[], $9::text[], $10::jsonb[])
+        AS v(export_id, outcome, erp_order_id, error_json, audit_id, actor_user_id, actor,
+            action, entity_type, details)
+    ), e AS (
+        UPDATE erp_export x SET status = v.outcome,
+            erp_order_id = CASE WHEN v.outcome = 'ACKED' THEN v.erp_order_id ELSE x.erp_order_id END,
+            acked_at = CASE WHEN v.outcome = 'ACKED' THEN $11 ELSE x.acked_at END,
+            error_json = CASE WHEN v.outcome = 'FAILED' THEN v.error_json ELSE x.error_json END,
+            updated_at = $11
+        FROM v WHERE x.id = v.export_id AND x.status = 'SENT'
+        RETURNING x.id, x.org_id, x.draft_order_id, v.outcome, v.erp_order_id
+    ), d AS (
+        UPDATE draft_order dr SET
+            erp_order_id = CASE WHEN e.outcome = 'ACKED' THEN e.erp_order_id ELSE dr.erp_order_id END,
+            status = CASE WHEN e.outcome = 'FAILED' AND dr.status = 'PUSHED' THEN 'ERROR'
+                ELSE dr.status END,
+            updated_at = $11
+        FROM e WHERE dr.id = e.draft_order_id
+    ), a AS (
+        INSERT INTO audit_log (id, org_id, actor_user_id, actor, action, entity_type, entity_id,
+            details, created_at)
+        SELECT v.audit_id, e.org_id, v.actor_user_id, v.actor, v.action, v.entity_type,
+            e.id::text, v.details, $11
+        FROM e JOIN v ON v.export_id = e.id
+    )
+    SELECT id FROM e";
+
 impl PostgresStore {
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
     /// Serialises pushes of one draft (a second waits, then sees the first's export).
@@ -151,6 +183,61 @@ impl PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         row.map(TryInto::try_into).transpose()
+    }
+
+    /// Acknowledgements in one statement (see [`APPLY_ACKS`]).
+    async fn apply_acks_fast(
+        &self,
+        acks: &[super::AckApply<'_>],
+    ) -> Result<Option<Vec<uuid::Uuid>>, StoreError> {
+        use crate::domain::ack::AckOutcome;
+        let n = acks.len();
+        let mut export_ids = Vec::with_capacity(n);
+        let mut outcomes = Vec::with_capacity(n);
+        let mut erp_ids: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut errors: Vec<Option<serde_json::Value>> = Vec::with_capacity(n);
+        let mut audit_ids = Vec::with_capacity(n);
+        let mut actor_ids: Vec<Option<uuid::Uuid>> = Vec::with_capacity(n);
+        let mut actors = Vec::with_capacity(n);
+        let mut actions = Vec::with_capacity(n);
+        let mut entity_types = Vec::with_capacity(n);
+        let mut details = Vec::with_capacity(n);
+        for a in acks {
+            export_ids.push(a.export.id);
+            match a.outcome {
+                AckOutcome::Acked { erp_order_id, .. } => {
+                    outcomes.push("ACKED");
+                    erp_ids.push(erp_order_id.clone());
+                    errors.push(None);
+                }
+                AckOutcome::Rejected { .. } => {
+                    outcomes.push("FAILED");
+                    erp_ids.push(None);
+                    errors.push(a.outcome.error_json());
+                }
+            }
+            audit_ids.push(uuid::Uuid::new_v4());
+            actor_ids.push(a.audit.actor.user_id);
+            actors.push(a.audit.actor.label.as_str());
+            actions.push(a.audit.action);
+            entity_types.push(a.audit.entity_type);
+            details.push(&a.audit.details);
+        }
+        let changed: Vec<uuid::Uuid> = sqlx::query_scalar(APPLY_ACKS)
+            .bind(export_ids)
+            .bind(outcomes)
+            .bind(erp_ids)
+            .bind(errors)
+            .bind(audit_ids)
+            .bind(actor_ids)
+            .bind(actors)
+            .bind(actions)
+            .bind(entity_types)
+            .bind(details)
+            .bind(super::now())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(Some(changed))
     }
 
     async fn listen_exports(

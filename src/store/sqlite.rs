@@ -97,6 +97,14 @@ impl SqliteStore {
         Ok(None)
     }
 
+    /// SQLite applies acknowledgements through the general (chunked) path.
+    async fn apply_acks_fast(
+        &self,
+        _acks: &[super::AckApply<'_>],
+    ) -> Result<Option<Vec<uuid::Uuid>>, StoreError> {
+        Ok(None)
+    }
+
     async fn listen_exports(
         &self,
     ) -> Result<Option<futures::stream::BoxStream<'static, ()>>, StoreError> {
