@@ -174,6 +174,37 @@ pub struct ExportResult {
     pub learned: Learned,
 }
 
+/// Where a handled acknowledgement file goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckFolder {
+    /// `processed/`: applied, or answering an export that is already final.
+    Processed,
+    /// `error/`: malformed, or naming no export of the org.
+    Error,
+}
+
+impl AckFolder {
+    /// The folder's name under the ack folder.
+    pub fn name(self) -> &'static str {
+        match self {
+            AckFolder::Processed => "processed",
+            AckFolder::Error => "error",
+        }
+    }
+}
+
+/// An acknowledgement folder the ERP writes into (file-based connectors).
+#[async_trait]
+pub trait AckInbox: Send + Sync {
+    /// The names of the files waiting in it.
+    async fn list(&self) -> Result<Vec<String>, ConnectorError>;
+    /// A file's content; None when it is larger than `limit` bytes (not read then).
+    async fn read(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, ConnectorError>;
+    /// Moves a file into `processed/` or `error/` (created when missing), under a suffixed
+    /// name when that name is taken (an earlier file is never overwritten). The final path.
+    async fn settle(&self, name: &str, to: AckFolder) -> Result<String, ConnectorError>;
+}
+
 /// A connector type.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
@@ -227,6 +258,15 @@ pub trait Connector: Send + Sync + 'static {
         delivery: &Delivery<'_>,
         config: &ConnectorConfig,
     ) -> Result<Delivered, ConnectorError>;
+    /// The connection's acknowledgement folder, when this connector type reads ack files and
+    /// the config names one (None otherwise: nothing to poll).
+    async fn ack_inbox(
+        &self,
+        _ctx: &ConnectorContext,
+        _config: &ConnectorConfig,
+    ) -> Result<Option<Box<dyn AckInbox>>, ConnectorError> {
+        Ok(None)
+    }
     /// Renders and delivers in one step (tools and tests; the worker archives in between).
     async fn export(
         &self,

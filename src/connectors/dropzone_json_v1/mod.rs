@@ -5,6 +5,7 @@
 //! - `export_file`: the export JSON, validated against the shared schema.
 //! - `dropzone`: publish-exactly-once and the connection test, over any transport.
 
+pub mod acks;
 pub mod config;
 pub mod dropzone;
 pub mod export_file;
@@ -18,8 +19,8 @@ use super::transport::Transport;
 use super::transport::filesystem::{FilesystemTransport, check_confined};
 use super::transport::sftp::SftpTransport;
 use super::{
-    ConnectorConfig, ConnectorContext, ConnectorError, Delivered, Delivery, ErrorCode, Learned,
-    Rendered, ValidationEnv,
+    AckInbox, ConnectorConfig, ConnectorContext, ConnectorError, Delivered, Delivery, ErrorCode,
+    Learned, Rendered, ValidationEnv,
 };
 use crate::domain::FieldError;
 use crate::domain::order::ApprovedOrder;
@@ -36,8 +37,8 @@ fn parse(config: &ConnectorConfig) -> Result<DropzoneConfig, ConnectorError> {
         .map_err(|e| ConnectorError::with_detail(ErrorCode::ConfigUnreadable, e))
 }
 
-/// The transport for one operation sequence (a test or an export).
-enum DropzoneTransport {
+/// The transport for one operation sequence (a test, an export, an ack poll).
+pub(crate) enum DropzoneTransport {
     Filesystem(FilesystemTransport),
     Sftp(Box<SftpTransport>),
 }
@@ -46,7 +47,7 @@ impl DropzoneTransport {
     /// Opens the org's folder, or prepares an SFTP transport. Connection tests use a private
     /// session, never a pooled one: a test should prove that a *new* connection works today
     /// (credentials, host key, network), not that an old one is still open.
-    async fn open(
+    pub(crate) async fn open(
         ctx: &ConnectorContext,
         config: &DropzoneConfig,
         pooled: bool,
@@ -68,7 +69,7 @@ impl DropzoneTransport {
         ))))
     }
 
-    fn as_dyn(&self) -> &dyn Transport {
+    pub(crate) fn as_dyn(&self) -> &dyn Transport {
         match self {
             Self::Filesystem(fs) => fs,
             Self::Sftp(sftp) => sftp.as_ref(),
@@ -176,6 +177,21 @@ impl super::Connector for DropzoneJsonV1 {
             .await
             .map_err(|e| after_failure(ctx, e))?;
         Ok(transport.learned())
+    }
+
+    async fn ack_inbox(
+        &self,
+        ctx: &ConnectorContext,
+        config: &ConnectorConfig,
+    ) -> Result<Option<Box<dyn AckInbox>>, ConnectorError> {
+        let parsed = parse(config)?;
+        let Some(ack_path) = parsed.ack_path.clone() else {
+            return Ok(None);
+        };
+        let transport = DropzoneTransport::open(ctx, &parsed, true).await?;
+        Ok(Some(Box::new(acks::DropzoneInbox::new(
+            transport, ack_path,
+        ))))
     }
 
     fn render(&self, order: &ApprovedOrder) -> Result<Rendered, ConnectorError> {

@@ -185,6 +185,35 @@ impl Transport for FilesystemTransport {
         self.blocking(path, move |dir| dir.read(&rel)).await
     }
 
+    async fn read_limited(
+        &self,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, ConnectorError> {
+        let rel = relative(path).to_owned();
+        self.blocking(path, move |dir| {
+            let mut file = dir.open(&rel)?;
+            if file.metadata()?.len() > limit {
+                return Ok(None);
+            }
+            let mut bytes = Vec::new();
+            // Bounded even if the file grows while it is read.
+            (&mut file).take(limit + 1).read_to_end(&mut bytes)?;
+            Ok((bytes.len() as u64 <= limit).then_some(bytes))
+        })
+        .await
+    }
+
+    async fn exists(&self, path: &str) -> Result<bool, ConnectorError> {
+        let rel = relative(path).to_owned();
+        self.blocking(path, move |dir| match dir.symlink_metadata(&rel) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
     async fn delete(&self, path: &str) -> Result<(), ConnectorError> {
         let rel = relative(path).to_owned();
         self.blocking(path, move |dir| dir.remove_file(&rel)).await

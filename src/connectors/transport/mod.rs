@@ -30,6 +30,12 @@ pub trait Transport: Send + Sync {
     async fn list(&self, dir: &str) -> Result<Vec<String>, ConnectorError>;
     /// The content of `path`.
     async fn read(&self, path: &str) -> Result<Vec<u8>, ConnectorError>;
+    /// The content of `path`, or None when it is larger than `limit` bytes (then it is not
+    /// read at all).
+    async fn read_limited(&self, path: &str, limit: u64)
+    -> Result<Option<Vec<u8>>, ConnectorError>;
+    /// Whether `path` exists.
+    async fn exists(&self, path: &str) -> Result<bool, ConnectorError>;
     /// Deletes `path`.
     async fn delete(&self, path: &str) -> Result<(), ConnectorError>;
     /// Creates `dir` if it does not exist (its parent must exist).

@@ -166,6 +166,18 @@ impl Transport for SftpTransport {
         with_session!(self, |s| s.read(path))
     }
 
+    async fn read_limited(
+        &self,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, ConnectorError> {
+        with_session!(self, |s| s.read_limited(path, limit))
+    }
+
+    async fn exists(&self, path: &str) -> Result<bool, ConnectorError> {
+        with_session!(self, |s| s.exists(path))
+    }
+
     async fn delete(&self, path: &str) -> Result<(), ConnectorError> {
         with_session!(self, |s| s.delete(path))
     }

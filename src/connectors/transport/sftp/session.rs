@@ -511,6 +511,46 @@ impl SftpSession {
         }
     }
 
+    /// The content of `path`, or None when its size is over `limit` (not read then).
+    pub async fn read_limited(
+        &self,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, ConnectorError> {
+        let attrs = self
+            .sftp
+            .stat(path)
+            .await
+            .map_err(|e| sftp_error(path, e))?;
+        if attrs.attrs.size.unwrap_or(0) > limit {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        let mut over = false;
+        let found = self
+            .read_into(path, |chunk| {
+                if out.len() as u64 + chunk.len() as u64 > limit {
+                    over = true;
+                } else {
+                    out.extend_from_slice(chunk);
+                }
+            })
+            .await?;
+        if !found {
+            return Err(ConnectorError::with_detail(ErrorCode::PathNotFound, path));
+        }
+        Ok((!over).then_some(out))
+    }
+
+    /// Whether `path` exists.
+    pub async fn exists(&self, path: &str) -> Result<bool, ConnectorError> {
+        match self.sftp.lstat(path).await {
+            Ok(_) => Ok(true),
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => Ok(false),
+            Err(e) => Err(sftp_error(path, e)),
+        }
+    }
+
     /// Names of the regular files in `dir`.
     pub async fn list(&self, dir: &str) -> Result<Vec<String>, ConnectorError> {
         let handle = self
