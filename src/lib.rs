@@ -21,6 +21,8 @@ pub mod connectors;
 pub mod crypto;
 /// Domain types and rules; no I/O.
 pub mod domain;
+/// Named pause points for crash tests (debug builds only).
+pub mod failpoint;
 /// Use cases shared by the API and the CLI (connections, accounts).
 pub mod service;
 /// Persistence: the `Store` trait with SQLite and PostgreSQL implementations.

@@ -442,6 +442,17 @@ impl ConnectionService {
         Ok(self.store.list_connections(org_id).await?)
     }
 
+    /// The org's active connection of this connector type (404 if none).
+    pub async fn active_for_slug(
+        &self,
+        org_id: Uuid,
+        slug: &str,
+    ) -> Result<Connection, ServiceError> {
+        let connector = self.connector(slug)?;
+        self.require_active_of_type(org_id, connector.as_ref())
+            .await
+    }
+
     /// `GET /connectors/{slug}`: the active connection of this type, without secrets.
     pub async fn details(
         &self,

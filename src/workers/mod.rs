@@ -2,12 +2,14 @@
 //! that runs it until shutdown:
 //!
 //! - `delivery`: [`delivery::DeliveryWorker::deliver_one`] — claim and deliver exports.
+//! - `acks`: [`acks::poll_once`] — read one connection's acknowledgement files.
 //! - `housekeeping`: [`housekeeping::tidy_once`] — close idle SFTP sessions, forget expired
 //!   login throttle state.
 //!
 //! `orderflow serve` runs them beside the HTTP API; `orderflow worker` runs them alone. Neither
 //! knows about HTTP.
 
+pub mod acks;
 pub mod delivery;
 pub mod housekeeping;
 
@@ -36,6 +38,7 @@ impl Workers {
             delivery::DeliveryLimits::from_settings(&app.settings),
         );
         tasks.spawn(delivery.run(stopped.clone()));
+        tasks.spawn(acks::run(app.clone(), stopped.clone()));
         tasks.spawn(housekeeping::run(app, stopped));
         Self { stop, tasks }
     }

@@ -13,10 +13,11 @@ use uuid::Uuid;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{AuthUser, body_bytes, parse_json, parse_uuid};
 use crate::api::state::AppState;
-use crate::connectors::TestResult;
+use crate::connectors::{ErrorCode, TestResult};
 use crate::domain::connection::{Connection, ConnectionStatus};
 use crate::domain::user::Role;
 use crate::service::connections::SaveOutcome;
+use crate::workers::acks::{self, AckCounts};
 
 /// A connector type from the registry.
 #[derive(Serialize, ToSchema)]
@@ -251,4 +252,56 @@ pub async fn enable(
         .enable(&auth.actor(), auth.org_id(), id)
         .await?;
     Ok(Json(ConnectionSummary::from(&connection)))
+}
+
+/// Runs one acknowledgement poll of the active connection now (instead of waiting for the
+/// next `ACK_POLL_INTERVAL_SECS`) and answers what it did with the files it found.
+#[utoipa::path(post, path = "/api/v1/connectors/{slug}/poll-acks", tag = "connectors", security(("bearer" = [])),
+    params(("slug" = String, Path)),
+    responses((status = 200, body = AckCounts),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 502, body = ErrorBody)))]
+pub async fn poll_acks(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(slug): Path<String>,
+) -> Result<Json<AckCounts>, ApiError> {
+    auth.require(Role::DRAFT_WRITERS)?;
+    let connection = state
+        .connections
+        .active_for_slug(auth.org_id(), &slug)
+        .await?;
+    // A poll already running (the background poller, another request) ends soon: wait for it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match acks::poll_once(&state, &connection).await {
+            Ok(counts) => return Ok(Json(counts)),
+            Err(acks::AckPollError::Busy) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(acks::AckPollError::Busy) => {
+                return Err(ApiError::conflict(
+                    "Another acknowledgement poll of this connection is still running",
+                ));
+            }
+            Err(acks::AckPollError::NoInbox) => {
+                return Err(ApiError::conflict(
+                    "The connection has no ack_path; there is nothing to poll",
+                ));
+            }
+            Err(acks::AckPollError::Connector(err)) if err.code == ErrorCode::ConfigUnreadable => {
+                return Err(ApiError::Internal {
+                    public: "Configuration error",
+                    cause: err.to_string(),
+                });
+            }
+            Err(acks::AckPollError::Connector(err)) => {
+                return Err(ApiError::Dependency(format!(
+                    "{}: {}",
+                    err.code, err.message
+                )));
+            }
+            Err(acks::AckPollError::Store(err)) => return Err(err.into()),
+        }
+    }
 }

@@ -1,0 +1,451 @@
+//! The acknowledgement poller (SPEC §8): for every active connection whose connector reads ack
+//! files, list the folder, read the `ack_`/`error_` files, apply them to the org's SENT exports
+//! in one transaction with their audit rows, then move each file to `processed/` or `error/`.
+//!
+//! - Idempotent: only SENT exports change, so a file seen twice (a crash between the commit and
+//!   the move) changes nothing and writes no second audit row; it just moves.
+//! - An ack for an export still PENDING waits in place until the export is SENT.
+//! - With several workers on one database, a lease per connection makes one poll at a time.
+//! - Every connection is polled in a task of its own with its own time limit, so one slow or
+//!   failing server never delays another org's polling.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::json;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::connectors::{AckFolder, AckInbox, ConnectionKey, ConnectorContext, ConnectorError};
+use crate::domain::ack::{
+    AckKind, AckOutcome, MAX_ACK_FILE_BYTES, Malformed, classify_name, parse_body,
+};
+use crate::domain::audit::{Actor, NewAuditEntry, action};
+use crate::domain::connection::{Connection, ConnectionStatus};
+use crate::domain::export::{Export, ExportStatus};
+use crate::store::{AckApply, StoreError};
+use crate::telemetry::metric;
+
+/// What one poll did with the files it found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct AckCounts {
+    /// `ack_` files moved to `processed/`.
+    pub processed: u64,
+    /// `error_` files moved to `processed/`.
+    pub rejected: u64,
+    /// Files moved to `error/` because they could not be read.
+    pub malformed: u64,
+    /// Files moved to `error/` because they name no export of the org.
+    pub unmatched: u64,
+    /// Files left in place: their export is not SENT yet.
+    pub waiting: u64,
+}
+
+/// Why a poll did not run or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AckPollError {
+    /// Another worker is polling this connection right now.
+    #[error("another worker is polling this connection")]
+    Busy,
+    /// The connection has no acknowledgement folder to poll.
+    #[error("the connection has no ack_path")]
+    NoInbox,
+    /// The folder could not be listed, or the config read.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Files read and handled at once.
+const CONCURRENCY: usize = 32;
+/// The longest one poll may run (a hung server costs its own connection, nobody else).
+const POLL_TIME_LIMIT: Duration = Duration::from_secs(600);
+
+/// One file read: what it answers and what it says.
+struct Judged<'a> {
+    name: String,
+    kind: AckKind,
+    export: Option<&'a Export>,
+    body: Result<AckOutcome, Malformed>,
+}
+
+/// One file and what to do with it.
+struct Handled {
+    name: String,
+    to: AckFolder,
+    kind: AckKind,
+    audit: Option<(&'static str, serde_json::Value)>,
+}
+
+/// Polls one connection's ack folder once, under its lease (renewed while the poll runs, so
+/// a crashed worker's lease runs out within `ACK_POLL_LEASE_SECS`).
+pub async fn poll_once(app: &App, connection: &Connection) -> Result<AckCounts, AckPollError> {
+    let owner = Uuid::new_v4();
+    let lease = app.settings.ack_poll_lease;
+    let until = || crate::store::now() + chrono::Duration::from_std(lease).unwrap_or_default();
+    if !app
+        .store
+        .acquire_ack_lease(connection.id, owner, until())
+        .await?
+    {
+        return Err(AckPollError::Busy);
+    }
+    let renew = async {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            match app
+                .store
+                .acquire_ack_lease(connection.id, owner, until())
+                .await
+            {
+                Ok(true) => {}
+                // Taken over after a stall: harmless (applying is idempotent), worth a line.
+                Ok(false) => {
+                    tracing::warn!(connection_id = %connection.id, "ack lease lost to another worker")
+                }
+                Err(err) => {
+                    tracing::warn!(connection_id = %connection.id, error = %err, "could not renew the ack lease")
+                }
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = poll_leased(app, connection) => result,
+        never = renew => never,
+    };
+    if let Err(err) = app.store.release_ack_lease(connection.id, owner).await {
+        tracing::warn!(connection_id = %connection.id, error = %err, "could not release the ack lease; it runs out by itself");
+    }
+    if result.is_ok() {
+        metrics::gauge!(metric::ACK_LAST_POLL, "connection_id" => connection.id.to_string())
+            .set(chrono::Utc::now().timestamp() as f64);
+    }
+    result
+}
+
+async fn poll_leased(app: &App, connection: &Connection) -> Result<AckCounts, AckPollError> {
+    let Some(inbox) = open_inbox(app, connection).await? else {
+        return Err(AckPollError::NoInbox);
+    };
+    let started = std::time::Instant::now();
+    let names = inbox.list().await?;
+    let listed = started.elapsed();
+    let candidates: Vec<(String, AckKind, String)> = names
+        .into_iter()
+        .filter_map(|name| {
+            let (kind, export) = classify_name(&name)?;
+            let export = export.to_owned();
+            Some((name, kind, export))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(AckCounts::default());
+    }
+    let mut wanted: Vec<String> = candidates.iter().map(|(_, _, e)| e.clone()).collect();
+    wanted.sort();
+    wanted.dedup();
+    let exports: HashMap<String, Export> = app
+        .store
+        .exports_by_file_names(connection.org_id, &wanted)
+        .await?
+        .into_iter()
+        .map(|e| (e.file_name.clone(), e))
+        .collect();
+
+    // Read and judge every file (concurrently: on SFTP the reads are pipelined).
+    let inbox_ref = inbox.as_ref();
+    let judged: Vec<Judged<'_>> =
+        futures::stream::iter(candidates)
+            .map(|(name, kind, export_name)| {
+                let export = exports.get(&export_name);
+                async move {
+                    let body = match inbox_ref.read(&name, MAX_ACK_FILE_BYTES as u64).await {
+                        Ok(Some(bytes)) => parse_body(kind, &bytes),
+                        Ok(None) => Err(Malformed("larger than 1 MiB".into())),
+                        // Gone meanwhile (another poller moved it) or unreadable: next time.
+                        Err(err) => return Err((name, err)),
+                    };
+                    Ok(Judged {
+                        name,
+                        kind,
+                        export,
+                        body,
+                    })
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(|r| async move {
+                match r {
+                    Ok(v) => Some(v),
+                    Err((name, err)) => {
+                        tracing::warn!(file = %name, error = %err, "ack file could not be read; left for the next poll");
+                        None
+                    }
+                }
+            })
+            .collect()
+            .await;
+
+    let read = started.elapsed();
+    let mut counts = AckCounts::default();
+    let mut handled: Vec<Handled> = Vec::new();
+    let mut to_apply: Vec<(Export, AckOutcome, NewAuditEntry, String, AckKind)> = Vec::new();
+    for Judged {
+        name,
+        kind,
+        export,
+        body,
+    } in judged
+    {
+        match (body, export) {
+            (Err(malformed), _) => {
+                tracing::warn!(connection_id = %connection.id, file = %name, reason = %malformed, "malformed ack file moved to error/");
+                handled.push(Handled {
+                    name: name.clone(),
+                    to: AckFolder::Error,
+                    kind,
+                    audit: Some((
+                        action::ACK_FILE_MALFORMED,
+                        json!({ "file_name": name, "reason": malformed.0 }),
+                    )),
+                });
+            }
+            (Ok(_), None) => {
+                tracing::warn!(connection_id = %connection.id, file = %name, "ack file names no export of this org; moved to error/");
+                handled.push(Handled {
+                    name: name.clone(),
+                    to: AckFolder::Error,
+                    kind,
+                    audit: Some((action::ACK_FILE_UNMATCHED, json!({ "file_name": name }))),
+                });
+            }
+            (Ok(_), Some(export)) if export.status == ExportStatus::Pending => {
+                counts.waiting += 1;
+            }
+            (Ok(outcome), Some(export)) if export.status == ExportStatus::Sent => {
+                let audit = ack_audit(export, &outcome, &name);
+                to_apply.push((export.clone(), outcome, audit, name, kind));
+            }
+            // Already ACKED or FAILED: nothing changes; the file is done with.
+            (Ok(_), Some(_)) => handled.push(Handled {
+                name,
+                to: AckFolder::Processed,
+                kind,
+                audit: None,
+            }),
+        }
+    }
+
+    let applies: Vec<AckApply<'_>> = to_apply
+        .iter()
+        .map(|(export, outcome, audit, _, _)| AckApply {
+            export,
+            outcome,
+            audit,
+        })
+        .collect();
+    let changed: HashSet<Uuid> = app.store.apply_acks(&applies).await?.into_iter().collect();
+    let applied = started.elapsed();
+    if !changed.is_empty() {
+        crate::failpoint::pause_if_named("ack_after_commit").await;
+    }
+    let now = chrono::Utc::now();
+    for (export, outcome, _, name, kind) in &to_apply {
+        if changed.contains(&export.id) {
+            let status = match outcome {
+                AckOutcome::Acked { .. } => "ACKED",
+                AckOutcome::Rejected { .. } => "FAILED",
+            };
+            metrics::counter!(metric::EXPORTS, "status" => status).increment(1);
+            if let (AckOutcome::Acked { .. }, Some(sent)) = (outcome, export.sent_at) {
+                let lag = (now - sent).to_std().unwrap_or_default();
+                metrics::histogram!(metric::ACK_LAG).record(lag.as_secs_f64());
+            }
+        }
+        handled.push(Handled {
+            name: name.clone(),
+            to: AckFolder::Processed,
+            kind: *kind,
+            audit: None,
+        });
+    }
+
+    // Move every handled file (after the commit: a crash in between only means the file is
+    // seen again, and then it changes nothing).
+    let inbox_ref = inbox.as_ref();
+    let settled: Vec<(Handled, bool)> = futures::stream::iter(handled)
+        .map(|h| async move {
+            let moved = match inbox_ref.settle(&h.name, h.to).await {
+                Ok(_) => true,
+                Err(err) => {
+                    tracing::warn!(file = %h.name, error = %err, "ack file could not be moved; it is handled again next time");
+                    false
+                }
+            };
+            (h, moved)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let moved = started.elapsed();
+    tracing::debug!(
+        ?listed,
+        ?read,
+        ?applied,
+        ?moved,
+        "ack poll phases (time since start)"
+    );
+    let mut audits = Vec::new();
+    for (h, moved) in settled {
+        if !moved {
+            continue;
+        }
+        let outcome = match (h.to, h.kind, &h.audit) {
+            (AckFolder::Processed, AckKind::Acked, _) => {
+                counts.processed += 1;
+                "processed"
+            }
+            (AckFolder::Processed, AckKind::Rejected, _) => {
+                counts.rejected += 1;
+                "rejected"
+            }
+            (AckFolder::Error, _, Some((a, _))) if *a == action::ACK_FILE_UNMATCHED => {
+                counts.unmatched += 1;
+                "unmatched"
+            }
+            (AckFolder::Error, _, _) => {
+                counts.malformed += 1;
+                "malformed"
+            }
+        };
+        metrics::counter!(metric::ACK_FILES, "outcome" => outcome).increment(1);
+        if let Some((action, details)) = h.audit {
+            audits.push(NewAuditEntry {
+                org_id: connection.org_id,
+                actor: Actor::system(),
+                action,
+                entity_type: "erp_connection",
+                entity_id: Some(connection.id.to_string()),
+                details,
+            });
+        }
+    }
+    for audit in audits {
+        app.store.append_audit(&audit).await?;
+    }
+    metrics::counter!(metric::ACK_FILES, "outcome" => "waiting").increment(counts.waiting);
+    tracing::info!(connection_id = %connection.id, processed = counts.processed, rejected = counts.rejected,
+        malformed = counts.malformed, unmatched = counts.unmatched, waiting = counts.waiting, "ack poll finished");
+    Ok(counts)
+}
+
+fn ack_audit(export: &Export, outcome: &AckOutcome, file: &str) -> NewAuditEntry {
+    let (action, details) = match outcome {
+        AckOutcome::Acked {
+            erp_order_id,
+            processed_at,
+        } => (
+            action::EXPORT_ACKED,
+            json!({ "file_name": file, "erp_order_id": erp_order_id, "processed_at": processed_at,
+                    "draft_order_id": export.draft_order_id }),
+        ),
+        AckOutcome::Rejected { .. } => (
+            action::EXPORT_REJECTED,
+            json!({ "file_name": file, "error": outcome.error_json(),
+                    "draft_order_id": export.draft_order_id }),
+        ),
+    };
+    NewAuditEntry {
+        org_id: export.org_id,
+        actor: Actor::system(),
+        action,
+        entity_type: "erp_export",
+        entity_id: Some(export.id.to_string()),
+        details,
+    }
+}
+
+/// The connection's ack folder through its connector (pooled sessions), or None when it has
+/// none.
+async fn open_inbox(
+    app: &App,
+    connection: &Connection,
+) -> Result<Option<Box<dyn AckInbox>>, AckPollError> {
+    let unreadable = || ConnectorError::new(crate::connectors::ErrorCode::ConfigUnreadable);
+    let connector = app
+        .registry
+        .by_type(&connection.connector_type)
+        .cloned()
+        .ok_or_else(unreadable)?;
+    let config = app.connections.open(connection).map_err(|_| unreadable())?;
+    let org = app
+        .store
+        .org_by_id(connection.org_id)
+        .await?
+        .ok_or_else(unreadable)?;
+    let ctx = ConnectorContext {
+        org_id: org.id,
+        org_slug: org.slug,
+        connection: Some(ConnectionKey {
+            id: connection.id,
+            version: connection.config_version,
+        }),
+        env: app.connector_env.clone(),
+    };
+    Ok(connector.ack_inbox(&ctx, &config).await?)
+}
+
+/// Polls every active connection each `ACK_POLL_INTERVAL_SECS` until `shutdown` turns true.
+/// A connection whose previous poll still runs is skipped that round.
+pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let running: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+    let mut tick = tokio::time::interval(app.settings.ack_poll_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let connections = match app.store.active_connections().await {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot list connections to poll");
+                continue;
+            }
+        };
+        for connection in connections {
+            if connection.status != ConnectionStatus::Active {
+                continue;
+            }
+            let fresh = running
+                .lock()
+                .map(|mut r| r.insert(connection.id))
+                .unwrap_or(false);
+            if !fresh {
+                continue;
+            }
+            let app = app.clone();
+            let running = running.clone();
+            tokio::spawn(async move {
+                // Bounded: a server that hangs costs its own connection a round, nobody else.
+                match tokio::time::timeout(POLL_TIME_LIMIT, poll_once(&app, &connection)).await {
+                    Ok(Ok(_)) | Ok(Err(AckPollError::Busy | AckPollError::NoInbox)) => {}
+                    Ok(Err(err)) => {
+                        tracing::warn!(connection_id = %connection.id, error = %err, "ack poll failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(connection_id = %connection.id, "ack poll took too long and was stopped")
+                    }
+                }
+                if let Ok(mut r) = running.lock() {
+                    r.remove(&connection.id);
+                }
+            });
+        }
+    }
+}
