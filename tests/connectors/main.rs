@@ -3,6 +3,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod acks;
 mod export_file;
 mod filesystem;
 mod pipeline_sftp;

@@ -25,8 +25,8 @@ use tempfile::TempDir;
 use crate::common::sample;
 
 const SSHD: &str = "/usr/sbin/sshd";
-const USER: &str = "ofsftp";
-const PASSWORD: &str = "ofsftp-Test-pw-8842";
+pub(crate) const USER: &str = "ofsftp";
+pub(crate) const PASSWORD: &str = "ofsftp-Test-pw-8842";
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -43,7 +43,7 @@ fn is_root() -> bool {
 }
 
 /// None (with a note) when sshd cannot run here; a failure instead when CI requires it.
-fn usable() -> bool {
+pub(crate) fn usable() -> bool {
     let why = if !Path::new(SSHD).exists() {
         "OpenSSH sshd is not installed"
     } else if !is_root() {
@@ -60,7 +60,7 @@ fn usable() -> bool {
 }
 
 /// The test user (created once per machine) and its uid/gid.
-fn user() -> (u32, u32) {
+pub(crate) fn user() -> (u32, u32) {
     static IDS: OnceLock<(u32, u32)> = OnceLock::new();
     *IDS.get_or_init(|| {
         if !Command::new("id")
@@ -114,14 +114,14 @@ fn keygen(path: &Path, kind: &str, passphrase: &str) {
     run(&mut cmd);
 }
 
-struct Sshd {
+pub(crate) struct Sshd {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: TempDir,
 }
 
 impl Sshd {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         user();
         std::fs::create_dir_all("/run/sshd").unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -190,7 +190,7 @@ impl Sshd {
     }
 
     /// A fresh folder in the user's home, owned by the user.
-    fn folder(&self, mode: u32) -> (String, PathBuf) {
+    pub(crate) fn folder(&self, mode: u32) -> (String, PathBuf) {
         let (uid, gid) = user();
         let path = PathBuf::from(format!("/home/{USER}/t-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&path).unwrap();
@@ -218,7 +218,7 @@ impl Drop for Sshd {
     }
 }
 
-struct Folder(PathBuf);
+pub(crate) struct Folder(pub(crate) PathBuf);
 
 impl Drop for Folder {
     fn drop(&mut self) {

@@ -79,7 +79,7 @@ pub async fn approved_drafts(
         .await
 }
 
-async fn push_all(client: &reqwest::Client, base: &str, token: &str, ids: &[String]) {
+pub async fn push_all(client: &reqwest::Client, base: &str, token: &str, ids: &[String]) {
     futures::stream::iter(ids)
         .map(|id| {
             let client = client.clone();
