@@ -1,7 +1,9 @@
 //! `orderflow bench …`: measurements we compare between runs (never run in CI). Each prints
 //! human lines on stderr and, last, one JSON object on stdout.
 
+mod acks;
 mod crypto;
+mod harness;
 mod pipeline;
 mod sftp;
 
@@ -28,6 +30,9 @@ pub enum BenchCommand {
     /// The whole pipeline through the real API and worker: N drafts created and approved, all
     /// pushed (or pushed at `--rate` per second), timed until the last is SENT.
     Pipeline(pipeline::PipelineBench),
+    /// Acknowledgement polling: N SENT exports and their ack files in one folder, one
+    /// `poll_once` timed over all of them.
+    Acks(acks::AcksBench),
 }
 
 /// How to reach an SFTP server (shared by the SFTP benchmarks). The host may be on loopback:
@@ -136,6 +141,7 @@ pub(super) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Crypto { size, iterations } => crypto::run(size, iterations),
         BenchCommand::Sftp(options) => sftp::run(options).await,
         BenchCommand::Pipeline(options) => pipeline::run(options).await,
+        BenchCommand::Acks(options) => acks::run(options).await,
     }
 }
 
