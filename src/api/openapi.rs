@@ -128,8 +128,8 @@ pub fn finalize(doc: OpenApi, registry: &Registry) -> Value {
                     if let Some(Value::Array(params)) = op.get_mut("parameters") {
                         params.retain(|p| p["name"] != "slug");
                     }
-                    let is_save =
-                        method == "post" && !path.ends_with("/test") && !path.ends_with("/disable");
+                    // Only `POST /connectors/{slug}` (save) and `…/test` take a config.
+                    let is_save = method == "post" && path.ends_with("{slug}");
                     if is_save || (method == "post" && path.ends_with("/test")) {
                         let optional = path.ends_with("/test");
                         op["requestBody"] = connector_body(&connector.config_schema(), optional);

@@ -104,6 +104,12 @@ async fn openapi_lists_every_endpoint() {
             "save lacks {status}"
         );
     }
+    // Only save and test take a config; the other connector actions take no body.
+    assert!(paths["/api/v1/connectors/dropzone-json-v1/test"]["post"]["requestBody"].is_object());
+    for action in ["disable", "poll-acks"] {
+        let op = &paths[&format!("/api/v1/connectors/dropzone-json-v1/{action}")]["post"];
+        assert!(op["requestBody"].is_null(), "{action} documents a body");
+    }
     let list = &paths["/api/v1/exports"]["get"];
     let cursor = list["parameters"]
         .as_array()
