@@ -121,6 +121,9 @@ pub struct Settings {
     pub delivery_per_connection: usize,
     /// Log format.
     pub log_format: LogFormat,
+    /// The address users reach the service at (`PUBLIC_URL`); when https, the console's cookies
+    /// are `Secure`.
+    pub public_url: Option<String>,
 }
 
 /// Default `HTTP_MAX_CONNECTIONS`: half the process's descriptor limit (the rest is for the
@@ -304,6 +307,13 @@ impl Settings {
             delivery_concurrency: parse_num(lookup, "DELIVERY_CONCURRENCY", 64, 1)?,
             delivery_per_connection: parse_num(lookup, "DELIVERY_PER_CONNECTION", 32, 1)?,
             log_format: log_format(lookup),
+            public_url: match non_empty(lookup, "PUBLIC_URL") {
+                Some(url) if url.starts_with("https://") || url.starts_with("http://") => Some(url),
+                Some(_) => {
+                    return Err(invalid("PUBLIC_URL", "must start with https:// or http://"));
+                }
+                None => None,
+            },
         })
     }
 }

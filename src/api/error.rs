@@ -173,10 +173,26 @@ pub fn error_response(status: StatusCode, code: &str, message: String, details: 
     (status, Json(body)).into_response()
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+/// An error as a client may see it: status, code, message, details, `Retry-After`.
+#[derive(Debug)]
+pub struct PublicError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// Human-readable message (never an internal cause).
+    pub message: String,
+    /// Extra facts.
+    pub details: Value,
+    /// Seconds to wait, for 429 and 503.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    /// What a client may see of this error; an internal cause is logged here, once.
+    pub fn public(self) -> PublicError {
         let (status, code) = self.status_and_code();
-        let retry_after = match &self {
+        let retry_after_secs = match &self {
             ApiError::TooManyRequests { retry_after_secs }
             | ApiError::Unavailable { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
@@ -193,8 +209,27 @@ impl IntoResponse for ApiError {
             ApiError::Conflict { message, details } => (message, details),
             other => (other.to_string(), Value::Null),
         };
+        PublicError {
+            status,
+            code,
+            message,
+            details,
+            retry_after_secs,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let PublicError {
+            status,
+            code,
+            message,
+            details,
+            retry_after_secs,
+        } = self.public();
         let mut response = error_response(status, code, message, details);
-        if let Some(secs) = retry_after {
+        if let Some(secs) = retry_after_secs {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, axum::http::HeaderValue::from(secs));

@@ -59,6 +59,14 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or(ApiError::Unauthorized(
                 "Authorization must be 'Bearer <token>'",
             ))?;
+        AuthUser::from_token(state, token).await
+    }
+}
+
+impl AuthUser {
+    /// The user an access token names, if it is valid and the user exists and is enabled (the
+    /// API's Bearer header and the console's session cookie carry the same tokens).
+    pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let claims = state
             .tokens
             .verify(token)

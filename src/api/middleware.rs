@@ -72,11 +72,12 @@ fn is_sane_request_id(value: &HeaderValue) -> bool {
 
 fn normalize_error(response: Response) -> Response {
     let status = response.status();
-    let is_json = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    // JSON errors are ours already; HTML ones are the console's pages, which explain
+    // themselves to a person.
+    let is_ours = response.headers().get(CONTENT_TYPE).is_some_and(|ct| {
+        ct.as_bytes().starts_with(b"application/json") || ct.as_bytes().starts_with(b"text/html")
+    });
+    if !(status.is_client_error() || status.is_server_error()) || is_ours {
         return response;
     }
     let (code, message) = match status {

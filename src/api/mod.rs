@@ -1,5 +1,7 @@
 //! The HTTP API (SPEC §2-§5, §9): router, middleware, error mapping and handlers.
 
+/// The admin console (HTML at `/ui/`).
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod middleware;
@@ -76,6 +78,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 
     let document = openapi::finalize(openapi, &state.registry);
     router
+        .merge(console::router())
         .fallback(|| async { ApiError::NotFound("No such endpoint".into()) })
         .layer(Extension(Arc::new(openapi::Document(document))))
         .with_state(state)

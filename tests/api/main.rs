@@ -7,6 +7,7 @@ mod acks;
 mod audit;
 mod auth;
 mod connectors;
+mod console;
 mod encryption;
 mod errors;
 mod hardening;

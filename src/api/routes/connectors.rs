@@ -266,16 +266,26 @@ pub async fn poll_acks(
     auth: AuthUser,
     Path(slug): Path<String>,
 ) -> Result<Json<AckCounts>, ApiError> {
+    poll_acks_now(&state, &auth, &slug).await.map(Json)
+}
+
+/// One acknowledgement poll of the org's active connection of type `slug`, for the API and the
+/// console alike: waits up to 30 s for a poll already running, then polls.
+pub async fn poll_acks_now(
+    state: &AppState,
+    auth: &AuthUser,
+    slug: &str,
+) -> Result<AckCounts, ApiError> {
     auth.require(Role::DRAFT_WRITERS)?;
     let connection = state
         .connections
-        .active_for_slug(auth.org_id(), &slug)
+        .active_for_slug(auth.org_id(), slug)
         .await?;
     // A poll already running (the background poller, another request) ends soon: wait for it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        match acks::poll_once(&state, &connection).await {
-            Ok(counts) => return Ok(Json(counts)),
+        match acks::poll_once(state, &connection).await {
+            Ok(counts) => return Ok(counts),
             Err(acks::AckPollError::Busy) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }

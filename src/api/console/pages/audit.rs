@@ -1,0 +1,87 @@
+//! The audit log, newest first, filterable by action (ADMIN and INTEGRATOR, as in the API).
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::html;
+
+use super::{Fields, page_request};
+use crate::api::console::session::ConsoleUser;
+use crate::api::console::views::{Html, error_page, page, pager, time};
+use crate::api::error::ApiError;
+use crate::api::state::AppState;
+use crate::domain::user::Role;
+
+/// `GET /ui/audit?action=&cursor=`.
+pub async fn list(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Query(query): Query<Fields>,
+) -> Response {
+    let action = query
+        .get("action")
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty());
+    let found = async {
+        user.auth.require(Role::CONNECTOR_MANAGERS)?;
+        if action
+            .as_deref()
+            .is_some_and(|a| a.len() > 64 || !a.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(ApiError::invalid(
+                "action",
+                "must be 1-64 visible ASCII characters",
+            ));
+        }
+        Ok(state
+            .store
+            .list_audit(user.auth.org_id(), action.as_deref(), page_request(&query)?)
+            .await?)
+    };
+    let entries = match found.await {
+        Ok(entries) => entries,
+        Err(err) => return error_page(&state, Some(&user), err).into_response(),
+    };
+    let filter = action.clone().unwrap_or_default();
+    let content = html! {
+        form.filter method="get" action="/ui/audit" {
+            label for="action" { "Action" }
+            input id="action" name="action" value=(filter) placeholder="e.g. EXPORT_SENT";
+            button type="submit" { "Filter" }
+        }
+        @if entries.items.is_empty() { p { "No entries." } } @else {
+            table {
+                caption { "Audit log, newest first" }
+                thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Action" } th scope="col" { "Object" } th scope="col" { "Details" } } }
+                tbody {
+                    @for e in &entries.items {
+                        tr {
+                            td { (time(Some(e.created_at))) }
+                            td { (e.actor) }
+                            td { (e.action) }
+                            td { (e.entity_type) " " (e.entity_id.as_deref().unwrap_or_default()) }
+                            td { code { (e.details.to_string()) } }
+                        }
+                    }
+                }
+            }
+        }
+        (pager("/ui/audit", &format!("action={}", urlencode(&filter)), entries.next_cursor.as_deref()))
+    };
+    Html(
+        StatusCode::OK,
+        page(&state, Some(&user), "Audit log", content),
+    )
+    .into_response()
+}
+
+/// Percent-encodes a query value (actions are visible ASCII; this keeps `&`, `#` and spaces
+/// from breaking the link).
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

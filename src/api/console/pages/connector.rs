@@ -1,0 +1,502 @@
+//! The org's connector: its status, last test and recorded host key; a form generated from the
+//! type's JSON Schema (secrets write-only: shown as "set", replaceable, clearable, never
+//! displayed); test on the saved or the unsaved form; reset trust; disable and enable.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde_json::{Map, Value};
+
+use super::{Fields, csrf, forged};
+use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
+use crate::api::console::views::{
+    Html, Notice, action_form, error_page, notice, page, status, time,
+};
+use crate::api::error::ApiError;
+use crate::api::extract::parse_uuid;
+use crate::api::state::AppState;
+use crate::connectors::TestResult;
+use crate::domain::connection::ConnectionStatus;
+use crate::domain::user::Role;
+use crate::service::ServiceError;
+use crate::service::connections::{ConnectionDetails, SaveOutcome};
+
+/// How a schema property is edited.
+enum Kind {
+    Secret,
+    Choice(Vec<String>),
+    Flag,
+    Number,
+    Text,
+}
+
+fn types(prop: &Value) -> Vec<&str> {
+    match &prop["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    }
+}
+
+fn kind(prop: &Value) -> Kind {
+    if prop["writeOnly"] == Value::Bool(true) {
+        return Kind::Secret;
+    }
+    if let Some(choices) = prop["enum"].as_array() {
+        return Kind::Choice(
+            choices
+                .iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect(),
+        );
+    }
+    let t = types(prop);
+    if t.contains(&"boolean") {
+        Kind::Flag
+    } else if t.contains(&"integer") {
+        Kind::Number
+    } else {
+        Kind::Text
+    }
+}
+
+fn properties(schema: &Value) -> Vec<(&String, &Value)> {
+    schema["properties"]
+        .as_object()
+        .map(|p| p.iter().collect())
+        .unwrap_or_default()
+}
+
+/// The request body a submitted form means: empty fields are left out (a left-out secret keeps
+/// its stored value, as in the API), "clear" sends null.
+fn body_from_form(schema: &Value, fields: &Fields) -> Map<String, Value> {
+    let mut body = Map::new();
+    for (name, prop) in properties(schema) {
+        let typed = fields
+            .get(name.as_str())
+            .map(String::as_str)
+            .unwrap_or_default();
+        let value = match kind(prop) {
+            Kind::Secret if fields.contains_key(&format!("clear.{name}")) => Some(Value::Null),
+            Kind::Flag if fields.contains_key(&format!("present.{name}")) => {
+                Some(Value::Bool(typed == "true"))
+            }
+            Kind::Flag => None,
+            _ if typed.trim().is_empty() => None,
+            // A number that does not parse is sent as typed, so the 422 names the field.
+            Kind::Number => Some(
+                typed
+                    .trim()
+                    .parse::<i64>()
+                    .map_or_else(|_| Value::String(typed.to_owned()), Value::from),
+            ),
+            _ => Some(Value::String(typed.to_owned())),
+        };
+        if let Some(value) = value {
+            body.insert(name.clone(), value);
+        }
+    }
+    if fields.get("test_on_save").is_some_and(|v| v == "true") {
+        body.insert("test_on_save".into(), Value::Bool(true));
+    }
+    body
+}
+
+fn value_text(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// One field of the generated form; `shown` holds the non-secret values to fill in.
+fn field(name: &str, prop: &Value, shown: &Map<String, Value>, secrets_set: &[String]) -> Markup {
+    let id = format!("f-{name}");
+    let help = format!("{id}-help");
+    let description = prop["description"].as_str().unwrap_or_default();
+    let current = value_text(shown.get(name));
+    html! {
+        div.field {
+            @match kind(prop) {
+                Kind::Secret => {
+                    @let set = secrets_set.iter().any(|s| s == name);
+                    label for=(id) { (name) " " span.secret-state { @if set { "(set — leave empty to keep)" } @else { "(not set)" } } }
+                    @if name == "private_key" {
+                        textarea id=(id) name=(name) rows="4" autocomplete="off" aria-describedby=(help) {}
+                    } @else {
+                        input id=(id) name=(name) type="password" autocomplete="new-password" aria-describedby=(help);
+                    }
+                    @if set {
+                        label.check { input type="checkbox" name={ "clear." (name) } value="on"; " Clear " (name) }
+                    }
+                }
+                Kind::Choice(choices) => {
+                    label for=(id) { (name) }
+                    select id=(id) name=(name) aria-describedby=(help) {
+                        @for c in &choices { option value=(c) selected[*c == current] { (c) } }
+                    }
+                }
+                Kind::Flag => {
+                    @let on = match shown.get(name) { Some(Value::Bool(b)) => *b, _ => prop["default"] == Value::Bool(true) };
+                    input type="hidden" name={ "present." (name) } value="1";
+                    label.check for=(id) { input id=(id) type="checkbox" name=(name) value="true" checked[on] aria-describedby=(help); " " (name) }
+                }
+                Kind::Number => {
+                    label for=(id) { (name) }
+                    input id=(id) name=(name) type="number" value=(current) min=[prop["minimum"].as_i64()] max=[prop["maximum"].as_i64()] aria-describedby=(help);
+                }
+                Kind::Text => {
+                    label for=(id) { (name) }
+                    input id=(id) name=(name) value=(current) aria-describedby=(help);
+                }
+            }
+            @if !description.is_empty() { small id=(help) { (description) } }
+        }
+    }
+}
+
+fn test_result(r: &TestResult) -> Markup {
+    html! {
+        @if r.success {
+            p.notice.done role="status" {
+                "✓ Connection works: " (r.message.as_deref().unwrap_or("OK")) " (" (r.latency_ms) " ms)"
+            }
+        } @else {
+            p.notice.error role="alert" {
+                "Test failed: " (r.error_code.map(|c| c.to_string()).unwrap_or_default()) " — "
+                (r.error_message.as_deref().unwrap_or_default()) " (" (r.latency_ms) " ms)"
+            }
+        }
+    }
+}
+
+/// What happened on this page just now.
+#[derive(Default)]
+struct Outcome {
+    notice: Option<Notice>,
+    test: Option<TestResult>,
+    /// The submitted form, shown again after a refusal (secrets never are).
+    form: Option<Map<String, Value>>,
+}
+
+async fn render(
+    state: &AppState,
+    user: &ConsoleUser,
+    code: StatusCode,
+    outcome: Outcome,
+) -> Response {
+    let org_id = user.auth.org_id();
+    if let Err(err) = user.auth.require(Role::CONNECTOR_MANAGERS) {
+        return error_page(state, Some(user), err).into_response();
+    }
+    let connections = match state.connections.list(org_id).await {
+        Ok(c) => c,
+        Err(err) => return error_page(state, Some(user), err.into()).into_response(),
+    };
+    let mut sections = Vec::new();
+    for connector in state.registry.all() {
+        let slug = connector.slug();
+        let details: Option<ConnectionDetails> = match state.connections.details(org_id, slug).await
+        {
+            Ok(d) => Some(d),
+            Err(ServiceError::NotFound(_)) => None,
+            Err(err) => return error_page(state, Some(user), err.into()).into_response(),
+        };
+        let schema = connector.config_schema();
+        let empty = Map::new();
+        let shown = outcome
+            .form
+            .as_ref()
+            .or(details.as_ref().map(|d| &d.config))
+            .unwrap_or(&empty);
+        let secrets_set: &[String] = details
+            .as_ref()
+            .map(|d| d.secrets_set.as_slice())
+            .unwrap_or_default();
+        let inactive: Vec<_> = connections
+            .iter()
+            .filter(|c| {
+                c.connector_type == connector.connector_type()
+                    && c.status != ConnectionStatus::Active
+            })
+            .collect();
+        sections.push(html! {
+            section aria-labelledby={ "t-" (slug) } {
+                h2 id={ "t-" (slug) } { (connector.display_name()) " (" (connector.connector_type()) ")" }
+                @if let Some(d) = &details {
+                    dl.facts {
+                        dt { "Status" } dd { (status(d.connection.status.as_str())) }
+                        dt { "Last successful test" } dd { (time(d.connection.last_test_at)) }
+                        dt { "Host key fingerprint" } dd {
+                            @match d.config.get("host_key_fingerprint").and_then(Value::as_str) {
+                                Some(fp) => { code { (fp) } }
+                                None => "none recorded",
+                            }
+                        }
+                        dt { "Connection id" } dd { code { (d.connection.id) } }
+                    }
+                    div.actions {
+                        (action_form(state, user, &format!("/ui/connector/{slug}/test"), "Test connection"))
+                        (action_form(state, user, &format!("/ui/connector/{slug}/poll-acks"), "Check acknowledgements now"))
+                        @if d.config.get("host_key_fingerprint").is_some_and(|v| !v.is_null()) {
+                            (action_form(state, user, &format!("/ui/connector/{slug}/reset-trust"), "Reset trust in the host key"))
+                        }
+                        (action_form(state, user, &format!("/ui/connector/{slug}/disable"), "Disable"))
+                    }
+                } @else {
+                    p { "No active connection of this type." }
+                }
+                @if !inactive.is_empty() {
+                    h3 { "Earlier connections" }
+                    ul {
+                        @for c in &inactive {
+                            li {
+                                code { (c.id) } " " (status(c.status.as_str())) " "
+                                (action_form(state, user, &format!("/ui/connections/{}/enable", c.id), "Enable"))
+                            }
+                        }
+                    }
+                }
+                h3 { @if details.is_some() { "Edit" } @else { "Create" } }
+                form.config method="post" action={ "/ui/connector/" (slug) } {
+                    input type="hidden" name=(CSRF_FIELD) value=(user.csrf(state));
+                    @for (name, prop) in properties(&schema) {
+                        (field(name, prop, shown, secrets_set))
+                    }
+                    label.check { input type="checkbox" name="test_on_save" value="true"; " Test before saving (nothing is saved if the test fails)" }
+                    div.actions {
+                        button type="submit" name="intent" value="save" { "Save" }
+                        button type="submit" name="intent" value="test" { "Test this form without saving" }
+                    }
+                }
+            }
+        });
+    }
+    let content = html! {
+        (notice(outcome.notice.as_ref()))
+        @if let Some(r) = &outcome.test { (test_result(r)) }
+        @for s in sections { (s) }
+    };
+    Html(code, page(state, Some(user), "Connector", content)).into_response()
+}
+
+/// `GET /ui/connector`.
+pub async fn show(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Query(query): Query<Fields>,
+) -> Response {
+    let done = query.get("done").and_then(|d| match d.as_str() {
+        "saved" => Some("Saved."),
+        "disabled" => Some("Disabled."),
+        "enabled" => Some("Enabled."),
+        "reset-trust" => Some("Trust reset: the next connection records the server's key again."),
+        _ => None,
+    });
+    let outcome = Outcome {
+        notice: done.map(|t| Notice::Done(t.into())),
+        ..Outcome::default()
+    };
+    render(&state, &user, StatusCode::OK, outcome).await
+}
+
+async fn refused(
+    state: &AppState,
+    user: &ConsoleUser,
+    err: ApiError,
+    form: Option<Map<String, Value>>,
+) -> Response {
+    let (code, n) = Notice::from_error(err);
+    render(
+        state,
+        user,
+        code,
+        Outcome {
+            notice: Some(n),
+            test: None,
+            form,
+        },
+    )
+    .await
+}
+
+/// `POST /ui/connector/{slug}`: save the form, or test it without saving (`intent=test`).
+pub async fn submit(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(slug): Path<String>,
+    Form(fields): Form<Fields>,
+) -> Response {
+    if !user.csrf_ok(&state, csrf(&fields)) {
+        return error_page(&state, Some(&user), forged()).into_response();
+    }
+    if let Err(err) = user.auth.require(Role::CONNECTOR_MANAGERS) {
+        return error_page(&state, Some(&user), err).into_response();
+    }
+    let Some(connector) = state.registry.by_slug(&slug).cloned() else {
+        return error_page(
+            &state,
+            Some(&user),
+            ApiError::NotFound("Unknown connector type".into()),
+        )
+        .into_response();
+    };
+    let body = body_from_form(&connector.config_schema(), &fields);
+    let mut shown = body.clone();
+    for secret in connector.secret_fields() {
+        shown.remove(*secret);
+    }
+    let actor = user.auth.actor();
+    let org_id = user.auth.org_id();
+    if fields.get("intent").is_some_and(|i| i == "test") {
+        let mut body = body;
+        body.remove("test_on_save");
+        return match state
+            .connections
+            .test(&actor, org_id, &slug, Some(body))
+            .await
+        {
+            Ok(result) => {
+                let outcome = Outcome {
+                    notice: None,
+                    test: Some(result),
+                    form: Some(shown),
+                };
+                render(&state, &user, StatusCode::OK, outcome).await
+            }
+            Err(err) => refused(&state, &user, err.into(), Some(shown)).await,
+        };
+    }
+    match state.connections.save(&actor, org_id, &slug, body).await {
+        Ok(SaveOutcome::Saved { .. }) => Redirect::to("/ui/connector?done=saved").into_response(),
+        Ok(SaveOutcome::TestFailed(result)) => {
+            let outcome = Outcome {
+                notice: Some(Notice::Error(
+                    "The test failed, so nothing was saved.".into(),
+                )),
+                test: Some(result),
+                form: Some(shown),
+            };
+            render(&state, &user, StatusCode::BAD_REQUEST, outcome).await
+        }
+        Err(err) => refused(&state, &user, err.into(), Some(shown)).await,
+    }
+}
+
+/// `POST /ui/connector/{slug}/{test|disable|reset-trust|poll-acks}`.
+pub async fn act(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path((slug, action)): Path<(String, String)>,
+    Form(fields): Form<Fields>,
+) -> Response {
+    if !user.csrf_ok(&state, csrf(&fields)) {
+        return error_page(&state, Some(&user), forged()).into_response();
+    }
+    let actor = user.auth.actor();
+    let org_id = user.auth.org_id();
+    if action == "poll-acks" {
+        return match crate::api::routes::connectors::poll_acks_now(&state, &user.auth, &slug).await
+        {
+            Ok(c) => {
+                let n = Notice::Done(format!(
+                    "Acknowledgements checked: {} booked, {} rejected, {} unreadable, {} unmatched, {} waiting for delivery.",
+                    c.processed, c.rejected, c.malformed, c.unmatched, c.waiting
+                ));
+                render(
+                    &state,
+                    &user,
+                    StatusCode::OK,
+                    Outcome {
+                        notice: Some(n),
+                        ..Outcome::default()
+                    },
+                )
+                .await
+            }
+            Err(err) => refused(&state, &user, err, None).await,
+        };
+    }
+    if let Err(err) = user.auth.require(Role::CONNECTOR_MANAGERS) {
+        return error_page(&state, Some(&user), err).into_response();
+    }
+    let done = match action.as_str() {
+        "test" => {
+            return match state.connections.test(&actor, org_id, &slug, None).await {
+                Ok(result) => {
+                    render(
+                        &state,
+                        &user,
+                        StatusCode::OK,
+                        Outcome {
+                            test: Some(result),
+                            ..Outcome::default()
+                        },
+                    )
+                    .await
+                }
+                Err(err) => refused(&state, &user, err.into(), None).await,
+            };
+        }
+        "disable" => state
+            .connections
+            .disable(&actor, org_id, &slug)
+            .await
+            .map(|_| ()),
+        "reset-trust" => reset_trust(&state, &user, &slug).await,
+        _ => Err(ServiceError::NotFound("No such action".into())),
+    };
+    match done {
+        Ok(()) => Redirect::to(&format!(
+            "/ui/connector?done={}",
+            if action == "disable" {
+                "disabled"
+            } else {
+                "reset-trust"
+            }
+        ))
+        .into_response(),
+        Err(err) => refused(&state, &user, err.into(), None).await,
+    }
+}
+
+/// Saves the stored config again with `host_key_fingerprint: null` (the API's deliberate
+/// reset); the secrets stay, because the identity fields do not change.
+async fn reset_trust(state: &AppState, user: &ConsoleUser, slug: &str) -> Result<(), ServiceError> {
+    let details = state.connections.details(user.auth.org_id(), slug).await?;
+    let mut body = details.config;
+    body.insert("host_key_fingerprint".into(), Value::Null);
+    state
+        .connections
+        .save(&user.auth.actor(), user.auth.org_id(), slug, body)
+        .await
+        .map(|_| ())
+}
+
+/// `POST /ui/connections/{id}/enable`.
+pub async fn enable(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+    Form(fields): Form<Fields>,
+) -> Response {
+    if !user.csrf_ok(&state, csrf(&fields)) {
+        return error_page(&state, Some(&user), forged()).into_response();
+    }
+    let done = async {
+        user.auth.require(Role::CONNECTOR_MANAGERS)?;
+        let id = parse_uuid("id", &id)?;
+        state
+            .connections
+            .enable(&user.auth.actor(), user.auth.org_id(), id)
+            .await?;
+        Ok::<_, ApiError>(())
+    };
+    match done.await {
+        Ok(()) => Redirect::to("/ui/connector?done=enabled").into_response(),
+        Err(err) => refused(&state, &user, err, None).await,
+    }
+}

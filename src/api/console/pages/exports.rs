@@ -1,0 +1,263 @@
+//! Exports: the list, one export with its delivery facts and `error_json` in words, its
+//! archived file (view and download), a live status while it is PENDING, and "check
+//! acknowledgements now".
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use serde_json::Value;
+
+use super::{Fields, csrf, forged, page_request, status_filter};
+use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
+use crate::api::console::views::{Html, Notice, error_page, notice, page, pager, status, time};
+use crate::api::error::ApiError;
+use crate::api::extract::parse_uuid;
+use crate::api::state::AppState;
+use crate::domain::export::{Export, ExportStatus};
+use crate::domain::user::Role;
+
+async fn list_page(
+    state: &AppState,
+    user: &ConsoleUser,
+    query: &Fields,
+    code: StatusCode,
+    message: Option<&Notice>,
+) -> Response {
+    let render = async {
+        let filter: Option<ExportStatus> = status_filter(query.get("status"))?;
+        let exports = state
+            .orders
+            .list_exports(user.auth.org_id(), filter, page_request(query)?)
+            .await?;
+        Ok::<_, ApiError>((filter, exports))
+    };
+    let (filter, exports) = match render.await {
+        Ok(found) => found,
+        Err(err) => return error_page(state, Some(user), err).into_response(),
+    };
+    let filter_text = filter.map(ExportStatus::as_str).unwrap_or_default();
+    let content = html! {
+        (notice(message))
+        @if Role::DRAFT_WRITERS.contains(&user.auth.user.role) {
+            form.inline method="post" action="/ui/acks/poll" {
+                input type="hidden" name=(CSRF_FIELD) value=(user.csrf(state));
+                button type="submit" { "Check acknowledgements now" }
+            }
+        }
+        form.filter method="get" action="/ui/exports" {
+            label for="status" { "Status" }
+            select id="status" name="status" {
+                option value="" selected[filter.is_none()] { "All" }
+                @for s in ExportStatus::ALL {
+                    option value=(s.as_str()) selected[filter == Some(s)] { (s.as_str()) }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+        @if exports.items.is_empty() {
+            p { "No exports" @if filter.is_some() { " with this status" } "." }
+        } @else {
+            table {
+                caption { "Exports, newest first" }
+                thead { tr { th scope="col" { "File" } th scope="col" { "Status" } th scope="col" { "Attempts" } th scope="col" { "ERP order" } th scope="col" { "Created" } } }
+                tbody {
+                    @for e in &exports.items {
+                        tr {
+                            td { a href={ "/ui/exports/" (e.id) } { (e.file_name) } }
+                            td { (status(e.status.as_str())) }
+                            td { (e.attempts) }
+                            td { (e.erp_order_id.as_deref().unwrap_or("—")) }
+                            td { (time(Some(e.created_at))) }
+                        }
+                    }
+                }
+            }
+        }
+        (pager("/ui/exports", &format!("status={filter_text}"), exports.next_cursor.as_deref()))
+    };
+    Html(code, page(state, Some(user), "Exports", content)).into_response()
+}
+
+/// `GET /ui/exports?status=&cursor=`.
+pub async fn list(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Query(query): Query<Fields>,
+) -> Response {
+    list_page(&state, &user, &query, StatusCode::OK, None).await
+}
+
+/// `POST /ui/acks/poll`: one acknowledgement poll of the org's active connection.
+pub async fn poll_acks(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Form(fields): Form<Fields>,
+) -> Response {
+    if !user.csrf_ok(&state, csrf(&fields)) {
+        return error_page(&state, Some(&user), forged()).into_response();
+    }
+    let outcome = async {
+        user.auth.require(Role::DRAFT_WRITERS)?;
+        let connections = state.connections.list(user.auth.org_id()).await?;
+        let active = connections
+            .iter()
+            .find(|c| c.status == crate::domain::connection::ConnectionStatus::Active)
+            .ok_or_else(|| ApiError::conflict("There is no active connector to poll"))?;
+        let slug = state
+            .registry
+            .by_type(&active.connector_type)
+            .map(|c| c.slug())
+            .ok_or_else(|| ApiError::conflict("The active connector's type is unknown"))?;
+        crate::api::routes::connectors::poll_acks_now(&state, &user.auth, slug).await
+    };
+    let (code, n) = match outcome.await {
+        Ok(c) => (
+            StatusCode::OK,
+            Notice::Done(format!(
+                "Acknowledgements checked: {} booked, {} rejected, {} unreadable, {} unmatched, {} waiting for delivery.",
+                c.processed, c.rejected, c.malformed, c.unmatched, c.waiting
+            )),
+        ),
+        Err(err) => Notice::from_error(err),
+    };
+    list_page(&state, &user, &Fields::new(), code, Some(&n)).await
+}
+
+/// `error_json` in words.
+fn error_words(error: &Value) -> String {
+    let text = |k: &str| error.get(k).and_then(Value::as_str);
+    match text("code") {
+        Some("ERP_REJECTED") => format!(
+            "The ERP rejected the order{}: {}{}",
+            text("error_code")
+                .map(|c| format!(" with code {c}"))
+                .unwrap_or_default(),
+            text("message").unwrap_or("no reason given"),
+            text("processed_at")
+                .map(|t| format!(" (processed {t})"))
+                .unwrap_or_default(),
+        ),
+        Some(code) => format!(
+            "Delivery failed with {code}: {}{}",
+            text("message").unwrap_or("no message"),
+            error
+                .get("attempt")
+                .and_then(Value::as_u64)
+                .map(|a| format!(" (attempt {a})"))
+                .unwrap_or_default(),
+        ),
+        None => "An error without a code was recorded.".into(),
+    }
+}
+
+/// The part of an export page that changes while it is delivered; refreshes itself every two
+/// seconds while PENDING.
+fn live(e: &Export) -> Markup {
+    let pending = e.status == ExportStatus::Pending;
+    let url = format!("/ui/exports/{}/live", e.id);
+    html! {
+        div id="live" aria-live="polite"
+            hx-get=[pending.then_some(url.as_str())]
+            hx-trigger=[pending.then_some("every 2s")]
+            hx-swap=[pending.then_some("outerHTML")] {
+            dl.facts {
+                dt { "Status" } dd { (status(e.status.as_str())) @if pending { " (updates by itself)" } }
+                dt { "Attempts" } dd { (e.attempts) }
+                dt { "Dropzone path" } dd { (e.dropzone_path.as_deref().unwrap_or("—")) }
+                dt { "Sent" } dd { (time(e.sent_at)) }
+                dt { "Acknowledged" } dd { (time(e.acked_at)) }
+                dt { "ERP order" } dd { (e.erp_order_id.as_deref().unwrap_or("—")) }
+                @if pending { dt { "Next attempt" } dd { (time(Some(e.next_attempt_at))) } }
+            }
+            @if let Some(error) = &e.error_json {
+                p.notice.error role="alert" { (error_words(error)) }
+                details { summary { "Error as recorded" } pre { (serde_json::to_string_pretty(error).unwrap_or_default()) } }
+            }
+        }
+    }
+}
+
+async fn find(state: &AppState, user: &ConsoleUser, id: &str) -> Result<Export, ApiError> {
+    let id = parse_uuid("id", id)?;
+    Ok(state.orders.export(user.auth.org_id(), id).await?)
+}
+
+/// `GET /ui/exports/{id}`.
+pub async fn details(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+) -> Response {
+    let e = match find(&state, &user, &id).await {
+        Ok(e) => e,
+        Err(err) => return error_page(&state, Some(&user), err).into_response(),
+    };
+    let content = html! {
+        (live(&e))
+        dl.facts {
+            dt { "Draft order" } dd { a href={ "/ui/drafts/" (e.draft_order_id) } { (e.draft_order_id) } }
+            dt { "SHA-256" } dd { code { (e.content_sha256.as_deref().unwrap_or("—")) } }
+            dt { "Created" } dd { (time(Some(e.created_at))) }
+        }
+        @if e.export_storage_key.is_some() {
+            p {
+                a href={ "/ui/exports/" (e.id) "/file" } { "View file" }
+                " · "
+                a href={ "/ui/exports/" (e.id) "/file?download=1" } download=(e.file_name) { "Download file" }
+            }
+        } @else {
+            p { "The file is archived when the first delivery attempt starts." }
+        }
+    };
+    let title = format!("Export {}", e.file_name);
+    Html(StatusCode::OK, page(&state, Some(&user), &title, content)).into_response()
+}
+
+/// `GET /ui/exports/{id}/live`: the live part alone (htmx).
+pub async fn live_part(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+) -> Response {
+    match find(&state, &user, &id).await {
+        Ok(e) => Html(StatusCode::OK, live(&e)).into_response(),
+        Err(err) => {
+            let (code, n) = Notice::from_error(err);
+            Html(code, notice(Some(&n))).into_response()
+        }
+    }
+}
+
+/// `GET /ui/exports/{id}/file[?download=1]`: the archived bytes, as JSON text to view or as an
+/// attachment.
+pub async fn file(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+    Query(query): Query<Fields>,
+) -> Response {
+    let found = async {
+        let id = parse_uuid("id", &id)?;
+        Ok::<_, ApiError>(state.orders.export_file(user.auth.org_id(), id).await?)
+    };
+    match found.await {
+        Ok((e, bytes)) => {
+            let mut response = bytes.into_response();
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if query.contains_key("download") {
+                // File names are `sales_order_<uuid>_<timestamp>.json`: plain ASCII.
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("attachment; filename=\"{}\"", e.file_name))
+                {
+                    headers.insert(CONTENT_DISPOSITION, v);
+                }
+            }
+            response
+        }
+        Err(err) => error_page(&state, Some(&user), err).into_response(),
+    }
+}

@@ -1,0 +1,47 @@
+//! One module per area of the console, each calling the same services, with the same role
+//! rules, as the API endpoints for that area.
+
+pub mod audit;
+pub mod auth;
+pub mod connector;
+pub mod exports;
+pub mod orders;
+
+use std::collections::HashMap;
+
+use crate::api::error::ApiError;
+
+/// A submitted form.
+pub type Fields = HashMap<String, String>;
+
+/// The refusal of a state-changing form without this session's CSRF token.
+pub fn forged() -> ApiError {
+    ApiError::Forbidden("The form did not come from this session; reload the page and try again")
+}
+
+/// The form's CSRF token.
+pub fn csrf(fields: &Fields) -> Option<&str> {
+    fields.get(super::session::CSRF_FIELD).map(String::as_str)
+}
+
+/// `status=` as a filter, empty meaning all.
+pub fn status_filter<T>(raw: Option<&String>) -> Result<Option<T>, ApiError>
+where
+    T: std::str::FromStr<Err = crate::domain::FieldError>,
+{
+    match raw.map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(s) => Ok(Some(s.parse()?)),
+    }
+}
+
+/// The page request from `limit` and `cursor`.
+pub fn page_request(query: &Fields) -> Result<crate::domain::page::PageRequest, ApiError> {
+    Ok(crate::domain::page::PageRequest::parse(
+        query.get("limit").map(String::as_str),
+        query
+            .get("cursor")
+            .map(String::as_str)
+            .filter(|c| !c.is_empty()),
+    )?)
+}

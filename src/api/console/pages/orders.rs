@@ -1,0 +1,279 @@
+//! Draft orders: the list, one draft with its lines, history and exports, and the approve,
+//! push and retry-push actions where the role and the status allow them.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use uuid::Uuid;
+
+use super::{Fields, csrf, forged, page_request, status_filter};
+use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
+use crate::api::console::views::{Html, Notice, error_page, notice, page, pager, status, time};
+use crate::api::error::ApiError;
+use crate::api::extract::parse_uuid;
+use crate::api::state::AppState;
+use crate::domain::draft::{DraftOrder, DraftStatus};
+use crate::domain::export::Export;
+use crate::domain::user::Role;
+use crate::service::orders::PushKind;
+
+/// `GET /ui/drafts?status=&cursor=`.
+pub async fn list(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Query(query): Query<Fields>,
+) -> Response {
+    let render = async {
+        let filter: Option<DraftStatus> = status_filter(query.get("status"))?;
+        let page_req = page_request(&query)?;
+        let drafts = state
+            .orders
+            .list(user.auth.org_id(), filter, page_req)
+            .await?;
+        Ok::<_, ApiError>((filter, drafts))
+    };
+    let (filter, drafts) = match render.await {
+        Ok(found) => found,
+        Err(err) => return error_page(&state, Some(&user), err).into_response(),
+    };
+    let filter_text = filter.map(DraftStatus::as_str).unwrap_or_default();
+    let content = html! {
+        form.filter method="get" action="/ui/drafts" {
+            label for="status" { "Status" }
+            select id="status" name="status" {
+                option value="" selected[filter.is_none()] { "All" }
+                @for s in DraftStatus::ALL {
+                    option value=(s.as_str()) selected[filter == Some(s)] { (s.as_str()) }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+        @if drafts.items.is_empty() {
+            p { "No draft orders" @if filter.is_some() { " with this status" } "." }
+        } @else {
+            table {
+                caption { "Draft orders, newest first" }
+                thead { tr { th scope="col" { "Order" } th scope="col" { "Customer" } th scope="col" { "Status" } th scope="col" { "ERP order" } th scope="col" { "Created" } } }
+                tbody {
+                    @for d in &drafts.items {
+                        tr {
+                            td { a href={ "/ui/drafts/" (d.id) } { (label(d)) } }
+                            td { (d.customer.name.as_deref().unwrap_or("—")) }
+                            td { (status(d.status.as_str())) }
+                            td { (d.erp_order_id.as_deref().unwrap_or("—")) }
+                            td { (time(Some(d.created_at))) }
+                        }
+                    }
+                }
+            }
+        }
+        (pager("/ui/drafts", &format!("status={filter_text}"), drafts.next_cursor.as_deref()))
+    };
+    Html(StatusCode::OK, page(&state, Some(&user), "Orders", content)).into_response()
+}
+
+fn label(d: &DraftOrder) -> String {
+    d.header
+        .external_order_number
+        .clone()
+        .unwrap_or_else(|| d.id.to_string())
+}
+
+/// What each action is called and which statuses allow it.
+fn actions(d: &DraftOrder) -> Vec<(&'static str, &'static str)> {
+    match d.status {
+        DraftStatus::Ready => vec![("approve", "Approve")],
+        DraftStatus::Approved => vec![("push", "Push to ERP")],
+        DraftStatus::Error => vec![("retry-push", "Retry push")],
+        DraftStatus::Pushing | DraftStatus::Pushed => vec![],
+    }
+}
+
+fn history(d: &DraftOrder, exports: &[Export]) -> Markup {
+    let mut events: Vec<(chrono::DateTime<chrono::Utc>, String)> =
+        vec![(d.created_at, "Created (READY)".into())];
+    if let Some(at) = d.approved_at {
+        let by = d.approved_by.as_deref().unwrap_or("unknown");
+        events.push((at, format!("Approved by {by} (APPROVED)")));
+    }
+    for e in exports {
+        events.push((e.created_at, format!("Pushed as {} (PUSHING)", e.file_name)));
+        if let Some(at) = e.sent_at {
+            events.push((at, format!("Delivered {} (PUSHED)", e.file_name)));
+        }
+        if let Some(at) = e.acked_at {
+            let id = e.erp_order_id.as_deref().unwrap_or("no number");
+            events.push((at, format!("Acknowledged by the ERP as {id}")));
+        }
+        if e.status == crate::domain::export::ExportStatus::Failed {
+            events.push((e.updated_at, format!("{} failed (ERROR)", e.file_name)));
+        }
+    }
+    events.sort_by_key(|(at, _)| *at);
+    html! {
+        ol.history {
+            @for (at, what) in &events { li { (time(Some(*at))) " — " (what) } }
+        }
+    }
+}
+
+fn draft_page(
+    state: &AppState,
+    user: &ConsoleUser,
+    d: &DraftOrder,
+    exports: &[Export],
+    status_code: StatusCode,
+    message: Option<&Notice>,
+) -> Response {
+    let may_act = Role::ORDER_OPERATORS.contains(&user.auth.user.role);
+    let content = html! {
+        (notice(message))
+        dl.facts {
+            dt { "Status" } dd { (status(d.status.as_str())) }
+            dt { "Order number" } dd { (d.header.external_order_number.as_deref().unwrap_or("—")) }
+            dt { "Customer" } dd { (d.customer.name.as_deref().unwrap_or("—")) " " (d.customer.erp_customer_number.as_deref().map(|n| format!("({n})")).unwrap_or_default()) }
+            dt { "Order date" } dd { (d.header.order_date.map(|x| x.to_string()).unwrap_or_else(|| "—".into())) }
+            dt { "Currency" } dd { (d.header.currency.as_deref().unwrap_or("—")) }
+            dt { "ERP order" } dd { (d.erp_order_id.as_deref().unwrap_or("—")) }
+            dt { "Id" } dd { code { (d.id) } }
+        }
+        @if may_act && !actions(d).is_empty() {
+            section aria-labelledby="actions" {
+                h2 id="actions" { "Actions" }
+                @for (action, text) in actions(d) {
+                    form.inline method="post" action={ "/ui/drafts/" (d.id) "/" (action) } {
+                        input type="hidden" name=(CSRF_FIELD) value=(user.csrf(state));
+                        // A double submit answers the same export instead of a conflict.
+                        input type="hidden" name="idempotency_key" value=(Uuid::new_v4());
+                        button type="submit" { (text) }
+                    }
+                }
+            }
+        }
+        h2 { "Lines" }
+        table {
+            thead { tr { th scope="col" { "#" } th scope="col" { "SKU" } th scope="col" { "Description" } th scope="col" { "Quantity" } th scope="col" { "Unit" } th scope="col" { "Unit price" } } }
+            tbody {
+                @for l in &d.lines {
+                    tr {
+                        td { (l.line_no) }
+                        td { (l.internal_sku) }
+                        td { (l.description.as_deref().unwrap_or("—")) }
+                        td.num { (l.qty.as_str()) }
+                        td { (l.uom) }
+                        td.num { (l.unit_price.as_ref().map(|p| p.as_str()).unwrap_or("—")) " " (l.currency.as_deref().unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+        h2 { "History" }
+        (history(d, exports))
+        h2 { "Exports" }
+        @if exports.is_empty() { p { "Not pushed yet." } } @else {
+            table {
+                thead { tr { th scope="col" { "File" } th scope="col" { "Status" } th scope="col" { "Attempts" } th scope="col" { "Created" } } }
+                tbody {
+                    @for e in exports {
+                        tr {
+                            td { a href={ "/ui/exports/" (e.id) } { (e.file_name) } }
+                            td { (status(e.status.as_str())) }
+                            td { (e.attempts) }
+                            td { (time(Some(e.created_at))) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let title = format!("Order {}", label(d));
+    Html(status_code, page(state, Some(user), &title, content)).into_response()
+}
+
+/// `GET /ui/drafts/{id}`.
+pub async fn details(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path(id): Path<String>,
+    Query(query): Query<Fields>,
+) -> Response {
+    let found = async {
+        let id = parse_uuid("id", &id)?;
+        Ok::<_, ApiError>(state.orders.get(user.auth.org_id(), id).await?)
+    };
+    match found.await {
+        Ok((d, exports)) => {
+            let done = query.get("done").and_then(|d| match d.as_str() {
+                "approve" => Some("Approved."),
+                "push" => Some("Pushed; the export is on its way."),
+                "retry-push" => Some("Pushed again; the export is on its way."),
+                _ => None,
+            });
+            let n = done.map(|t| Notice::Done(t.into()));
+            draft_page(&state, &user, &d, &exports, StatusCode::OK, n.as_ref())
+        }
+        Err(err) => error_page(&state, Some(&user), err).into_response(),
+    }
+}
+
+/// `POST /ui/drafts/{id}/{approve|push|retry-push}`.
+pub async fn act(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path((id, action)): Path<(String, String)>,
+    Form(fields): Form<Fields>,
+) -> Response {
+    if !user.csrf_ok(&state, csrf(&fields)) {
+        return error_page(&state, Some(&user), forged()).into_response();
+    }
+    let org_id = user.auth.org_id();
+    let outcome = async {
+        let id = parse_uuid("id", &id)?;
+        user.auth.require(Role::ORDER_OPERATORS)?;
+        let actor = user.auth.actor();
+        let key = fields
+            .get("idempotency_key")
+            .map(|k| crate::domain::export::parse_idempotency_key(k))
+            .transpose()?;
+        match action.as_str() {
+            "approve" => {
+                state
+                    .orders
+                    .approve(&actor, user.auth.user.email.as_str(), org_id, id)
+                    .await?;
+            }
+            "push" | "retry-push" => {
+                let kind = if action == "push" {
+                    PushKind::Push
+                } else {
+                    PushKind::Retry
+                };
+                state
+                    .orders
+                    .push(&actor, org_id, id, key.as_deref(), kind)
+                    .await?;
+            }
+            _ => return Err(ApiError::NotFound("No such action".into())),
+        }
+        Ok::<_, ApiError>(id)
+    };
+    match outcome.await {
+        Ok(id) => Redirect::to(&format!("/ui/drafts/{id}?done={action}")).into_response(),
+        Err(err) => {
+            let (code, n) = Notice::from_error(err);
+            // Show the refusal on the draft's own page when there is one to show.
+            let Ok(id) = Uuid::parse_str(&id) else {
+                return Html(
+                    code,
+                    page(&state, Some(&user), "Not found", notice(Some(&n))),
+                )
+                .into_response();
+            };
+            match state.orders.get(org_id, id).await {
+                Ok((d, exports)) => draft_page(&state, &user, &d, &exports, code, Some(&n)),
+                Err(err) => error_page(&state, Some(&user), err.into()).into_response(),
+            }
+        }
+    }
+}

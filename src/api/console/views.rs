@@ -1,0 +1,144 @@
+//! The console's page frame and the small pieces every page uses. `maud` escapes everything
+//! interpolated, so no client or ERP string can become markup.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, html};
+
+use super::session::{CSRF_FIELD, ConsoleUser};
+use crate::api::error::ApiError;
+use crate::api::state::AppState;
+use crate::domain::user::Role;
+
+/// A message shown at the top of a page or beside the action that caused it.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// Something worked.
+    Done(String),
+    /// Something was refused or failed, in words.
+    Error(String),
+}
+
+impl Notice {
+    /// The readable form of an API error (what the API would have answered).
+    pub fn from_error(err: ApiError) -> (StatusCode, Notice) {
+        let public = err.public();
+        let mut message = public.message;
+        if let Some(secs) = public.retry_after_secs {
+            message = format!("{message} (try again in {secs} s)");
+        }
+        (public.status, Notice::Error(message))
+    }
+}
+
+/// Renders a notice; errors are announced to screen readers.
+pub fn notice(n: Option<&Notice>) -> Markup {
+    html! {
+        @match n {
+            Some(Notice::Done(text)) => p.notice.done role="status" { "✓ " (text) },
+            Some(Notice::Error(text)) => p.notice.error role="alert" { "Error: " (text) },
+            None => {},
+        }
+    }
+}
+
+/// A status shown as text (colour only repeats what the word says).
+pub fn status(text: &str) -> Markup {
+    html! { span class={ "status status-" (text.to_lowercase()) } { (text) } }
+}
+
+/// A timestamp in UTC, or a dash.
+pub fn time(at: Option<DateTime<Utc>>) -> Markup {
+    html! {
+        @match at {
+            Some(at) => time datetime=(at.to_rfc3339()) { (at.format("%Y-%m-%d %H:%M:%S UTC")) },
+            None => "—",
+        }
+    }
+}
+
+/// A POST form with its CSRF token and one button.
+pub fn action_form(state: &AppState, user: &ConsoleUser, action: &str, label: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            input type="hidden" name=(CSRF_FIELD) value=(user.csrf(state));
+            button type="submit" { (label) }
+        }
+    }
+}
+
+/// A whole page: navigation by role, the signed-in user, sign-out.
+pub fn page(state: &AppState, user: Option<&ConsoleUser>, title: &str, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                // htmx must not inject its own inline style: the CSP allows none.
+                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false}"#;
+                title { (title) " — OrderFlow Connect" }
+                link rel="stylesheet" href="/ui/assets/console.css";
+                script src="/ui/assets/htmx.min.js" defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header {
+                    span.brand { "OrderFlow Connect" }
+                    @if let Some(user) = user {
+                        nav aria-label="Main" {
+                            a href="/ui/drafts" { "Orders" }
+                            a href="/ui/exports" { "Exports" }
+                            @if Role::CONNECTOR_MANAGERS.contains(&user.auth.user.role) {
+                                a href="/ui/connector" { "Connector" }
+                                a href="/ui/audit" { "Audit log" }
+                            }
+                        }
+                        span.who {
+                            (user.auth.user.email.as_str()) " (" (user.auth.user.role.as_str()) ")"
+                        }
+                        (action_form(state, user, "/ui/logout", "Sign out"))
+                    }
+                }
+                main id="main" tabindex="-1" {
+                    h1 { (title) }
+                    (content)
+                }
+            }
+        }
+    }
+}
+
+/// A rendered page with its status code.
+pub struct Html(pub StatusCode, pub Markup);
+
+impl IntoResponse for Html {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
+/// A page for an error that has nowhere better to go (a missing draft, a forged form).
+pub fn error_page(state: &AppState, user: Option<&ConsoleUser>, err: ApiError) -> Html {
+    let (status, n) = Notice::from_error(err);
+    let title = match status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        _ => "Something went wrong",
+    };
+    Html(status, page(state, user, title, notice(Some(&n))))
+}
+
+/// Links to the first and the next page of a list.
+pub fn pager(base: &str, filter: &str, next_cursor: Option<&str>) -> Markup {
+    html! {
+        nav.pager aria-label="Pages" {
+            a href={ (base) "?" (filter) } { "First page" }
+            @if let Some(cursor) = next_cursor {
+                " "
+                a href={ (base) "?" (filter) "&cursor=" (cursor) } { "Next page" }
+            }
+        }
+    }
+}
