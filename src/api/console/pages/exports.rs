@@ -172,6 +172,15 @@ fn live(e: &Export) -> Markup {
                 dt { "ERP order" } dd { (e.erp_order_id.as_deref().unwrap_or("—")) }
                 @if pending { dt { "Next attempt" } dd { (time(Some(e.next_attempt_at))) } }
             }
+            @if e.export_storage_key.is_some() {
+                p {
+                    a href={ "/ui/exports/" (e.id) "/file" } { "View file" }
+                    " · "
+                    a href={ "/ui/exports/" (e.id) "/file?download=1" } download=(e.file_name) { "Download file" }
+                }
+            } @else {
+                p { "The file is archived when the first delivery attempt starts." }
+            }
             @if let Some(error) = &e.error_json {
                 p.notice.error role="alert" { (error_words(error)) }
                 details { summary { "Error as recorded" } pre { (serde_json::to_string_pretty(error).unwrap_or_default()) } }
@@ -201,15 +210,6 @@ pub async fn details(
             dt { "Draft order" } dd { a href={ "/ui/drafts/" (e.draft_order_id) } { (e.draft_order_id) } }
             dt { "SHA-256" } dd { code { (e.content_sha256.as_deref().unwrap_or("—")) } }
             dt { "Created" } dd { (time(Some(e.created_at))) }
-        }
-        @if e.export_storage_key.is_some() {
-            p {
-                a href={ "/ui/exports/" (e.id) "/file" } { "View file" }
-                " · "
-                a href={ "/ui/exports/" (e.id) "/file?download=1" } download=(e.file_name) { "Download file" }
-            }
-        } @else {
-            p { "The file is archived when the first delivery attempt starts." }
         }
     };
     let title = format!("Export {}", e.file_name);
