@@ -273,7 +273,7 @@ fn error(name: &str) -> String {
 
 /// Every rule of SPEC §8 in three polls, against one target.
 async fn every_rule(bed: Bed) {
-    let e = bed.sent(6).await;
+    let e = bed.sent(7).await;
     // Another org's SENT export: its name in this org's folder matches nothing.
     let other = {
         let org = bed.app.org("globex").await;
@@ -335,6 +335,11 @@ async fn every_rule(bed: Bed) {
     big.extend(std::iter::repeat_n(b'x', 1024 * 1024));
     big.extend(br#""}"#);
     erp.write(&ack(&e[4].file_name), &big);
+    // Longer than one SFTP read (32 KiB), well under the limit: read whole and applied.
+    let mut long = br#"{"status": "ACKED", "erp_order_id": "SO-6", "pad": ""#.to_vec();
+    long.extend(std::iter::repeat_n(b'y', 200 * 1024));
+    long.extend(br#""}"#);
+    erp.write(&ack(&e[6].file_name), &long);
     erp.json(
         &ack(&e[5].file_name),
         json!({"status": "BOOKED", "erp_order_id": "SO-5"}),
@@ -357,7 +362,11 @@ async fn every_rule(bed: Bed) {
     );
     erp.write("notes.txt", b"not for us");
 
-    assert_eq!(bed.poll().await, counts(1, 1, 4, 2, 1));
+    assert_eq!(bed.poll().await, counts(2, 1, 4, 2, 1));
+    assert_eq!(
+        bed.export(e[6].id).await.erp_order_id.as_deref(),
+        Some("SO-6")
+    );
 
     let acked = bed.export(e[0].id).await;
     assert_eq!(acked.status, ExportStatus::Acked);
@@ -378,7 +387,7 @@ async fn every_rule(bed: Bed) {
             "message": "Customer C-1001 is not known", "processed_at": "2026-12-01T10:01:00Z"}))
     );
     assert_eq!(bed.draft(&e[1]).await["status"], "ERROR");
-    for untouched in &e[2..] {
+    for untouched in &e[2..6] {
         let now = bed.export(untouched.id).await;
         assert_eq!(now.status, ExportStatus::Sent, "{}", untouched.file_name);
         assert_eq!(now.erp_order_id, None);
@@ -407,7 +416,11 @@ async fn every_rule(bed: Bed) {
     );
     assert_eq!(
         erp.files("processed"),
-        BTreeSet::from([ack(&e[0].file_name), error(&e[1].file_name)])
+        BTreeSet::from([
+            ack(&e[0].file_name),
+            error(&e[1].file_name),
+            ack(&e[6].file_name)
+        ])
     );
     assert_eq!(
         erp.files("error"),
@@ -421,7 +434,7 @@ async fn every_rule(bed: Bed) {
         ])
     );
     let audit = bed.audit().await;
-    assert_eq!(audit.get("EXPORT_ACKED"), Some(&1));
+    assert_eq!(audit.get("EXPORT_ACKED"), Some(&2));
     assert_eq!(audit.get("EXPORT_REJECTED"), Some(&1));
     assert_eq!(audit.get("ACK_FILE_MALFORMED"), Some(&4));
     assert_eq!(audit.get("ACK_FILE_UNMATCHED"), Some(&2));
@@ -470,7 +483,7 @@ async fn every_rule(bed: Bed) {
     );
     assert_eq!(bed.export(e[1].id).await.status, ExportStatus::Failed);
     let audit = bed.audit().await;
-    assert_eq!(audit.get("EXPORT_ACKED"), Some(&2), "{audit:?}");
+    assert_eq!(audit.get("EXPORT_ACKED"), Some(&3), "{audit:?}");
     assert_eq!(audit.get("EXPORT_REJECTED"), Some(&1), "{audit:?}");
 
     // The rejected draft can be pushed again.

@@ -517,14 +517,42 @@ impl SftpSession {
         path: &str,
         limit: u64,
     ) -> Result<Option<Vec<u8>>, ConnectorError> {
-        let attrs = self
+        let handle = match self
             .sftp
-            .stat(path)
+            .open(path, OpenFlags::READ, FileAttributes::default())
             .await
-            .map_err(|e| sftp_error(path, e))?;
-        if attrs.attrs.size.unwrap_or(0) > limit {
+        {
+            Ok(h) => h.handle,
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {
+                return Err(ConnectorError::with_detail(ErrorCode::PathNotFound, path));
+            }
+            Err(e) => return Err(sftp_error(path, e)),
+        };
+        // Ack files are small: their size, their first chunk and the close go out together
+        // (the server answers in order), so a small file costs two round trips, not five.
+        // `futures::join!` polls in order, so the requests are sent in this order.
+        let (attrs, first, _closed) = futures::join!(
+            self.sftp.fstat(handle.clone()),
+            self.sftp.read(handle.clone(), 0, READ_CHUNK),
+            self.sftp.close(handle)
+        );
+        let size = attrs
+            .map_err(|e| sftp_error(path, e))?
+            .attrs
+            .size
+            .unwrap_or(0);
+        if size > limit {
             return Ok(None);
         }
+        let data = match first {
+            Ok(d) => d.data,
+            Err(e) if is_eof(&e) => Vec::new(),
+            Err(e) => return Err(sftp_error(path, e)),
+        };
+        if data.len() < READ_CHUNK as usize {
+            return Ok(Some(data));
+        }
+        // More than one chunk (rare for an ack): read it whole through a fresh handle.
         let mut out = Vec::new();
         let mut over = false;
         let found = self
