@@ -63,6 +63,8 @@ pub enum AckPollError {
 
 /// Files read and handled at once.
 const CONCURRENCY: usize = 32;
+/// Files per batch (see `poll_leased`).
+const BATCH: usize = 1000;
 /// The longest one poll may run (a hung server costs its own connection, nobody else).
 const POLL_TIME_LIMIT: Duration = Duration::from_secs(600);
 
@@ -80,6 +82,16 @@ struct Handled {
     to: AckFolder,
     kind: AckKind,
     audit: Option<(&'static str, serde_json::Value)>,
+}
+
+impl AckCounts {
+    fn add(&mut self, other: AckCounts) {
+        self.processed += other.processed;
+        self.rejected += other.rejected;
+        self.malformed += other.malformed;
+        self.unmatched += other.unmatched;
+        self.waiting += other.waiting;
+    }
 }
 
 /// Polls one connection's ack folder once, under its lease (renewed while the poll runs, so
@@ -132,6 +144,7 @@ async fn poll_leased(app: &App, connection: &Connection) -> Result<AckCounts, Ac
     let Some(inbox) = open_inbox(app, connection).await? else {
         return Err(AckPollError::NoInbox);
     };
+    let inbox = inbox.as_ref();
     let started = std::time::Instant::now();
     let names = inbox.list().await?;
     let listed = started.elapsed();
@@ -157,14 +170,55 @@ async fn poll_leased(app: &App, connection: &Connection) -> Result<AckCounts, Ac
         .map(|e| (e.file_name.clone(), e))
         .collect();
 
-    // Read and judge every file (concurrently: on SFTP the reads are pipelined).
-    let inbox_ref = inbox.as_ref();
-    let judged: Vec<Judged<'_>> =
-        futures::stream::iter(candidates)
+    // In batches, so that the database work and the moves of one batch overlap the reads of
+    // the next (on SFTP each is a round trip per file, pipelined over the pooled sessions).
+    let mut batches = candidates.chunks(BATCH);
+    let mut counts = AckCounts::default();
+    let mut audits = Vec::new();
+    let mut judged = match batches.next() {
+        Some(batch) => read_batch(inbox, &exports, batch).await,
+        None => Vec::new(),
+    };
+    loop {
+        let next = batches.next();
+        let (next_judged, settled) = futures::join!(
+            async {
+                match next {
+                    Some(batch) => Some(read_batch(inbox, &exports, batch).await),
+                    None => None,
+                }
+            },
+            settle_batch(app, connection, inbox, judged),
+        );
+        let (batch_counts, batch_audits) = settled?;
+        counts.add(batch_counts);
+        audits.extend(batch_audits);
+        match next_judged {
+            Some(j) => judged = j,
+            None => break,
+        }
+    }
+    tracing::debug!(?listed, total = ?started.elapsed(), files = candidates.len(), "ack poll timings");
+    for audit in audits {
+        app.store.append_audit(&audit).await?;
+    }
+    metrics::counter!(metric::ACK_FILES, "outcome" => "waiting").increment(counts.waiting);
+    tracing::info!(connection_id = %connection.id, processed = counts.processed, rejected = counts.rejected,
+        malformed = counts.malformed, unmatched = counts.unmatched, waiting = counts.waiting, "ack poll finished");
+    Ok(counts)
+}
+
+/// Reads and judges one batch of files (concurrently: on SFTP the reads are pipelined).
+async fn read_batch<'a>(
+    inbox: &dyn AckInbox,
+    exports: &'a HashMap<String, Export>,
+    batch: &[(String, AckKind, String)],
+) -> Vec<Judged<'a>> {
+    futures::stream::iter(batch.iter().cloned())
             .map(|(name, kind, export_name)| {
                 let export = exports.get(&export_name);
                 async move {
-                    let body = match inbox_ref.read(&name, MAX_ACK_FILE_BYTES as u64).await {
+                    let body = match inbox.read(&name, MAX_ACK_FILE_BYTES as u64).await {
                         Ok(Some(bytes)) => parse_body(kind, &bytes),
                         Ok(None) => Err(Malformed("larger than 1 MiB".into())),
                         // Gone meanwhile (another poller moved it) or unreadable: next time.
@@ -189,9 +243,17 @@ async fn poll_leased(app: &App, connection: &Connection) -> Result<AckCounts, Ac
                 }
             })
             .collect()
-            .await;
+            .await
+}
 
-    let read = started.elapsed();
+/// Applies one judged batch (one transaction with its audit rows), then moves its files;
+/// answers its counts and the audit rows of the files it moved to `error/`.
+async fn settle_batch(
+    app: &App,
+    connection: &Connection,
+    inbox: &dyn AckInbox,
+    judged: Vec<Judged<'_>>,
+) -> Result<(AckCounts, Vec<NewAuditEntry>), AckPollError> {
     let mut counts = AckCounts::default();
     let mut handled: Vec<Handled> = Vec::new();
     let mut to_apply: Vec<(Export, AckOutcome, NewAuditEntry, String, AckKind)> = Vec::new();
@@ -250,7 +312,6 @@ async fn poll_leased(app: &App, connection: &Connection) -> Result<AckCounts, Ac
         })
         .collect();
     let changed: HashSet<Uuid> = app.store.apply_acks(&applies).await?.into_iter().collect();
-    let applied = started.elapsed();
     if !changed.is_empty() {
         crate::failpoint::pause_if_named("ack_after_commit").await;
     }
@@ -277,10 +338,9 @@ async fn poll_leased(app: &App, connection: &Connection) -> Result<AckCounts, Ac
 
     // Move every handled file (after the commit: a crash in between only means the file is
     // seen again, and then it changes nothing).
-    let inbox_ref = inbox.as_ref();
     let settled: Vec<(Handled, bool)> = futures::stream::iter(handled)
         .map(|h| async move {
-            let moved = match inbox_ref.settle(&h.name, h.to).await {
+            let moved = match inbox.settle(&h.name, h.to).await {
                 Ok(_) => true,
                 Err(err) => {
                     tracing::warn!(file = %h.name, error = %err, "ack file could not be moved; it is handled again next time");
@@ -292,14 +352,6 @@ async fn poll_leased(app: &App, connection: &Connection) -> Result<AckCounts, Ac
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    let moved = started.elapsed();
-    tracing::debug!(
-        ?listed,
-        ?read,
-        ?applied,
-        ?moved,
-        "ack poll phases (time since start)"
-    );
     let mut audits = Vec::new();
     for (h, moved) in settled {
         if !moved {
@@ -335,13 +387,7 @@ async fn poll_leased(app: &App, connection: &Connection) -> Result<AckCounts, Ac
             });
         }
     }
-    for audit in audits {
-        app.store.append_audit(&audit).await?;
-    }
-    metrics::counter!(metric::ACK_FILES, "outcome" => "waiting").increment(counts.waiting);
-    tracing::info!(connection_id = %connection.id, processed = counts.processed, rejected = counts.rejected,
-        malformed = counts.malformed, unmatched = counts.unmatched, waiting = counts.waiting, "ack poll finished");
-    Ok(counts)
+    Ok((counts, audits))
 }
 
 fn ack_audit(export: &Export, outcome: &AckOutcome, file: &str) -> NewAuditEntry {
