@@ -157,6 +157,7 @@ fn banner(addr: SocketAddr, token: &str) -> String {
     let base = format!("http://{addr}");
     format!(
         "\nOrderFlow Connect is listening on {base}\n\
+         Admin console: {base}/ui/ (org `{DEMO_SLUG}`, {DEMO_ADMIN}, the password printed when the account was created)\n\
          Admin token for org `{DEMO_SLUG}` (valid 1 hour; `orderflow token issue --org {DEMO_SLUG} --email {DEMO_ADMIN}` makes another):\n\
          export T={token}\n\n\
          Try it:\n\
