@@ -142,3 +142,19 @@ pub fn pager(base: &str, filter: &str, next_cursor: Option<&str>) -> Markup {
         }
     }
 }
+
+/// The status filter above a list: `statuses` in life order, `selected` the current one.
+pub fn status_filter_form(action: &str, statuses: &[&str], selected: &str) -> Markup {
+    html! {
+        form.filter method="get" action=(action) {
+            label for="status" { "Status" }
+            select id="status" name="status" {
+                option value="" selected[selected.is_empty()] { "All" }
+                @for s in statuses {
+                    option value=(s) selected[*s == selected] { (s) }
+                }
+            }
+            button type="submit" { "Filter" }
+        }
+    }
+}

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::{Fields, csrf, forged, page_request, status_filter};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
-use crate::api::console::views::{Html, Notice, error_page, notice, page, pager, status, time};
+use crate::api::console::views::{
+    Html, Notice, error_page, notice, page, pager, status, status_filter_form, time,
+};
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
 use crate::api::state::AppState;
@@ -47,16 +49,7 @@ async fn list_page(
                 button type="submit" { "Check acknowledgements now" }
             }
         }
-        form.filter method="get" action="/ui/exports" {
-            label for="status" { "Status" }
-            select id="status" name="status" {
-                option value="" selected[filter.is_none()] { "All" }
-                @for s in ExportStatus::ALL {
-                    option value=(s.as_str()) selected[filter == Some(s)] { (s.as_str()) }
-                }
-            }
-            button type="submit" { "Filter" }
-        }
+        (status_filter_form("/ui/exports", &ExportStatus::ALL.map(ExportStatus::as_str), filter_text))
         @if exports.items.is_empty() {
             p { "No exports" @if filter.is_some() { " with this status" } "." }
         } @else {

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use super::{Fields, csrf, forged, page_request, status_filter};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
-use crate::api::console::views::{Html, Notice, error_page, notice, page, pager, status, time};
+use crate::api::console::views::{
+    Html, Notice, error_page, notice, page, pager, status, status_filter_form, time,
+};
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
 use crate::api::state::AppState;
@@ -40,16 +42,7 @@ pub async fn list(
     };
     let filter_text = filter.map(DraftStatus::as_str).unwrap_or_default();
     let content = html! {
-        form.filter method="get" action="/ui/drafts" {
-            label for="status" { "Status" }
-            select id="status" name="status" {
-                option value="" selected[filter.is_none()] { "All" }
-                @for s in DraftStatus::ALL {
-                    option value=(s.as_str()) selected[filter == Some(s)] { (s.as_str()) }
-                }
-            }
-            button type="submit" { "Filter" }
-        }
+        (status_filter_form("/ui/drafts", &DraftStatus::ALL.map(DraftStatus::as_str), filter_text))
         @if drafts.items.is_empty() {
             p { "No draft orders" @if filter.is_some() { " with this status" } "." }
         } @else {
