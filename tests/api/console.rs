@@ -379,7 +379,12 @@ async fn the_connector_form_saves_tests_and_never_shows_a_secret() {
         )
         .await;
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(resp.text().await.unwrap().contains("export_path"));
+    let html = resp.text().await.unwrap();
+    // Beside the field that caused it, with the typed value kept.
+    let field = &html[html.find(r#"id="f-export_path""#).unwrap()..];
+    let field = &field[..field.find("</div>").unwrap()];
+    assert!(field.contains("field-error"), "{field}");
+    assert!(html.contains(r#"value="/../etc""#));
     assert_eq!(
         app.get_json(CONNECTOR, &token).await["config"]["export_path"],
         "/import/orders"

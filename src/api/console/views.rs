@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
 use super::session::{CSRF_FIELD, ConsoleUser};
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, PublicError};
 use crate::api::state::AppState;
 use crate::domain::user::Role;
 
@@ -23,7 +23,11 @@ pub enum Notice {
 impl Notice {
     /// The readable form of an API error (what the API would have answered).
     pub fn from_error(err: ApiError) -> (StatusCode, Notice) {
-        let public = err.public();
+        Self::from_public(err.public())
+    }
+
+    /// [`Notice::from_error`] for an error already made public.
+    pub fn from_public(public: PublicError) -> (StatusCode, Notice) {
         let mut message = public.message;
         if let Some(secs) = public.retry_after_secs {
             message = format!("{message} (try again in {secs} s)");

@@ -112,10 +112,20 @@ fn value_text(v: Option<&Value>) -> String {
     }
 }
 
-/// One field of the generated form; `shown` holds the non-secret values to fill in.
-fn field(name: &str, prop: &Value, shown: &Map<String, Value>, secrets_set: &[String]) -> Markup {
+/// One field of the generated form; `shown` holds the non-secret values to fill in, `invalid`
+/// the field the last save refused and why.
+fn field(
+    name: &str,
+    prop: &Value,
+    shown: &Map<String, Value>,
+    secrets_set: &[String],
+    invalid: Option<&(String, String)>,
+) -> Markup {
     let id = format!("f-{name}");
     let help = format!("{id}-help");
+    let problem = invalid
+        .filter(|(f, _)| f == name)
+        .map(|(_, why)| why.as_str());
     let description = prop["description"].as_str().unwrap_or_default();
     let current = value_text(shown.get(name));
     html! {
@@ -127,7 +137,7 @@ fn field(name: &str, prop: &Value, shown: &Map<String, Value>, secrets_set: &[St
                     @if name == "private_key" {
                         textarea id=(id) name=(name) rows="4" autocomplete="off" aria-describedby=(help) {}
                     } @else {
-                        input id=(id) name=(name) type="password" autocomplete="new-password" aria-describedby=(help);
+                        input id=(id) name=(name) type="password" autocomplete="new-password" aria-describedby=(help) aria-invalid=[problem.map(|_| "true")];
                     }
                     @if set {
                         label.check { input type="checkbox" name={ "clear." (name) } value="on"; " Clear " (name) }
@@ -142,16 +152,19 @@ fn field(name: &str, prop: &Value, shown: &Map<String, Value>, secrets_set: &[St
                 Kind::Flag => {
                     @let on = match shown.get(name) { Some(Value::Bool(b)) => *b, _ => prop["default"] == Value::Bool(true) };
                     input type="hidden" name={ "present." (name) } value="1";
-                    label.check for=(id) { input id=(id) type="checkbox" name=(name) value="true" checked[on] aria-describedby=(help); " " (name) }
+                    label.check for=(id) { input id=(id) type="checkbox" name=(name) value="true" checked[on] aria-describedby=(help) aria-invalid=[problem.map(|_| "true")]; " " (name) }
                 }
                 Kind::Number => {
                     label for=(id) { (name) }
-                    input id=(id) name=(name) type="number" value=(current) min=[prop["minimum"].as_i64()] max=[prop["maximum"].as_i64()] aria-describedby=(help);
+                    input id=(id) name=(name) type="number" value=(current) min=[prop["minimum"].as_i64()] max=[prop["maximum"].as_i64()] aria-describedby=(help) aria-invalid=[problem.map(|_| "true")];
                 }
                 Kind::Text => {
                     label for=(id) { (name) }
-                    input id=(id) name=(name) value=(current) aria-describedby=(help);
+                    input id=(id) name=(name) value=(current) aria-describedby=(help) aria-invalid=[problem.map(|_| "true")];
                 }
+            }
+            @if let Some(why) = problem {
+                p.field-error role="alert" { "Refused: " (why) }
             }
             @if !description.is_empty() { small id=(help) { (description) } }
         }
@@ -180,6 +193,8 @@ struct Outcome {
     test: Option<TestResult>,
     /// The submitted form, shown again after a refusal (secrets never are).
     form: Option<Map<String, Value>>,
+    /// The field a refusal named, and why.
+    invalid: Option<(String, String)>,
 }
 
 async fn render(
@@ -264,7 +279,7 @@ async fn render(
                 form.config method="post" action={ "/ui/connector/" (slug) } {
                     input type="hidden" name=(CSRF_FIELD) value=(user.csrf(state));
                     @for (name, prop) in properties(&schema) {
-                        (field(name, prop, shown, secrets_set))
+                        (field(name, prop, shown, secrets_set, outcome.invalid.as_ref()))
                     }
                     label.check { input type="checkbox" name="test_on_save" value="true"; " Test before saving (nothing is saved if the test fails)" }
                     div.actions {
@@ -309,18 +324,28 @@ async fn refused(
     err: ApiError,
     form: Option<Map<String, Value>>,
 ) -> Response {
-    let (code, n) = Notice::from_error(err);
-    render(
-        state,
-        user,
-        code,
-        Outcome {
-            notice: Some(n),
-            test: None,
-            form,
-        },
-    )
-    .await
+    let public = err.public();
+    // A 422 names its field: the message goes beside that field too.
+    let invalid = public
+        .details
+        .get("field")
+        .and_then(Value::as_str)
+        .map(|f| {
+            let why = public
+                .details
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("invalid");
+            (f.to_owned(), why.to_owned())
+        });
+    let (code, n) = Notice::from_public(public);
+    let outcome = Outcome {
+        notice: Some(n),
+        test: None,
+        form,
+        invalid,
+    };
+    render(state, user, code, outcome).await
 }
 
 /// `POST /ui/connector/{slug}`: save the form, or test it without saving (`intent=test`).
@@ -364,6 +389,7 @@ pub async fn submit(
                     notice: None,
                     test: Some(result),
                     form: Some(shown),
+                    invalid: None,
                 };
                 render(&state, &user, StatusCode::OK, outcome).await
             }
@@ -379,6 +405,7 @@ pub async fn submit(
                 )),
                 test: Some(result),
                 form: Some(shown),
+                invalid: None,
             };
             render(&state, &user, StatusCode::BAD_REQUEST, outcome).await
         }
