@@ -433,22 +433,27 @@ impl SftpSession {
             .map_err(|e| sftp_error(from, e))
     }
 
+    /// Opens `path` for reading: its handle, or None when it does not exist.
+    async fn open_for_read(&self, path: &str) -> Result<Option<String>, ConnectorError> {
+        match self
+            .sftp
+            .open(path, OpenFlags::READ, FileAttributes::default())
+            .await
+        {
+            Ok(h) => Ok(Some(h.handle)),
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => Ok(None),
+            Err(e) => Err(sftp_error(path, e)),
+        }
+    }
+
     /// Streams `path` through `sink` chunk by chunk (with reads pipelined); false if absent.
     async fn read_into(
         &self,
         path: &str,
         mut sink: impl FnMut(&[u8]),
     ) -> Result<bool, ConnectorError> {
-        let handle = match self
-            .sftp
-            .open(path, OpenFlags::READ, FileAttributes::default())
-            .await
-        {
-            Ok(h) => h.handle,
-            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {
-                return Ok(false);
-            }
-            Err(e) => return Err(sftp_error(path, e)),
+        let Some(handle) = self.open_for_read(path).await? else {
+            return Ok(false);
         };
         let result = self
             .read_chunks(&handle, &mut sink)
@@ -517,16 +522,8 @@ impl SftpSession {
         path: &str,
         limit: u64,
     ) -> Result<Option<Vec<u8>>, ConnectorError> {
-        let handle = match self
-            .sftp
-            .open(path, OpenFlags::READ, FileAttributes::default())
-            .await
-        {
-            Ok(h) => h.handle,
-            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {
-                return Err(ConnectorError::with_detail(ErrorCode::PathNotFound, path));
-            }
-            Err(e) => return Err(sftp_error(path, e)),
+        let Some(handle) = self.open_for_read(path).await? else {
+            return Err(ConnectorError::with_detail(ErrorCode::PathNotFound, path));
         };
         // Ack files are small: their size, their first chunk and the close go out together
         // (the server answers in order), so a small file costs two round trips, not five.
