@@ -108,6 +108,26 @@ pub struct NewAuditEntry {
     pub details: serde_json::Value,
 }
 
+impl NewAuditEntry {
+    /// An entry about one export (`erp_export`).
+    pub fn export(
+        org_id: Uuid,
+        export_id: Uuid,
+        actor: Actor,
+        action: &'static str,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            org_id,
+            actor,
+            action,
+            entity_type: "erp_export",
+            entity_id: Some(export_id.to_string()),
+            details,
+        }
+    }
+}
+
 /// A stored entry.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {

@@ -180,15 +180,14 @@ impl OrderService {
             PushKind::Push => (action::EXPORT_CREATED, &[DraftStatus::Approved]),
             PushKind::Retry => (action::EXPORT_CREATED, &[DraftStatus::Error]),
         };
-        let audit = NewAuditEntry {
+        let audit = NewAuditEntry::export(
             org_id,
-            actor: actor.clone(),
-            action: action_name,
-            entity_type: "erp_export",
-            entity_id: Some(export_id.to_string()),
-            details: json!({ "draft_order_id": draft_id, "file_name": file_name,
-                             "retry": kind == PushKind::Retry }),
-        };
+            export_id,
+            actor.clone(),
+            action_name,
+            json!({ "draft_order_id": draft_id, "file_name": file_name,
+                    "retry": kind == PushKind::Retry }),
+        );
         let push = NewPush {
             org_id,
             draft_id,

@@ -406,14 +406,7 @@ fn ack_audit(export: &Export, outcome: &AckOutcome, file: &str) -> NewAuditEntry
                     "draft_order_id": export.draft_order_id }),
         ),
     };
-    NewAuditEntry {
-        org_id: export.org_id,
-        actor: Actor::system(),
-        action,
-        entity_type: "erp_export",
-        entity_id: Some(export.id.to_string()),
-        details,
-    }
+    NewAuditEntry::export(export.org_id, export.id, Actor::system(), action, details)
 }
 
 /// The connection's ack folder through its connector (pooled sessions), or None when it has

@@ -709,13 +709,8 @@ impl DeliveryWorker {
         let mut planned = Vec::with_capacity(batch.len());
         for done in &batch {
             let export = &done.export;
-            let entry = |action: &'static str, details: serde_json::Value| NewAuditEntry {
-                org_id: export.org_id,
-                actor: Actor::system(),
-                action,
-                entity_type: "erp_export",
-                entity_id: Some(export.id.to_string()),
-                details,
+            let entry = |action: &'static str, details: serde_json::Value| {
+                NewAuditEntry::export(export.org_id, export.id, Actor::system(), action, details)
             };
             let plan = match &done.result {
                 Ok(path) => (
