@@ -15,6 +15,7 @@ use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::connectors::{ConnectorEnv, Registry};
 use crate::crypto::Keyring;
+use crate::service::acks::CallbackService;
 use crate::service::connections::{ConnectionService, KeyCheckError};
 use crate::service::login::LoginService;
 use crate::service::orders::OrderService;
@@ -56,6 +57,8 @@ pub struct App {
     pub login: LoginService,
     /// Drafts, pushes and exports.
     pub orders: OrderService,
+    /// Acknowledgements the ERP sends to us (signed callbacks).
+    pub callbacks: CallbackService,
     /// Notified on every push, so an in-process delivery worker starts at once.
     pub wake_delivery: Arc<Notify>,
     /// Prometheus renderer.
@@ -105,6 +108,7 @@ impl App {
             Arc::new(LoginThrottle::default()),
         );
         let orders = OrderService::new(store.clone(), archive.clone(), wake_delivery.clone());
+        let callbacks = CallbackService::new(store.clone(), registry.clone(), connections.clone());
         Ok(Arc::new(App {
             settings,
             store,
@@ -116,6 +120,7 @@ impl App {
             connections,
             login,
             orders,
+            callbacks,
             wake_delivery,
             metrics: crate::telemetry::metrics_handle(),
         }))

@@ -92,6 +92,9 @@ pub struct Settings {
     pub dropzone_fs_root: PathBuf,
     /// Networks an SFTP host may not resolve to.
     pub blocked_networks: Vec<IpNet>,
+    /// `CONNECTOR_ALLOW_PLAIN_HTTP`: HTTP connectors may use `http://` URLs (tests, private
+    /// networks); off by default, so an order never leaves unencrypted by mistake.
+    pub allow_plain_http: bool,
     /// HTTP listen address.
     pub bind_addr: SocketAddr,
     /// Acknowledgement polling interval.
@@ -263,6 +266,16 @@ impl Settings {
             dropzone_fs_root: non_empty(lookup, "DROPZONE_FS_ROOT")
                 .map_or_else(|| PathBuf::from("./data/dropzones"), PathBuf::from),
             blocked_networks,
+            allow_plain_http: match non_empty(lookup, "CONNECTOR_ALLOW_PLAIN_HTTP").as_deref() {
+                None | Some("false" | "0") => false,
+                Some("true" | "1") => true,
+                Some(other) => {
+                    return Err(invalid(
+                        "CONNECTOR_ALLOW_PLAIN_HTTP",
+                        format!("must be true or false, not {other:?}"),
+                    ));
+                }
+            },
             bind_addr,
             ack_poll_interval: Duration::from_secs(parse_num(
                 lookup,

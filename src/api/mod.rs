@@ -64,6 +64,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .routes(routes!(routes::exports::list))
         .routes(routes!(routes::exports::details))
         .routes(routes!(routes::exports::file))
+        .routes(routes!(routes::hooks::acks))
         .split_for_parts();
 
     let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

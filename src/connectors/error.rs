@@ -43,6 +43,12 @@ pub enum ErrorCode {
     ConnectionDisabled,
     /// The export archive (object storage) could not be written or read.
     StorageUnavailable,
+    /// The ERP answered with a redirect; orders are never sent anywhere else than configured.
+    RedirectRefused,
+    /// The ERP answered "try later" (HTTP 408, 425, 429 or 5xx).
+    ErpUnavailable,
+    /// The TLS handshake failed (unknown CA, wrong name, expired, client certificate refused).
+    TlsError,
 }
 
 impl ErrorCode {
@@ -66,6 +72,9 @@ impl ErrorCode {
             ErrorCode::IoError => "IO_ERROR",
             ErrorCode::ConnectionDisabled => "CONNECTION_DISABLED",
             ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
+            ErrorCode::RedirectRefused => "REDIRECT_REFUSED",
+            ErrorCode::ErpUnavailable => "ERP_UNAVAILABLE",
+            ErrorCode::TlsError => "TLS_ERROR",
         }
     }
 
@@ -89,6 +98,11 @@ impl ErrorCode {
             ErrorCode::IoError => "I/O error",
             ErrorCode::ConnectionDisabled => "The connection was disabled before delivery",
             ErrorCode::StorageUnavailable => "The export archive is unavailable",
+            ErrorCode::RedirectRefused => {
+                "The ERP answered with a redirect, which is never followed"
+            }
+            ErrorCode::ErpUnavailable => "The ERP is temporarily unavailable",
+            ErrorCode::TlsError => "TLS handshake failed",
         }
     }
 
@@ -101,6 +115,8 @@ impl ErrorCode {
                 | ErrorCode::ConnectionRefused
                 | ErrorCode::DnsFailure
                 | ErrorCode::ConnectionLost
+                // The ERP itself said "later" (HTTP 408, 425, 429, 5xx).
+                | ErrorCode::ErpUnavailable
                 // Not the ERP's fault and not a config problem: our own storage was down.
                 | ErrorCode::StorageUnavailable
         )
@@ -122,6 +138,22 @@ pub struct ConnectorError {
     pub code: ErrorCode,
     /// Human message, starting with the code's headline.
     pub message: String,
+    /// How long the peer asked us to wait before retrying (HTTP `Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
+    /// Facts for the export's `error_json` beside code and message (e.g. `http_status` and
+    /// the start of the ERP's answer).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Why an inbound callback was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackRefused {
+    /// This connection takes no callbacks (another connector type or ack mode): 404.
+    #[error("this connection does not accept callbacks")]
+    NotAccepted,
+    /// Missing or wrong signature, or a timestamp outside the tolerance: 401.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
 }
 
 impl ConnectorError {
@@ -130,6 +162,8 @@ impl ConnectorError {
         Self {
             code,
             message: code.message().to_owned(),
+            retry_after: None,
+            details: None,
         }
     }
 
@@ -138,7 +172,21 @@ impl ConnectorError {
         Self {
             code,
             message: format!("{}: {detail}", code.message()),
+            retry_after: None,
+            details: None,
         }
+    }
+
+    /// The same failure, with facts for `error_json`.
+    pub fn details(mut self, details: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// The same failure, with the wait the peer asked for.
+    pub fn retry_after(mut self, wait: Option<std::time::Duration>) -> Self {
+        self.retry_after = wait;
+        self
     }
 
     /// Whether retrying may help.

@@ -99,6 +99,7 @@ impl super::Connector for MockConnector {
             dropzone_path: format!("mock://{}", delivery.file_name),
             already_present: false,
             learned: Learned::default(),
+            ack: None,
         })
     }
 }

@@ -9,6 +9,8 @@
 pub mod config;
 pub mod dropzone_json_v1;
 pub mod error;
+pub mod export_json_v1;
+pub mod http_json_v1;
 pub mod mock;
 pub mod network;
 pub mod registry;
@@ -25,10 +27,11 @@ use sha2::Digest;
 use uuid::Uuid;
 
 pub use self::config::ConnectorConfig;
-pub use self::error::{ConnectorError, ErrorCode};
+pub use self::error::{CallbackRefused, ConnectorError, ErrorCode};
 pub use self::registry::Registry;
 use self::transport::sftp::pool::SessionPool;
 use crate::domain::FieldError;
+use crate::domain::ack::AckOutcome;
 use crate::domain::order::ApprovedOrder;
 use crate::domain::org::Slug;
 use crate::telemetry::metric;
@@ -38,6 +41,8 @@ use crate::telemetry::metric;
 pub struct ValidationEnv {
     /// Networks an SFTP host literal may not be in.
     pub blocked_networks: Vec<IpNet>,
+    /// Whether `http://` URLs are allowed (`CONNECTOR_ALLOW_PLAIN_HTTP`).
+    pub allow_plain_http: bool,
 }
 
 /// Process-wide resources connectors share (folders, network policy, session pools).
@@ -47,6 +52,8 @@ pub struct ConnectorEnv {
     pub dropzone_fs_root: PathBuf,
     /// Networks SFTP hosts may not resolve to.
     pub blocked_networks: Vec<IpNet>,
+    /// Whether `http://` URLs are allowed (`CONNECTOR_ALLOW_PLAIN_HTTP`).
+    pub allow_plain_http: bool,
     /// Reused SFTP sessions.
     pub sftp_pool: Arc<SessionPool>,
 }
@@ -58,6 +65,7 @@ impl ConnectorEnv {
             settings.dropzone_fs_root.clone(),
             settings.blocked_networks.clone(),
         )
+        .with_plain_http(settings.allow_plain_http)
     }
 
     /// An environment with a fresh SFTP session pool.
@@ -65,14 +73,22 @@ impl ConnectorEnv {
         Self {
             dropzone_fs_root,
             blocked_networks,
+            allow_plain_http: false,
             sftp_pool: Arc::new(SessionPool::default()),
         }
+    }
+
+    /// The same environment, allowing `http://` URLs or not.
+    pub fn with_plain_http(mut self, allow: bool) -> Self {
+        self.allow_plain_http = allow;
+        self
     }
 
     /// The pure part, for [`Connector::validate`].
     pub fn validation(&self) -> ValidationEnv {
         ValidationEnv {
             blocked_networks: self.blocked_networks.clone(),
+            allow_plain_http: self.allow_plain_http,
         }
     }
 }
@@ -99,11 +115,15 @@ pub struct ConnectorContext {
     pub env: Arc<ConnectorEnv>,
 }
 
-/// What a successful connection test or export learned that the caller should store.
+/// What a successful connection test or export learned that the caller should store or show.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Learned {
     /// A host key fingerprint recorded on first use (`SHA256:…`).
     pub host_key_fingerprint: Option<String>,
+    /// A passing test's own message (else [`TEST_SUCCESS_MESSAGE`]).
+    pub test_message: Option<String>,
+    /// Facts a passing test reports beside its message (e.g. a TLS certificate's expiry).
+    pub test_details: Option<serde_json::Value>,
 }
 
 /// An export to render and deliver in one go ([`Connector::export`]).
@@ -153,6 +173,16 @@ pub struct Delivered {
     pub already_present: bool,
     /// Facts to store.
     pub learned: Learned,
+    /// The ERP's verdict when it answered the delivery itself (an HTTP response naming its
+    /// order number); applied exactly like an ack file.
+    pub ack: Option<AckOutcome>,
+}
+
+/// A verified inbound callback: the message id the sender gave it (stable across its retries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCallback {
+    /// The sender's message id (`webhook-id`).
+    pub message_id: String,
 }
 
 /// A delivered export ([`Connector::export`]).
@@ -224,6 +254,22 @@ pub trait Connector: Send + Sync + 'static {
     /// use), unless the identity changes or the caller sets them explicitly.
     fn sticky_fields(&self) -> &'static [&'static str] {
         &[]
+    }
+    /// Fills in secrets the service generates when the config has none (e.g. a signing
+    /// secret); the names filled. The save response shows them once.
+    fn generate_secrets(&self, _config: &mut ConnectorConfig) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// Authenticates a callback the ERP sent to `POST /hooks/{connection_id}/acks` (headers
+    /// and the raw body). Types that take no callbacks refuse every one.
+    fn verify_callback(
+        &self,
+        _config: &ConnectorConfig,
+        _headers: &reqwest::header::HeaderMap,
+        _body: &[u8],
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<VerifiedCallback, CallbackRefused> {
+        Err(CallbackRefused::NotAccepted)
     }
     /// Checks a submitted config without I/O and returns it normalised (defaults filled in).
     fn validate(
@@ -361,6 +407,11 @@ pub struct TestResult {
     pub error_message: Option<String>,
     /// Time the test took.
     pub latency_ms: u64,
+    /// On success, what the test found out besides (connector specific, e.g. the server
+    /// certificate's subject and days until it expires).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
     /// Facts to store after a pass (not part of the API answer).
     #[serde(skip)]
     pub learned: Learned,
@@ -388,12 +439,18 @@ pub async fn run_test(
     };
     let latency_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     let result = match outcome {
-        Ok(learned) => TestResult {
+        Ok(mut learned) => TestResult {
             success: true,
-            message: Some(TEST_SUCCESS_MESSAGE.to_owned()),
+            message: Some(
+                learned
+                    .test_message
+                    .take()
+                    .unwrap_or_else(|| TEST_SUCCESS_MESSAGE.to_owned()),
+            ),
             error_code: None,
             error_message: None,
             latency_ms,
+            details: learned.test_details.take(),
             learned,
         },
         Err(err) => TestResult {
@@ -402,6 +459,7 @@ pub async fn run_test(
             error_code: Some(err.code),
             error_message: Some(err.message),
             latency_ms,
+            details: None,
             learned: Learned::default(),
         },
     };

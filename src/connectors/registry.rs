@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use super::Connector;
 use super::dropzone_json_v1::DropzoneJsonV1;
+use super::http_json_v1::HttpJsonV1;
 
 /// Every connector type a normal `serve` offers.
 pub fn builtin() -> Vec<Arc<dyn Connector>> {
-    vec![Arc::new(DropzoneJsonV1)]
+    vec![Arc::new(DropzoneJsonV1), Arc::new(HttpJsonV1::default())]
 }
 
 /// A lookup table over a list of connector types.

@@ -151,6 +151,54 @@ pub fn parse_body(kind: AckKind, bytes: &[u8]) -> Result<AckOutcome, Malformed> 
     }
 }
 
+/// Which export a callback acknowledgement answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportRef {
+    /// By the export's id.
+    Id(uuid::Uuid),
+    /// By its file name (as an ack file would name it).
+    FileName(String),
+}
+
+/// A callback acknowledgement (`POST /hooks/{connection_id}/acks`): the same verdict an ack or
+/// error file carries, naming its export in the body instead of the file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackAck {
+    /// The export answered.
+    pub export: ExportRef,
+    /// What the ERP said.
+    pub outcome: AckOutcome,
+}
+
+/// Reads a callback body: `{"export_id" | "file_name", "status": "ACKED" | "FAILED",
+/// "erp_order_id", "error_code", "message", "processed_at"}`, with the same leniency as ack
+/// files (the status decides which of the other fields count).
+pub fn parse_callback(bytes: &[u8]) -> Result<CallbackAck, Malformed> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| Malformed(format!("not JSON: {e}")))?;
+    let Value::Object(body) = value else {
+        return Err(Malformed("not a JSON object".into()));
+    };
+    let export = match (body.get("export_id"), body.get("file_name")) {
+        (Some(Value::String(id)), _) => ExportRef::Id(
+            id.parse()
+                .map_err(|_| Malformed("export_id must be a UUID".into()))?,
+        ),
+        (Some(v), _) if !v.is_null() => return Err(Malformed("export_id must be a UUID".into())),
+        (_, Some(Value::String(name))) if !name.is_empty() && name.len() <= 255 => {
+            ExportRef::FileName(name.clone())
+        }
+        _ => return Err(Malformed("export_id or file_name is required".into())),
+    };
+    let kind = match body.get("status") {
+        Some(Value::String(s)) if s == "ACKED" => AckKind::Acked,
+        Some(Value::String(s)) if s == "FAILED" => AckKind::Rejected,
+        _ => return Err(Malformed("status must be ACKED or FAILED".into())),
+    };
+    let outcome = parse_body(kind, bytes)?;
+    Ok(CallbackAck { export, outcome })
+}
+
 /// The name a settled file gets in `processed/` or `error/` when `name` is taken there:
 /// `name.1`, `name.2`, … (an earlier file is never overwritten).
 pub fn suffixed(name: &str, attempt: u32) -> String {

@@ -31,6 +31,8 @@ pub enum SaveOutcome {
         connection: Connection,
         /// The test result when `test_on_save` was set.
         test_result: Option<TestResult>,
+        /// Secrets the service generated for this save (shown once, never again).
+        generated_secrets: Map<String, Value>,
     },
     /// `test_on_save` failed; nothing was stored.
     TestFailed(TestResult),
@@ -355,6 +357,11 @@ impl ConnectionService {
         let stored = active.as_ref().and_then(|a| self.open(a).ok());
         let submitted = ConnectorConfig::new(body);
         let mut config = self.prepare(connector.as_ref(), &submitted, stored.as_ref())?;
+        let generated = connector.generate_secrets(&mut config);
+        let generated_secrets: Map<String, Value> = generated
+            .iter()
+            .filter_map(|f| config.get(f).map(|v| ((*f).to_owned(), v.clone())))
+            .collect();
         let org = self.org(org_id).await?;
         let ctx = self.context(&org, None);
         connector.check_before_save(&ctx, &config).await?;
@@ -434,6 +441,7 @@ impl ConnectionService {
         Ok(SaveOutcome::Saved {
             connection,
             test_result,
+            generated_secrets,
         })
     }
 
@@ -493,11 +501,13 @@ impl ConnectionService {
             Some(mut body) => {
                 body.remove("test_on_save");
                 let stored = active.as_ref().and_then(|a| self.open(a).ok());
-                let config = self.prepare(
+                let mut config = self.prepare(
                     connector.as_ref(),
                     &ConnectorConfig::new(body),
                     stored.as_ref(),
                 )?;
+                // An unsaved config is tested with a throwaway secret where one would be made.
+                connector.generate_secrets(&mut config);
                 connector
                     .check_before_save(&self.context(&org, None), &config)
                     .await?;

@@ -2,6 +2,7 @@
 //! log; they know nothing about HTTP.
 
 pub mod accounts;
+pub mod acks;
 pub mod connections;
 pub mod login;
 pub mod orders;

@@ -26,7 +26,8 @@ use crate::domain::ack::{
 use crate::domain::audit::{Actor, NewAuditEntry, action};
 use crate::domain::connection::{Connection, ConnectionStatus};
 use crate::domain::export::{Export, ExportStatus};
-use crate::store::{AckApply, StoreError};
+use crate::service::acks::Verdict;
+use crate::store::StoreError;
 use crate::telemetry::metric;
 
 /// What one poll did with the files it found.
@@ -256,7 +257,7 @@ async fn settle_batch(
 ) -> Result<(AckCounts, Vec<NewAuditEntry>), AckPollError> {
     let mut counts = AckCounts::default();
     let mut handled: Vec<Handled> = Vec::new();
-    let mut to_apply: Vec<(Export, AckOutcome, NewAuditEntry, String, AckKind)> = Vec::new();
+    let mut to_apply: Vec<(Verdict, String, AckKind)> = Vec::new();
     for Judged {
         name,
         kind,
@@ -290,8 +291,14 @@ async fn settle_batch(
                 counts.waiting += 1;
             }
             (Ok(outcome), Some(export)) if export.status == ExportStatus::Sent => {
-                let audit = ack_audit(export, &outcome, &name);
-                to_apply.push((export.clone(), outcome, audit, name, kind));
+                let mut via = serde_json::Map::new();
+                via.insert("file_name".into(), json!(name));
+                let verdict = Verdict {
+                    export: export.clone(),
+                    outcome,
+                    via,
+                };
+                to_apply.push((verdict, name, kind));
             }
             // Already ACKED or FAILED: nothing changes; the file is done with.
             (Ok(_), Some(_)) => handled.push(Handled {
@@ -303,35 +310,16 @@ async fn settle_batch(
         }
     }
 
-    let applies: Vec<AckApply<'_>> = to_apply
-        .iter()
-        .map(|(export, outcome, audit, _, _)| AckApply {
-            export,
-            outcome,
-            audit,
-        })
-        .collect();
-    let changed: HashSet<Uuid> = app.store.apply_acks(&applies).await?.into_iter().collect();
+    let verdicts: Vec<Verdict> = to_apply.iter().map(|(v, _, _)| v.clone()).collect();
+    let changed = crate::service::acks::apply(app.store.as_ref(), &verdicts).await?;
     if !changed.is_empty() {
         crate::failpoint::pause_if_named("ack_after_commit").await;
     }
-    let now = chrono::Utc::now();
-    for (export, outcome, _, name, kind) in &to_apply {
-        if changed.contains(&export.id) {
-            let status = match outcome {
-                AckOutcome::Acked { .. } => "ACKED",
-                AckOutcome::Rejected { .. } => "FAILED",
-            };
-            metrics::counter!(metric::EXPORTS, "status" => status).increment(1);
-            if let (AckOutcome::Acked { .. }, Some(sent)) = (outcome, export.sent_at) {
-                let lag = (now - sent).to_std().unwrap_or_default();
-                metrics::histogram!(metric::ACK_LAG).record(lag.as_secs_f64());
-            }
-        }
+    for (_, name, kind) in to_apply {
         handled.push(Handled {
-            name: name.clone(),
+            name,
             to: AckFolder::Processed,
-            kind: *kind,
+            kind,
             audit: None,
         });
     }
@@ -388,25 +376,6 @@ async fn settle_batch(
         }
     }
     Ok((counts, audits))
-}
-
-fn ack_audit(export: &Export, outcome: &AckOutcome, file: &str) -> NewAuditEntry {
-    let (action, details) = match outcome {
-        AckOutcome::Acked {
-            erp_order_id,
-            processed_at,
-        } => (
-            action::EXPORT_ACKED,
-            json!({ "file_name": file, "erp_order_id": erp_order_id, "processed_at": processed_at,
-                    "draft_order_id": export.draft_order_id }),
-        ),
-        AckOutcome::Rejected { .. } => (
-            action::EXPORT_REJECTED,
-            json!({ "file_name": file, "error": outcome.error_json(),
-                    "draft_order_id": export.draft_order_id }),
-        ),
-    };
-    NewAuditEntry::export(export.org_id, export.id, Actor::system(), action, details)
 }
 
 /// The connection's ack folder through its connector (pooled sessions), or None when it has

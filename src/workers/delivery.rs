@@ -31,11 +31,13 @@ use crate::connectors::{
     ConnectionKey, Connector, ConnectorConfig, ConnectorContext, ConnectorError, Delivery,
     ErrorCode, Learned, Rendered, run_export,
 };
+use crate::domain::ack::AckOutcome;
 use crate::domain::audit::{Actor, NewAuditEntry, action};
 use crate::domain::connection::{Connection, ConnectionStatus};
 use crate::domain::draft::DraftOrder;
-use crate::domain::export::{Export, backoff, delivery_error, storage_key};
+use crate::domain::export::{Export, ExportStatus, backoff, delivery_error, storage_key};
 use crate::domain::org::Org;
+use crate::service::acks::Verdict;
 use crate::store::{ArchiveRecord, AttemptOutcome, ClaimRequest, FinishedAttempt, StoreError};
 use crate::telemetry::metric;
 
@@ -100,11 +102,17 @@ pub enum Step {
 #[error("delivery worker: {0}")]
 pub struct WorkerError(#[from] StoreError);
 
+/// The longest `Retry-After` honoured: an ERP asking for a day is retried sooner, within
+/// the attempts budget, rather than holding the export hostage.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(15 * 60);
+
 /// An attempt's failure, before it is classified as retry or final.
 #[derive(Debug, Clone)]
 struct Failure {
     code: ErrorCode,
     message: String,
+    retry_after: Option<Duration>,
+    details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl From<ConnectorError> for Failure {
@@ -112,8 +120,17 @@ impl From<ConnectorError> for Failure {
         Failure {
             code: err.code,
             message: err.message,
+            retry_after: err.retry_after,
+            details: err.details,
         }
     }
+}
+
+/// A delivered export: where it went, and the ERP's verdict when its answer carried one.
+#[derive(Debug, Clone)]
+struct SentTo {
+    path: String,
+    ack: Option<AckOutcome>,
 }
 
 fn failure(code: ErrorCode, detail: impl std::fmt::Display) -> Failure {
@@ -138,7 +155,7 @@ struct Job {
 /// A finished attempt on its way to being recorded.
 struct Done {
     export: Export,
-    result: Result<String, Failure>,
+    result: Result<SentTo, Failure>,
 }
 
 /// Delivers exports for one process.
@@ -464,7 +481,7 @@ impl DeliveryWorker {
     async fn prepare(
         &self,
         claimed: Vec<Export>,
-    ) -> Result<Vec<Result<Job, (Export, Result<String, Failure>)>>, WorkerError> {
+    ) -> Result<Vec<Result<Job, (Export, Result<SentTo, Failure>)>>, WorkerError> {
         let app = &self.app;
         let mut connection_ids: Vec<Uuid> = claimed.iter().map(|e| e.erp_connection_id).collect();
         connection_ids.sort_unstable();
@@ -652,7 +669,7 @@ impl DeliveryWorker {
 
     /// Delivers one prepared export (never outliving its lease: another worker may take the
     /// export over after it).
-    async fn deliver(&self, job: Job) -> (Export, Result<String, Failure>) {
+    async fn deliver(&self, job: Job) -> (Export, Result<SentTo, Failure>) {
         let delivery = Delivery {
             export_id: job.export.id,
             file_name: &job.export.file_name,
@@ -673,7 +690,10 @@ impl DeliveryWorker {
                 if delivered.learned.host_key_fingerprint.is_some() {
                     self.record_learned(target, &delivered.learned).await;
                 }
-                Ok(delivered.dropzone_path)
+                Ok(SentTo {
+                    path: delivered.dropzone_path,
+                    ack: delivered.ack,
+                })
             }
             Err(err) => Err(err.into()),
         };
@@ -713,7 +733,7 @@ impl DeliveryWorker {
                 NewAuditEntry::export(export.org_id, export.id, Actor::system(), action, details)
             };
             let plan = match &done.result {
-                Ok(path) => (
+                Ok(SentTo { path, .. }) => (
                     PlannedOutcome::Sent(path.clone()),
                     entry(
                         action::EXPORT_SENT,
@@ -723,11 +743,17 @@ impl DeliveryWorker {
                     Step::Sent(export.id),
                 ),
                 Err(fail) => {
-                    let error =
+                    let mut error =
                         delivery_error(fail.code.as_str(), &fail.message, now, export.attempts);
+                    if let (Some(details), Some(obj)) = (&fail.details, error.as_object_mut()) {
+                        for (k, v) in details {
+                            obj.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
+                    }
                     if fail.code.is_transient() && export.attempts < settings.export_max_attempts {
                         let wait =
-                            backoff(settings.export_retry_base, export.attempts, rand::random());
+                            backoff(settings.export_retry_base, export.attempts, rand::random())
+                                .max(fail.retry_after.unwrap_or_default().min(RETRY_AFTER_CAP));
                         let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
                         (
                             PlannedOutcome::Retry(next, error.clone()),
@@ -763,6 +789,7 @@ impl DeliveryWorker {
             record_ms = started.elapsed().as_millis() as u64,
             "recorded batch"
         );
+        self.apply_answers(&batch, &recorded, now).await;
         let mut steps = Vec::with_capacity(batch.len());
         for (done, (_, _, step)) in batch.into_iter().zip(planned) {
             let step = if recorded.contains(&done.export.id) {
@@ -774,6 +801,35 @@ impl DeliveryWorker {
             steps.push(step);
         }
         Ok(steps)
+    }
+
+    /// Applies the verdicts that came with the ERP's answers (HTTP `response` mode) to the
+    /// exports just recorded SENT, through the same path as ack files. A crash in between
+    /// leaves the export SENT: the verdict is lost, never applied twice.
+    async fn apply_answers(&self, batch: &[Done], recorded: &[Uuid], now: chrono::DateTime<Utc>) {
+        let verdicts: Vec<Verdict> = batch
+            .iter()
+            .filter(|d| recorded.contains(&d.export.id))
+            .filter_map(|d| {
+                let ack = d.result.as_ref().ok()?.ack.clone()?;
+                let mut export = d.export.clone();
+                export.status = ExportStatus::Sent;
+                export.sent_at = Some(now);
+                let mut via = serde_json::Map::new();
+                via.insert("via".into(), json!("http_response"));
+                Some(Verdict {
+                    export,
+                    outcome: ack,
+                    via,
+                })
+            })
+            .collect();
+        if verdicts.is_empty() {
+            return;
+        }
+        if let Err(err) = crate::service::acks::apply(self.app.store.as_ref(), &verdicts).await {
+            tracing::warn!(error = %err, "could not apply the ERP's answers; the exports stay SENT");
+        }
     }
 
     async fn record_learned(&self, target: &Target, learned: &Learned) {

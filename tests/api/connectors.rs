@@ -89,7 +89,7 @@ async fn types_list_the_registry_and_mock_is_not_reachable_in_a_normal_serve() {
     let (_, _, token) = app.org_with("acme", Role::Integrator).await;
     let types: Value = app.get_json("/api/v1/connectors/types", &token).await;
     let types = types.as_array().unwrap();
-    assert_eq!(types.len(), 1);
+    assert_eq!(types.len(), 2);
     assert_eq!(types[0]["connector_type"], "DROPZONE_JSON_V1");
     assert_eq!(types[0]["slug"], "dropzone-json-v1");
     let props = &types[0]["config_schema"]["properties"];
@@ -97,6 +97,13 @@ async fn types_list_the_registry_and_mock_is_not_reachable_in_a_normal_serve() {
         assert_eq!(props[secret]["writeOnly"], true, "{secret}");
     }
     assert!(props["host"].get("writeOnly").is_none());
+    assert_eq!(types[1]["connector_type"], "HTTP_JSON_V1");
+    assert_eq!(types[1]["slug"], "http-json-v1");
+    let props = &types[1]["config_schema"]["properties"];
+    for secret in ["signing_secret", "headers", "client_key_pem"] {
+        assert_eq!(props[secret]["writeOnly"], true, "{secret}");
+    }
+    assert!(props["url"].get("writeOnly").is_none());
     let resp = app
         .post_json("/api/v1/connectors/mock", &token, &json!({}))
         .await;

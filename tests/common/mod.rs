@@ -415,6 +415,8 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> s
 }
 
 /// Sample domain data and connector contexts.
+pub mod http_erp;
+
 pub mod sample {
     use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! The export file: exact decimals, the shared schema, line order and defaults.
 
-use orderflow::connectors::dropzone_json_v1::export_file::{SCHEMA_JSON, render};
+use orderflow::connectors::export_json_v1::{SCHEMA_JSON, render};
 use orderflow::domain::order::DecimalText;
 use serde_json::Value;
 

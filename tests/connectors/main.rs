@@ -6,6 +6,7 @@ mod common;
 mod acks;
 mod export_file;
 mod filesystem;
+mod http;
 mod pipeline_sftp;
 mod registry;
 mod sftp;

@@ -78,6 +78,11 @@ pub struct SaveResponse {
     last_test_at: Option<DateTime<Utc>>,
     /// The test result when `test_on_save` was set, else null.
     test_result: Option<TestResult>,
+    /// Secrets the service generated for this save (an `HTTP_JSON_V1` signing secret), shown
+    /// in this response only.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    generated_secrets: Map<String, Value>,
 }
 
 /// Reads an optional JSON object body (an empty body or `null`: None).
@@ -168,12 +173,14 @@ pub async fn save(
         SaveOutcome::Saved {
             connection,
             test_result,
+            generated_secrets,
         } => Ok(Json(SaveResponse {
             id: connection.id,
             connector_type: connection.connector_type,
             status: connection.status,
             last_test_at: connection.last_test_at,
             test_result,
+            generated_secrets,
         })
         .into_response()),
     }

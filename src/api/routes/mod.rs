@@ -6,4 +6,5 @@ pub mod connectors;
 pub mod drafts;
 pub mod exports;
 pub mod health;
+pub mod hooks;
 pub mod me;

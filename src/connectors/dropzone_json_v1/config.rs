@@ -593,6 +593,7 @@ mod tests {
                 crate::config::DEFAULT_BLOCKED_NETWORKS,
             )
             .unwrap(),
+            allow_plain_http: false,
         }
     }
 

@@ -2,13 +2,11 @@
 //! SFTP server or a local/mounted filesystem; acknowledgements are read back from `ack_path`.
 //!
 //! - `config`: the settings and their validation (pure).
-//! - `export_file`: the export JSON, validated against the shared schema.
 //! - `dropzone`: publish-exactly-once and the connection test, over any transport.
 
 pub mod acks;
 pub mod config;
 pub mod dropzone;
-pub mod export_file;
 
 use std::time::Duration;
 
@@ -81,6 +79,7 @@ impl DropzoneTransport {
             Self::Filesystem(_) => Learned::default(),
             Self::Sftp(sftp) => Learned {
                 host_key_fingerprint: sftp.learned_fingerprint(),
+                ..Learned::default()
             },
         }
     }
@@ -195,7 +194,7 @@ impl super::Connector for DropzoneJsonV1 {
     }
 
     fn render(&self, order: &ApprovedOrder) -> Result<Rendered, ConnectorError> {
-        export_file::render(order).map(Rendered::new)
+        super::export_json_v1::render(order).map(Rendered::new)
     }
 
     async fn deliver(
@@ -219,6 +218,7 @@ impl super::Connector for DropzoneJsonV1 {
             dropzone_path: published.path,
             already_present: published.already_present,
             learned: transport.learned(),
+            ack: None,
         })
     }
 }

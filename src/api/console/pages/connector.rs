@@ -62,6 +62,18 @@ fn kind(prop: &Value) -> Kind {
     }
 }
 
+/// Keys, certificates and header sets are several lines.
+fn multiline(name: &str) -> bool {
+    name == "private_key" || name == "headers" || name.ends_with("_pem")
+}
+
+/// Whether a property takes a JSON object (typed into the form as JSON text).
+fn takes_object(prop: &Value) -> bool {
+    prop["anyOf"]
+        .as_array()
+        .is_some_and(|v| v.iter().any(|alt| alt["type"] == "object"))
+}
+
 fn properties(schema: &Value) -> Vec<(&String, &Value)> {
     schema["properties"]
         .as_object()
@@ -91,6 +103,12 @@ fn body_from_form(schema: &Value, fields: &Fields) -> Map<String, Value> {
                     .trim()
                     .parse::<i64>()
                     .map_or_else(|_| Value::String(typed.to_owned()), Value::from),
+            ),
+            // A JSON object field (extra headers) typed as JSON; anything else is sent as
+            // typed, so the 422 names the field.
+            _ if takes_object(prop) => Some(
+                serde_json::from_str::<Map<String, Value>>(typed)
+                    .map_or_else(|_| Value::String(typed.to_owned()), Value::Object),
             ),
             _ => Some(Value::String(typed.to_owned())),
         };
@@ -134,7 +152,7 @@ fn field(
                 Kind::Secret => {
                     @let set = secrets_set.iter().any(|s| s == name);
                     label for=(id) { (name) " " span.secret-state { @if set { "(set — leave empty to keep)" } @else { "(not set)" } } }
-                    @if name == "private_key" {
+                    @if multiline(name) {
                         textarea id=(id) name=(name) rows="4" autocomplete="off" aria-describedby=(help) {}
                     } @else {
                         input id=(id) name=(name) type="password" autocomplete="new-password" aria-describedby=(help) aria-invalid=[problem.map(|_| "true")];
@@ -157,6 +175,10 @@ fn field(
                 Kind::Number => {
                     label for=(id) { (name) }
                     input id=(id) name=(name) type="number" value=(current) min=[prop["minimum"].as_i64()] max=[prop["maximum"].as_i64()] aria-describedby=(help) aria-invalid=[problem.map(|_| "true")];
+                }
+                Kind::Text if multiline(name) => {
+                    label for=(id) { (name) }
+                    textarea id=(id) name=(name) rows="4" aria-describedby=(help) aria-invalid=[problem.map(|_| "true")] { (current) }
                 }
                 Kind::Text => {
                     label for=(id) { (name) }
@@ -397,6 +419,23 @@ pub async fn submit(
         };
     }
     match state.connections.save(&actor, org_id, &slug, body).await {
+        Ok(SaveOutcome::Saved {
+            generated_secrets, ..
+        }) if !generated_secrets.is_empty() => {
+            // Shown this once (the page is no-store); never again.
+            let shown_once = generated_secrets
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", value_text(Some(v))))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let outcome = Outcome {
+                notice: Some(Notice::Done(format!(
+                    "Saved. Generated, shown only now — give it to the ERP: {shown_once}"
+                ))),
+                ..Outcome::default()
+            };
+            render(&state, &user, StatusCode::OK, outcome).await
+        }
         Ok(SaveOutcome::Saved { .. }) => Redirect::to("/ui/connector?done=saved").into_response(),
         Ok(SaveOutcome::TestFailed(result)) => {
             let outcome = Outcome {

@@ -1,5 +1,5 @@
-//! The export file: `schemas/orderflow_export_json_v1.schema.json`, rendered from an approved
-//! order and validated against that schema before anything is written.
+//! The export JSON v1 document (SPEC §6) every connector type sends: `schemas/orderflow_export_json_v1.schema.json`,
+//! rendered from an approved order and validated against that schema before anything is sent.
 
 use std::sync::OnceLock;
 
@@ -11,7 +11,7 @@ use crate::connectors::{ConnectorError, ErrorCode};
 use crate::domain::order::{ApprovedOrder, DecimalText};
 
 /// The schema, byte-identical to the shared contract (a test compares them).
-pub const SCHEMA_JSON: &str = include_str!("../../../schemas/orderflow_export_json_v1.schema.json");
+pub const SCHEMA_JSON: &str = include_str!("../../schemas/orderflow_export_json_v1.schema.json");
 
 #[derive(Serialize)]
 struct ExportDocument<'a> {

@@ -1,0 +1,252 @@
+//! `HTTP_JSON_V1`: each order POSTed as the export JSON v1 document to the ERP's HTTPS endpoint,
+//! signed per Standard Webhooks; the ERP acknowledges in its response, by calling us back, or
+//! not at all.
+//!
+//! - `config`: the settings and their validation (pure).
+//! - `signing`: Standard Webhooks signatures, for deliveries and callbacks.
+//! - `client`: pooled HTTPS clients with the network policy, and HTTP outcomes as error codes.
+
+pub mod client;
+pub mod config;
+pub mod signing;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use self::client::{ClientPool, check_target, post, signed_headers};
+use self::config::{AckMode, HttpConfig, generate_secret, secret_key};
+use super::{
+    CallbackRefused, ConnectorConfig, ConnectorContext, ConnectorError, Delivered, Delivery,
+    ErrorCode, Learned, Rendered, ValidationEnv, VerifiedCallback,
+};
+use crate::crypto::SecretBytes;
+use crate::domain::FieldError;
+use crate::domain::ack::{AckOutcome, MAX_IDENTIFIER_CHARS};
+use crate::domain::order::ApprovedOrder;
+
+/// The connector type; holds its pooled HTTPS clients.
+#[derive(Debug, Default)]
+pub struct HttpJsonV1 {
+    clients: ClientPool,
+}
+
+/// Re-reads a stored config (the network policy applies when connecting).
+fn parse(config: &ConnectorConfig) -> Result<HttpConfig, ConnectorError> {
+    let env = ValidationEnv {
+        blocked_networks: Vec::new(),
+        allow_plain_http: true,
+    };
+    HttpConfig::parse(config, &env)
+        .map_err(|e| ConnectorError::with_detail(ErrorCode::ConfigUnreadable, e))
+}
+
+fn signing_key(config: &HttpConfig) -> Result<SecretBytes, ConnectorError> {
+    config
+        .signing_secret
+        .as_ref()
+        .and_then(|s| secret_key(s.expose()))
+        .ok_or_else(|| {
+            ConnectorError::with_detail(ErrorCode::ConfigUnreadable, "no signing_secret")
+        })
+}
+
+/// The ERP's order number at `pointer` in a JSON answer: a string or a number, as text.
+fn order_number(body: &[u8], pointer: &str) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let text = match value.pointer(pointer)? {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    (!text.is_empty() && text.chars().count() <= MAX_IDENTIFIER_CHARS).then_some(text)
+}
+
+/// Subject and days to expiry of a DER certificate.
+fn certificate_facts(der: &[u8]) -> Option<Value> {
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let tbs = cert.tbs_certificate();
+    let not_after = tbs.validity().not_after.to_unix_duration().as_secs() as i64;
+    let days = (not_after - chrono::Utc::now().timestamp()).div_euclid(86_400);
+    Some(json!({ "subject": tbs.subject().to_string(), "days_until_expiry": days }))
+}
+
+impl HttpJsonV1 {
+    /// Signs and POSTs one body.
+    async fn send(
+        &self,
+        ctx: &ConnectorContext,
+        config: &HttpConfig,
+        message_id: &str,
+        body: Vec<u8>,
+    ) -> Result<client::Answer, ConnectorError> {
+        check_target(
+            &config.url,
+            &ctx.env.blocked_networks,
+            ctx.env.allow_plain_http,
+        )?;
+        let key = signing_key(config)?;
+        let client = self
+            .clients
+            .client(ctx.connection, config, &ctx.env.blocked_networks)?;
+        let timestamp = chrono::Utc::now().timestamp();
+        let headers = signed_headers(config, key.expose(), message_id, timestamp, &body)?;
+        post(&client, &config.url, headers, body).await
+    }
+}
+
+#[async_trait]
+impl super::Connector for HttpJsonV1 {
+    fn connector_type(&self) -> &'static str {
+        "HTTP_JSON_V1"
+    }
+
+    fn slug(&self) -> &'static str {
+        "http-json-v1"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "JSON over HTTPS, signed (Standard Webhooks)"
+    }
+
+    fn config_schema(&self) -> Value {
+        config::schema()
+    }
+
+    fn secret_fields(&self) -> &'static [&'static str] {
+        config::SECRET_FIELDS
+    }
+
+    fn identity_fields(&self) -> &'static [&'static str] {
+        config::IDENTITY_FIELDS
+    }
+
+    fn generate_secrets(&self, config: &mut ConnectorConfig) -> Vec<&'static str> {
+        if config.has("signing_secret") {
+            return Vec::new();
+        }
+        config.insert("signing_secret", json!(generate_secret()));
+        vec!["signing_secret"]
+    }
+
+    fn validate(
+        &self,
+        config: &ConnectorConfig,
+        env: &ValidationEnv,
+    ) -> Result<ConnectorConfig, FieldError> {
+        HttpConfig::parse(config, env).map(|c| c.to_config())
+    }
+
+    fn timeout(&self, config: &ConnectorConfig) -> Duration {
+        let secs = config.get("timeout_secs").and_then(Value::as_u64);
+        Duration::from_secs(
+            secs.unwrap_or(config::DEFAULT_TIMEOUT_SECS)
+                .clamp(1, config::MAX_TIMEOUT_SECS),
+        )
+    }
+
+    async fn test_connection(
+        &self,
+        ctx: &ConnectorContext,
+        config: &ConnectorConfig,
+    ) -> Result<Learned, ConnectorError> {
+        let parsed = parse(config)?;
+        let message_id = format!("test_{}", uuid::Uuid::new_v4());
+        let body = json!({
+            "type": "connection.test",
+            "org_slug": ctx.org_slug.as_str(),
+            "sent_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        let answer = self
+            .send(ctx, &parsed, &message_id, body.to_string().into_bytes())
+            .await?;
+        let mut details = serde_json::Map::new();
+        details.insert("http_status".into(), json!(answer.status.as_u16()));
+        if let Some(facts) = answer
+            .peer_certificate
+            .as_deref()
+            .and_then(certificate_facts)
+        {
+            details.insert("certificate".into(), facts);
+        }
+        Ok(Learned {
+            test_message: Some(format!(
+                "Signed test event accepted with HTTP {}",
+                answer.status.as_u16()
+            )),
+            test_details: Some(Value::Object(details)),
+            ..Learned::default()
+        })
+    }
+
+    fn render(&self, order: &ApprovedOrder) -> Result<Rendered, ConnectorError> {
+        super::export_json_v1::render(order).map(Rendered::new)
+    }
+
+    async fn deliver(
+        &self,
+        ctx: &ConnectorContext,
+        delivery: &Delivery<'_>,
+        config: &ConnectorConfig,
+    ) -> Result<Delivered, ConnectorError> {
+        let parsed = parse(config)?;
+        // The export id is the message id: stable across retries, so the ERP can drop
+        // duplicates (also sent as Idempotency-Key).
+        let answer = self
+            .send(
+                ctx,
+                &parsed,
+                &delivery.export_id.to_string(),
+                delivery.content.bytes.clone(),
+            )
+            .await?;
+        let ack = match (parsed.ack_mode, &parsed.erp_order_id_pointer) {
+            (AckMode::Response, Some(pointer)) => {
+                order_number(&answer.body, pointer).map(|erp_order_id| AckOutcome::Acked {
+                    erp_order_id: Some(erp_order_id),
+                    processed_at: None,
+                })
+            }
+            _ => None,
+        };
+        Ok(Delivered {
+            dropzone_path: parsed.url.to_string(),
+            already_present: false,
+            learned: Learned::default(),
+            ack,
+        })
+    }
+
+    fn verify_callback(
+        &self,
+        config: &ConnectorConfig,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<VerifiedCallback, CallbackRefused> {
+        let parsed = parse(config).map_err(|_| CallbackRefused::NotAccepted)?;
+        if parsed.ack_mode != AckMode::Callback {
+            return Err(CallbackRefused::NotAccepted);
+        }
+        let key = signing_key(&parsed).map_err(|_| CallbackRefused::NotAccepted)?;
+        signing::verify(key.expose(), headers, body, now.timestamp())
+            .map(|message_id| VerifiedCallback { message_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_numbers_are_found_by_pointer() {
+        let body = br#"{"order": {"number": "SO-1", "id": 42, "none": null}}"#;
+        assert_eq!(order_number(body, "/order/number").as_deref(), Some("SO-1"));
+        assert_eq!(order_number(body, "/order/id").as_deref(), Some("42"));
+        assert_eq!(order_number(body, "/order/none"), None);
+        assert_eq!(order_number(body, "/missing"), None);
+        assert_eq!(order_number(b"not json", "/order"), None);
+    }
+}
