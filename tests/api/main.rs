@@ -12,4 +12,5 @@ mod encryption;
 mod errors;
 mod hardening;
 mod health;
+mod http_connector;
 mod orders;
