@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::harness::{Bench, durable_writes};
-use super::pipeline::Target;
 use super::{SftpArgs, round2};
 use crate::connectors::ConnectionKey;
 use crate::connectors::dropzone_json_v1::dropzone::publish;
@@ -24,6 +23,15 @@ use crate::domain::export::ExportStatus;
 use crate::workers::acks::poll_once;
 
 /// `bench acks` options.
+/// Where the ack files are (HTTP connections take callbacks, not files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// A folder under `DROPZONE_FS_ROOT`.
+    Filesystem,
+    /// An SFTP server (the SFTP flags).
+    Sftp,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct AcksBench {
     /// Ack files (and exports) to make.
@@ -83,7 +91,7 @@ pub(super) async fn run(o: AcksBench) -> anyhow::Result<()> {
         }
         Target::Filesystem => None,
     };
-    bench.connect(&config).await?;
+    bench.connect("dropzone-json-v1", &config).await?;
 
     eprintln!("delivering {} exports…", o.files);
     let ids = bench.approved_drafts(o.files, 32).await?;

@@ -47,6 +47,8 @@ impl Bench {
         let mut settings = load_settings()?;
         crate::telemetry::init_logging(settings.log_format);
         settings.blocked_networks.clear();
+        // The bench's HTTP receiver is plain HTTP on loopback.
+        settings.allow_plain_http = true;
         settings.bind_addr = "127.0.0.1:0".parse()?;
         let database = if settings.database.url.starts_with("postgres") {
             "postgres"
@@ -112,9 +114,9 @@ impl Bench {
     }
 
     /// Saves the org's dropzone connection.
-    pub async fn connect(&self, config: &Value) -> anyhow::Result<()> {
+    pub async fn connect(&self, slug: &str, config: &Value) -> anyhow::Result<()> {
         self.api
-            .post("/api/v1/connectors/dropzone-json-v1", Some(config), None)
+            .post(&format!("/api/v1/connectors/{slug}"), Some(config), None)
             .await
             .map(|_| ())
     }

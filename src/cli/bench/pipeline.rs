@@ -22,6 +22,9 @@ pub enum Target {
     Filesystem,
     /// An SFTP server (the SFTP flags).
     Sftp,
+    /// `HTTP_JSON_V1` to a local receiver the bench starts (plain HTTP on loopback, keep-alive,
+    /// answering 200 at once), so the figure is the pipeline's, not an ERP's.
+    Http,
 }
 
 /// `bench pipeline` options.
@@ -54,8 +57,16 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
             json!({"mode": "filesystem", "export_path": "/orders"})
         }
         Target::Sftp => Value::Object(o.sftp.connector_config()?),
+        Target::Http => {
+            let addr = http_receiver().await?;
+            json!({"url": format!("http://{addr}/orders"), "ack_mode": "none"})
+        }
     };
-    bench.connect(&config).await?;
+    let slug = match o.target {
+        Target::Http => "http-json-v1",
+        Target::Filesystem | Target::Sftp => "dropzone-json-v1",
+    };
+    bench.connect(slug, &config).await?;
 
     eprintln!("creating and approving {} drafts…", o.drafts);
     let ids = bench.approved_drafts(o.drafts, o.http_concurrency).await?;
@@ -118,7 +129,7 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
                 .map_or(1024, |m| m.len() as usize);
             Some(durable_writes(&folder, o.drafts, size)?)
         }
-        Target::Sftp => None,
+        Target::Sftp | Target::Http => None,
     };
     let drafts_per_sec = o.drafts as f64 / elapsed.max(1e-9);
     eprintln!(
@@ -153,4 +164,31 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// A local ERP endpoint: accepts every POST with 200 and an order number.
+async fn http_receiver() -> anyhow::Result<std::net::SocketAddr> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(br#"{"order": {"number": "SO-1"}}"#),
+                        )))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
 }
