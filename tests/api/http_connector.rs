@@ -29,6 +29,7 @@ async fn org_with_http(
     }
     let resp = app.post_json(CONNECTOR, &token, &config).await;
     assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
     let saved: Value = resp.json().await.unwrap();
     let secret = saved["generated_secrets"]["signing_secret"]
         .as_str()

@@ -88,7 +88,9 @@ pub struct SaveResponse {
 /// Reads an optional JSON object body (an empty body or `null`: None).
 async fn optional_object(req: Request) -> Result<Option<Map<String, Value>>, ApiError> {
     let bytes = body_bytes(req, &()).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    // Only a body that is not there means "none": whitespace is not a JSON document, and
+    // answering it as if nothing was sent would hide a client's broken serialiser.
+    if bytes.is_empty() {
         return Ok(None);
     }
     match parse_json::<Value>(&bytes)? {
@@ -174,15 +176,23 @@ pub async fn save(
             connection,
             test_result,
             generated_secrets,
-        } => Ok(Json(SaveResponse {
-            id: connection.id,
-            connector_type: connection.connector_type,
-            status: connection.status,
-            last_test_at: connection.last_test_at,
-            test_result,
-            generated_secrets,
-        })
-        .into_response()),
+        } => {
+            // A generated secret is in this answer only: no cache may keep a copy.
+            let no_store = (!generated_secrets.is_empty())
+                .then_some([(axum::http::header::CACHE_CONTROL, "no-store")]);
+            Ok((
+                no_store,
+                Json(SaveResponse {
+                    id: connection.id,
+                    connector_type: connection.connector_type,
+                    status: connection.status,
+                    last_test_at: connection.last_test_at,
+                    test_result,
+                    generated_secrets,
+                }),
+            )
+                .into_response())
+        }
     }
 }
 
@@ -303,7 +313,7 @@ pub async fn poll_acks_now(
             }
             Err(acks::AckPollError::NoInbox) => {
                 return Err(ApiError::conflict(
-                    "The connection has no ack_path; there is nothing to poll",
+                    "The connection reads no acknowledgement folder (no ack_path, or its type is acknowledged by answers or callbacks); there is nothing to poll",
                 ));
             }
             Err(acks::AckPollError::Connector(err)) if err.code == ErrorCode::ConfigUnreadable => {

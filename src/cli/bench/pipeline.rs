@@ -177,13 +177,14 @@ async fn http_receiver() -> anyhow::Result<std::net::SocketAddr> {
         while let Ok((tcp, _)) = listener.accept().await {
             let _ = tcp.set_nodelay(true);
             tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
                         let _ = req.into_body().collect().await;
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
                             Bytes::from_static(br#"{"order": {"number": "SO-1"}}"#),
                         )))
-                    });
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
                     .await;
