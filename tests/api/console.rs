@@ -381,7 +381,7 @@ async fn the_connector_form_saves_tests_and_never_shows_a_secret() {
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = resp.text().await.unwrap();
     // Beside the field that caused it, with the typed value kept.
-    let field = &html[html.find(r#"id="f-export_path""#).unwrap()..];
+    let field = &html[html.find(r#"id="f-dropzone-json-v1-export_path""#).unwrap()..];
     let field = &field[..field.find("</div>").unwrap()];
     assert!(field.contains("field-error"), "{field}");
     assert!(html.contains(r#"value="/../etc""#));
@@ -439,4 +439,81 @@ async fn the_connector_form_saves_tests_and_never_shows_a_secret() {
     let audit = browser.page("/ui/audit?action=connection.disabled").await;
     assert!(audit.contains("connection.disabled"));
     assert!(!audit.contains("connection.created"), "filter ignored");
+}
+
+/// The HTTP connector through the generated form: headers typed as JSON, PEM in a text area,
+/// the generated signing secret shown on that one page only, the test showing the certificate.
+#[tokio::test]
+async fn the_http_connector_form_shows_a_generated_secret_once() {
+    use crate::common::http_erp::{HttpErp, Tls};
+    let erp = HttpErp::start(Tls::Https).await;
+    let app = crate::common::spawn_app_on(
+        crate::common::TestDb::sqlite().await,
+        &[("CONNECTOR_BLOCKED_NETWORKS", "192.0.2.0/24")],
+    )
+    .await;
+    let (_, admin, token) = app.org_with("acme", Role::Admin).await;
+    let browser = Browser::sign_in(&app, "acme", admin.email.as_str()).await;
+    let page = browser.page("/ui/connector").await;
+    assert!(
+        page.contains(r#"<textarea id="f-http-json-v1-ca_certificate_pem""#),
+        "PEM fields are text areas"
+    );
+    let url = erp.url(Tls::Https);
+    let ca = erp.ca.pem();
+    let fields = [
+        ("url", url.as_str()),
+        ("ca_certificate_pem", ca.as_str()),
+        ("headers", r#"{"X-Api-Key": "console-key-991"}"#),
+        ("ack_mode", "none"),
+    ];
+    let mut test = fields.to_vec();
+    test.push(("intent", "test"));
+    let html = browser
+        .submit("/ui/connector", "/ui/connector/http-json-v1", &test)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Connection works") && html.contains("erp.test"),
+        "{html}"
+    );
+    let mut save = fields.to_vec();
+    save.push(("intent", "save"));
+    let resp = browser
+        .submit("/ui/connector", "/ui/connector/http-json-v1", &save)
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let html = resp.text().await.unwrap();
+    let start = html
+        .find("whsec_")
+        .expect("the generated secret is shown once");
+    let secret: String = html[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "_+/=".contains(*c))
+        .collect();
+    assert!(!html.contains("console-key-991"));
+    // Never again: not on the next page, not through the API.
+    let later = browser.page("/ui/connector").await;
+    assert!(!later.contains(&secret) && !later.contains("console-key-991"));
+    let details = app
+        .get("/api/v1/connectors/http-json-v1", &token)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!details.contains(&secret));
+    // The secret shown is the one deliveries are signed with, the header the one typed.
+    let id = approved_draft(&app, &token).await;
+    app.post_empty(&format!("/api/v1/draft-orders/{id}/push"), &token)
+        .await;
+    app.deliver_all().await;
+    let got = erp.received();
+    let last = got.last().unwrap();
+    assert_eq!(last.headers["x-api-key"], "console-key-991");
+    standardwebhooks::Webhook::new(&secret)
+        .unwrap()
+        .verify(&last.body, &last.headers)
+        .unwrap();
 }

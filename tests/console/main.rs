@@ -200,13 +200,13 @@ async fn an_admin_configures_the_connector_pushes_orders_and_retries_a_failure()
 
     // Configure the filesystem connector through the generated form; test it unsaved, save.
     c.goto(&app.url("/ui/connector")).await.unwrap();
-    c.find(Locator::Id("f-mode"))
+    c.find(Locator::Id("f-dropzone-json-v1-mode"))
         .await
         .unwrap()
         .select_by_value("filesystem")
         .await
         .unwrap();
-    c.find(Locator::Id("f-export_path"))
+    c.find(Locator::Id("f-dropzone-json-v1-export_path"))
         .await
         .unwrap()
         .send_keys("/import/orders")

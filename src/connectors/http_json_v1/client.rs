@@ -45,38 +45,44 @@ impl reqwest::dns::Resolve for CheckedResolver {
     }
 }
 
-/// Clients by connection version.
+/// A connection version ready to send: its parsed config and its client.
+pub type Prepared = (Arc<HttpConfig>, reqwest::Client);
+
+/// Parsed configs and clients by connection version (a version's config never changes, so
+/// neither is built again while it is in use).
 #[derive(Debug, Default)]
 pub struct ClientPool {
-    clients: Mutex<HashMap<ConnectionKey, reqwest::Client>>,
+    clients: Mutex<HashMap<ConnectionKey, Prepared>>,
 }
 
 impl ClientPool {
-    /// The pooled client of a stored connection, or a fresh one (tests, unsaved configs).
-    pub fn client(
+    /// The pooled config and client of a stored connection, or fresh ones (tests, unsaved
+    /// configs); `parse` reads the config when it is not pooled yet.
+    pub fn prepared(
         &self,
         key: Option<ConnectionKey>,
-        config: &HttpConfig,
+        parse: impl FnOnce() -> Result<HttpConfig, ConnectorError>,
         blocked: &[IpNet],
-    ) -> Result<reqwest::Client, ConnectorError> {
-        let Some(key) = key else {
-            return build(config, blocked);
-        };
-        let mut clients = match self.clients.lock() {
+    ) -> Result<Prepared, ConnectorError> {
+        let lock = || match self.clients.lock() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(client) = clients.get(&key) {
-            return Ok(client.clone());
+        if let Some(found) = key.and_then(|k| lock().get(&k).cloned()) {
+            return Ok(found);
         }
-        let client = build(config, blocked)?;
-        // An older version of this connection is never used again.
-        clients.retain(|k, _| k.id != key.id);
-        if clients.len() >= MAX_CLIENTS {
-            clients.clear();
+        let config = Arc::new(parse()?);
+        let client = build(&config, blocked)?;
+        if let Some(key) = key {
+            let mut clients = lock();
+            // An older version of this connection is never used again.
+            clients.retain(|k, _| k.id != key.id);
+            if clients.len() >= MAX_CLIENTS {
+                clients.clear();
+            }
+            clients.insert(key, (config.clone(), client.clone()));
         }
-        clients.insert(key, client.clone());
-        Ok(client)
+        Ok((config, client))
     }
 }
 

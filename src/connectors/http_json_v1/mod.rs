@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod signing;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -74,26 +75,27 @@ fn certificate_facts(der: &[u8]) -> Option<Value> {
 }
 
 impl HttpJsonV1 {
-    /// Signs and POSTs one body.
+    /// Signs and POSTs one body; the config it was sent with, and the answer.
     async fn send(
         &self,
         ctx: &ConnectorContext,
-        config: &HttpConfig,
+        config: &ConnectorConfig,
         message_id: &str,
         body: Vec<u8>,
-    ) -> Result<client::Answer, ConnectorError> {
+    ) -> Result<(Arc<HttpConfig>, client::Answer), ConnectorError> {
+        let (parsed, client) =
+            self.clients
+                .prepared(ctx.connection, || parse(config), &ctx.env.blocked_networks)?;
         check_target(
-            &config.url,
+            &parsed.url,
             &ctx.env.blocked_networks,
             ctx.env.allow_plain_http,
         )?;
-        let key = signing_key(config)?;
-        let client = self
-            .clients
-            .client(ctx.connection, config, &ctx.env.blocked_networks)?;
+        let key = signing_key(&parsed)?;
         let timestamp = chrono::Utc::now().timestamp();
-        let headers = signed_headers(config, key.expose(), message_id, timestamp, &body)?;
-        post(&client, &config.url, headers, body).await
+        let headers = signed_headers(&parsed, key.expose(), message_id, timestamp, &body)?;
+        let answer = post(&client, &parsed.url, headers, body).await?;
+        Ok((parsed, answer))
     }
 }
 
@@ -152,15 +154,14 @@ impl super::Connector for HttpJsonV1 {
         ctx: &ConnectorContext,
         config: &ConnectorConfig,
     ) -> Result<Learned, ConnectorError> {
-        let parsed = parse(config)?;
         let message_id = format!("test_{}", uuid::Uuid::new_v4());
         let body = json!({
             "type": "connection.test",
             "org_slug": ctx.org_slug.as_str(),
             "sent_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         });
-        let answer = self
-            .send(ctx, &parsed, &message_id, body.to_string().into_bytes())
+        let (_, answer) = self
+            .send(ctx, config, &message_id, body.to_string().into_bytes())
             .await?;
         let mut details = serde_json::Map::new();
         details.insert("http_status".into(), json!(answer.status.as_u16()));
@@ -191,13 +192,12 @@ impl super::Connector for HttpJsonV1 {
         delivery: &Delivery<'_>,
         config: &ConnectorConfig,
     ) -> Result<Delivered, ConnectorError> {
-        let parsed = parse(config)?;
         // The export id is the message id: stable across retries, so the ERP can drop
         // duplicates (also sent as Idempotency-Key).
-        let answer = self
+        let (parsed, answer) = self
             .send(
                 ctx,
-                &parsed,
+                config,
                 &delivery.export_id.to_string(),
                 delivery.content.bytes.clone(),
             )

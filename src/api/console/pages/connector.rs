@@ -133,13 +133,15 @@ fn value_text(v: Option<&Value>) -> String {
 /// One field of the generated form; `shown` holds the non-secret values to fill in, `invalid`
 /// the field the last save refused and why.
 fn field(
+    slug: &str,
     name: &str,
     prop: &Value,
     shown: &Map<String, Value>,
     secrets_set: &[String],
     invalid: Option<&(String, String)>,
 ) -> Markup {
-    let id = format!("f-{name}");
+    // Unique on the page, which holds one form per connector type.
+    let id = format!("f-{slug}-{name}");
     let help = format!("{id}-help");
     let problem = invalid
         .filter(|(f, _)| f == name)
@@ -198,6 +200,11 @@ fn test_result(r: &TestResult) -> Markup {
         @if r.success {
             p.notice.done role="status" {
                 "✓ Connection works: " (r.message.as_deref().unwrap_or("OK")) " (" (r.latency_ms) " ms)"
+                @if let Some(cert) = r.details.as_ref().map(|d| &d["certificate"]).filter(|c| c.is_object()) {
+                    br;
+                    "Server certificate: " (cert["subject"].as_str().unwrap_or("?"))
+                    ", expires in " (cert["days_until_expiry"]) " days"
+                }
             }
         } @else {
             p.notice.error role="alert" {
@@ -213,8 +220,9 @@ fn test_result(r: &TestResult) -> Markup {
 struct Outcome {
     notice: Option<Notice>,
     test: Option<TestResult>,
-    /// The submitted form, shown again after a refusal (secrets never are).
-    form: Option<Map<String, Value>>,
+    /// The submitted form and its connector type's slug, shown again in that type's section
+    /// after a refusal (secrets never are).
+    form: Option<(String, Map<String, Value>)>,
     /// The field a refusal named, and why.
     invalid: Option<(String, String)>,
 }
@@ -244,11 +252,17 @@ async fn render(
         };
         let schema = connector.config_schema();
         let empty = Map::new();
-        let shown = outcome
+        // What was just submitted belongs to its own type's form only.
+        let submitted = outcome
             .form
             .as_ref()
+            .filter(|(s, _)| s == slug)
+            .map(|(_, form)| form);
+        let invalid = submitted.and(outcome.invalid.as_ref());
+        let shown = submitted
             .or(details.as_ref().map(|d| &d.config))
             .unwrap_or(&empty);
+        let has = |field: &str| schema["properties"].get(field).is_some();
         let secrets_set: &[String] = details
             .as_ref()
             .map(|d| d.secrets_set.as_slice())
@@ -267,17 +281,26 @@ async fn render(
                     dl.facts {
                         dt { "Status" } dd { (status(d.connection.status.as_str())) }
                         dt { "Last successful test" } dd { (time(d.connection.last_test_at)) }
-                        dt { "Host key fingerprint" } dd {
-                            @match d.config.get("host_key_fingerprint").and_then(Value::as_str) {
-                                Some(fp) => { code { (fp) } }
-                                None => "none recorded",
+                        @if has("host_key_fingerprint") {
+                            dt { "Host key fingerprint" } dd {
+                                @match d.config.get("host_key_fingerprint").and_then(Value::as_str) {
+                                    Some(fp) => { code { (fp) } }
+                                    None => "none recorded",
+                                }
                             }
                         }
                         dt { "Connection id" } dd { code { (d.connection.id) } }
+                        @if d.config.get("ack_mode").and_then(Value::as_str) == Some("callback") {
+                            dt { "Callback URL for the ERP" } dd {
+                                code { (state.settings.public_url.as_deref().unwrap_or("").trim_end_matches('/')) "/api/v1/hooks/" (d.connection.id) "/acks" }
+                            }
+                        }
                     }
                     div.actions {
                         (action_form(state, user, &format!("/ui/connector/{slug}/test"), "Test connection"))
-                        (action_form(state, user, &format!("/ui/connector/{slug}/poll-acks"), "Check acknowledgements now"))
+                        @if has("ack_path") {
+                            (action_form(state, user, &format!("/ui/connector/{slug}/poll-acks"), "Check acknowledgements now"))
+                        }
                         @if d.config.get("host_key_fingerprint").is_some_and(|v| !v.is_null()) {
                             (action_form(state, user, &format!("/ui/connector/{slug}/reset-trust"), "Reset trust in the host key"))
                         }
@@ -301,7 +324,7 @@ async fn render(
                 form.config method="post" action={ "/ui/connector/" (slug) } {
                     input type="hidden" name=(CSRF_FIELD) value=(user.csrf(state));
                     @for (name, prop) in properties(&schema) {
-                        (field(name, prop, shown, secrets_set, outcome.invalid.as_ref()))
+                        (field(slug, name, prop, shown, secrets_set, invalid))
                     }
                     label.check { input type="checkbox" name="test_on_save" value="true"; " Test before saving (nothing is saved if the test fails)" }
                     div.actions {
@@ -344,7 +367,7 @@ async fn refused(
     state: &AppState,
     user: &ConsoleUser,
     err: ApiError,
-    form: Option<Map<String, Value>>,
+    form: Option<(String, Map<String, Value>)>,
 ) -> Response {
     let public = err.public();
     // A 422 names its field: the message goes beside that field too.
@@ -410,12 +433,12 @@ pub async fn submit(
                 let outcome = Outcome {
                     notice: None,
                     test: Some(result),
-                    form: Some(shown),
+                    form: Some((slug.clone(), shown)),
                     invalid: None,
                 };
                 render(&state, &user, StatusCode::OK, outcome).await
             }
-            Err(err) => refused(&state, &user, err.into(), Some(shown)).await,
+            Err(err) => refused(&state, &user, err.into(), Some((slug.clone(), shown))).await,
         };
     }
     match state.connections.save(&actor, org_id, &slug, body).await {
@@ -443,12 +466,12 @@ pub async fn submit(
                     "The test failed, so nothing was saved.".into(),
                 )),
                 test: Some(result),
-                form: Some(shown),
+                form: Some((slug.clone(), shown)),
                 invalid: None,
             };
             render(&state, &user, StatusCode::BAD_REQUEST, outcome).await
         }
-        Err(err) => refused(&state, &user, err.into(), Some(shown)).await,
+        Err(err) => refused(&state, &user, err.into(), Some((slug.clone(), shown))).await,
     }
 }
 
