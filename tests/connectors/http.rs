@@ -387,3 +387,18 @@ async fn the_connection_test_posts_a_signed_event_and_reports_the_certificate() 
     let json = serde_json::to_string(&failed).unwrap();
     assert!(!json.contains(&secret));
 }
+
+#[tokio::test]
+async fn the_recorded_destination_leaves_the_query_out() {
+    let erp = HttpErp::start(Tls::Https).await;
+    let (ctx, _root) = context(OPEN, false);
+    let url = format!("{}?token=query-secret-77", erp.url(Tls::Https));
+    let config = with(base(&erp, &generate_secret()), json!({"url": url}));
+    let (result, _, _) = deliver(&ctx, config.clone()).await;
+    let delivered = result.unwrap();
+    assert_eq!(delivered.dropzone_path, erp.url(Tls::Https));
+    erp.script([Answer::ResetMidBody]);
+    let (result, _, _) = deliver(&ctx, config).await;
+    let err = result.unwrap_err();
+    assert!(!err.message.contains("query-secret-77"), "{}", err.message);
+}

@@ -287,10 +287,25 @@ fn classify(host: &str, err: &reqwest::Error) -> ConnectorError {
     if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
         return ConnectorError::with_detail(ErrorCode::ConnectionRefused, host);
     }
+    // The innermost cause says what happened; the outer ones repeat the URL, whose query
+    // could hold something the operator would rather not see in error_json.
+    let cause = innermost(err);
     if err.is_connect() {
-        return ConnectorError::with_detail(ErrorCode::ConnectionRefused, format!("{host}: {err}"));
+        return ConnectorError::with_detail(
+            ErrorCode::ConnectionRefused,
+            format!("{host}: {cause}"),
+        );
     }
-    ConnectorError::with_detail(ErrorCode::ConnectionLost, format!("{host}: {err}"))
+    ConnectorError::with_detail(ErrorCode::ConnectionLost, format!("{host}: {cause}"))
+}
+
+/// The deepest error in a chain, as text.
+fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut last: &(dyn std::error::Error + 'static) = err;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
 }
 
 /// The headers of one signed delivery.

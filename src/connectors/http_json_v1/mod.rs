@@ -211,8 +211,11 @@ impl super::Connector for HttpJsonV1 {
             }
             _ => None,
         };
+        // Where it went, without a query (which may carry a token the ERP asked for).
+        let mut destination = parsed.url.clone();
+        destination.set_query(None);
         Ok(Delivered {
-            dropzone_path: parsed.url.to_string(),
+            dropzone_path: destination.to_string(),
             already_present: false,
             learned: Learned::default(),
             ack,
