@@ -61,6 +61,8 @@ pub struct App {
     pub callbacks: CallbackService,
     /// Notified on every push, so an in-process delivery worker starts at once.
     pub wake_delivery: Arc<Notify>,
+    /// Notified on every push, so other processes' workers are told (`workers/announce.rs`).
+    pub announce_pushes: Arc<Notify>,
     /// Prometheus renderer.
     pub metrics: PrometheusHandle,
 }
@@ -94,6 +96,7 @@ impl App {
         let connector_env = Arc::new(ConnectorEnv::from_settings(&settings));
         let archive = Archive::open(&settings.object_storage)?;
         let wake_delivery = Arc::new(Notify::new());
+        let announce_pushes = Arc::new(Notify::new());
         let connections = ConnectionService::new(
             store.clone(),
             keyring.clone(),
@@ -107,7 +110,11 @@ impl App {
             Arc::new(Hasher::for_this_machine()),
             Arc::new(LoginThrottle::default()),
         );
-        let orders = OrderService::new(store.clone(), archive.clone(), wake_delivery.clone());
+        let orders = OrderService::new(
+            store.clone(),
+            archive.clone(),
+            [wake_delivery.clone(), announce_pushes.clone()],
+        );
         let callbacks = CallbackService::new(store.clone(), registry.clone(), connections.clone());
         Ok(Arc::new(App {
             settings,
@@ -122,6 +129,7 @@ impl App {
             orders,
             callbacks,
             wake_delivery,
+            announce_pushes,
             metrics: crate::telemetry::metrics_handle(),
         }))
     }

@@ -46,7 +46,7 @@ pub enum PushKind {
 pub struct OrderService {
     store: Arc<dyn Store>,
     archive: Archive,
-    wake_delivery: Arc<Notify>,
+    on_push: [Arc<Notify>; 2],
 }
 
 impl std::fmt::Debug for OrderService {
@@ -73,12 +73,13 @@ fn draft_entry(
 }
 
 impl OrderService {
-    /// Builds the service; `wake_delivery` is notified after every push.
-    pub fn new(store: Arc<dyn Store>, archive: Archive, wake_delivery: Arc<Notify>) -> Self {
+    /// Builds the service; `on_push` (the in-process delivery worker, the announcer) is
+    /// notified after every push.
+    pub fn new(store: Arc<dyn Store>, archive: Archive, on_push: [Arc<Notify>; 2]) -> Self {
         Self {
             store,
             archive,
-            wake_delivery,
+            on_push,
         }
     }
 
@@ -207,7 +208,9 @@ impl OrderService {
         match outcome {
             PushOutcome::Created(export) => {
                 metrics::counter!(metric::EXPORTS, "status" => "PENDING").increment(1);
-                self.wake_delivery.notify_one();
+                for signal in &self.on_push {
+                    signal.notify_one();
+                }
                 Ok(Pushed {
                     export,
                     draft_status: DraftStatus::Pushing,

@@ -140,8 +140,8 @@ pub struct AckApply<'a> {
 #[async_trait]
 pub trait ExportStore: Send + Sync {
     /// Creates a PENDING export through the org's active connection and sets the draft
-    /// PUSHING, in one transaction that also writes the audit row and wakes waiting workers;
-    /// see [`PushOutcome`].
+    /// PUSHING, in one transaction that also writes the audit row (the caller wakes the
+    /// workers afterwards); see [`PushOutcome`].
     async fn push_draft(&self, push: &NewPush<'_>) -> Result<PushOutcome, StoreError>;
     /// One of the org's exports.
     async fn export(&self, org_id: Uuid, id: Uuid) -> Result<Option<Export>, StoreError>;
@@ -297,7 +297,7 @@ pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN lease_expires_at IS NOT 
     FROM erp_export WHERE status = 'PENDING'";
 
 /// Implements [`ExportStore`] for a backend whose sqlx database type is `$db`. The backend
-/// supplies `LOCK_DRAFT` (its draft-locking SELECT), `notify_exports`, `claim` and
+/// supplies `LOCK_DRAFT` (its draft-locking SELECT), `claim` and
 /// `push_fast` (a one-statement push for the common case, or None to use the general path)
 /// and `apply_acks_fast` (likewise for acknowledgements).
 macro_rules! impl_export_store {
@@ -405,7 +405,6 @@ macro_rules! impl_export_store {
                     .execute(&mut *tx)
                     .await?;
                 $crate::store::audit::insert_audit!(&mut *tx, push.audit)?;
-                Self::notify_exports(&mut tx).await?;
                 tx.commit().await?;
                 Ok(PushOutcome::Created(row.try_into()?))
             }

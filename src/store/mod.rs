@@ -51,6 +51,9 @@ pub trait Store:
     async fn export_notifications(
         &self,
     ) -> Result<Option<futures::stream::BoxStream<'static, ()>>, StoreError>;
+    /// Tells other processes' delivery workers that exports were pushed (PostgreSQL
+    /// `NOTIFY`, on its own after the pushes committed; nothing on SQLite).
+    async fn announce_exports(&self) -> Result<(), StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite://PATH` or `postgres://…`). SQLite creates the
@@ -110,6 +113,10 @@ macro_rules! impl_store {
             ) -> Result<Option<futures::stream::BoxStream<'static, ()>>, $crate::store::StoreError>
             {
                 self.listen_exports().await
+            }
+
+            async fn announce_exports(&self) -> Result<(), $crate::store::StoreError> {
+                self.announce().await
             }
         }
     };

@@ -52,7 +52,7 @@ const CLAIM: &str = concat!(
 
 /// A plain push in one statement (no BEGIN/COMMIT round trips): lock the draft, find the
 /// active connection, insert the export unless the key was used, set the draft PUSHING, write
-/// the audit row and notify — or nothing at all, and the general path explains why.
+/// the audit row — or nothing at all, and the general path explains why.
 const PUSH_FAST: &str = concat!(
     "WITH d AS (
         SELECT dr.id, dr.status,
@@ -69,7 +69,7 @@ const PUSH_FAST: &str = concat!(
         ON CONFLICT DO NOTHING
         RETURNING ",
     export_columns!(),
-    ", pg_notify('orderflow_exports', '') AS notified
+    "
     ), upd AS (
         UPDATE draft_order SET status = 'PUSHING', updated_at = $6
         WHERE id IN (SELECT draft_order_id FROM ins)
@@ -147,13 +147,13 @@ impl PostgresStore {
         Ok(self.pool.begin().await?)
     }
 
-    /// Delivered at commit, so a worker never wakes before the export is visible.
-    async fn notify_exports(
-        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    ) -> Result<(), StoreError> {
+    /// One `NOTIFY` on its own, after pushes committed (never inside a push: PostgreSQL
+    /// serialises the commits of notifying transactions on one lock, WAL flush included,
+    /// which capped pushes at about one per flush; `workers/announce.rs` coalesces).
+    async fn announce(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(EXPORTS_CHANNEL)
-            .execute(&mut **tx)
+            .execute(&self.pool)
             .await?;
         Ok(())
     }

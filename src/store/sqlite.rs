@@ -86,9 +86,7 @@ impl SqliteStore {
     }
 
     /// One process: pushes wake the worker in-process, nothing to send.
-    async fn notify_exports(
-        _tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    ) -> Result<(), StoreError> {
+    async fn announce(&self) -> Result<(), StoreError> {
         Ok(())
     }
 

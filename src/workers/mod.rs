@@ -2,6 +2,7 @@
 //! that runs it until shutdown:
 //!
 //! - `delivery`: [`delivery::DeliveryWorker::deliver_one`] — claim and deliver exports.
+//! - `announce`: [`announce::announce_once`] — tell other processes' workers about pushes.
 //! - `acks`: [`acks::poll_once`] — read one connection's acknowledgement files.
 //! - `housekeeping`: [`housekeeping::tidy_once`] — close idle SFTP sessions, forget expired
 //!   login throttle state.
@@ -10,6 +11,7 @@
 //! knows about HTTP.
 
 pub mod acks;
+pub mod announce;
 pub mod delivery;
 pub mod housekeeping;
 
@@ -38,6 +40,7 @@ impl Workers {
             delivery::DeliveryLimits::from_settings(&app.settings),
         );
         tasks.spawn(delivery.run(stopped.clone()));
+        tasks.spawn(announce::run(app.clone(), stopped.clone()));
         tasks.spawn(acks::run(app.clone(), stopped.clone()));
         tasks.spawn(housekeeping::run(app, stopped));
         Self { stop, tasks }

@@ -689,3 +689,48 @@ async fn lists_filter_by_status_and_page_newest_first() {
     let pending: Value = app.get_json("/api/v1/exports?status=PENDING", &token).await;
     assert!(pending["items"].as_array().unwrap().is_empty());
 }
+
+/// A push wakes another process's worker through PostgreSQL (the announcer's `NOTIFY`), long
+/// before that worker's own poll: the other process is a second app on the same database whose
+/// worker polls only every 60 s.
+#[tokio::test]
+async fn a_push_wakes_the_workers_of_other_processes_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let app = spawn_app_on(db, &[]).await;
+    let (token, dir) = org_with_dropzone(&app, "acme").await;
+    let other = orderflow::app::App::assemble(
+        app.settings.clone(),
+        app.db.store.clone(),
+        Registry::default(),
+    )
+    .await
+    .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = orderflow::workers::delivery::DeliveryWorker::new(
+        other,
+        orderflow::workers::delivery::DeliveryLimits {
+            poll_interval: std::time::Duration::from_secs(60),
+            ..Default::default()
+        },
+    );
+    let running = tokio::spawn(worker.run(stopped.clone()));
+    // This app announces pushes but delivers nothing itself.
+    let announcer = tokio::spawn(orderflow::workers::announce::run(app.app.clone(), stopped));
+    // Let the other worker look once and settle into its long wait.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let id = approved_draft(&app, &token).await;
+    let started = std::time::Instant::now();
+    assert_eq!(push(&app, &token, &id, None).await.status(), 202);
+    while files(&dir).is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the other process's worker was not woken"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    let _ = running.await;
+    let _ = announcer.await;
+}
