@@ -10,6 +10,7 @@ pub mod config;
 pub mod dropzone_json_v1;
 pub mod error;
 pub mod export_json_v1;
+pub mod fields;
 pub mod http_json_v1;
 pub mod mock;
 pub mod network;

@@ -9,6 +9,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
+use crate::connectors::fields::{
+    integer_field, optional, required_string, secret_field, string_field,
+};
 use crate::connectors::network::{HostLiteral, embedded_ipv4, is_blocked, parse_host};
 use crate::connectors::transport::sftp::SftpTarget;
 use crate::connectors::{ConnectorConfig, ValidationEnv};
@@ -77,66 +80,6 @@ pub struct DropzoneConfig {
 
 fn field_error(field: &str, message: &str) -> FieldError {
     FieldError::new(field, message)
-}
-
-/// Reads an optional field; null counts as absent.
-fn optional<'a>(config: &'a ConnectorConfig, field: &str) -> Option<&'a Value> {
-    config.get(field).filter(|v| !v.is_null())
-}
-
-fn string_field(config: &ConnectorConfig, field: &str) -> Result<Option<String>, FieldError> {
-    match optional(config, field) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(field_error(field, "must be a string")),
-    }
-}
-
-fn required_string(config: &ConnectorConfig, field: &str) -> Result<String, FieldError> {
-    string_field(config, field)?
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| field_error(field, "is required"))
-}
-
-/// An optional string that, when given, is not empty (null is how a value is left out).
-fn non_empty_string(config: &ConnectorConfig, field: &str) -> Result<Option<String>, FieldError> {
-    match string_field(config, field)? {
-        Some(s) if s.is_empty() => Err(field_error(
-            field,
-            "must not be empty (send null to leave it out)",
-        )),
-        other => Ok(other),
-    }
-}
-
-fn secret_field(config: &ConnectorConfig, field: &str) -> Result<Option<SecretString>, FieldError> {
-    Ok(non_empty_string(config, field)?.map(SecretString::new))
-}
-
-fn integer_field(
-    config: &ConnectorConfig,
-    field: &str,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<Option<u64>, FieldError> {
-    let Some(value) = optional(config, field) else {
-        return Ok(None);
-    };
-    let message = format!(
-        "must be an integer from {} to {}",
-        range.start(),
-        range.end()
-    );
-    // JSON Schema's "integer" includes 22.0, so a whole float counts.
-    let whole = value.as_u64().or_else(|| {
-        value
-            .as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
-            .map(|f| f as u64)
-    });
-    whole
-        .filter(|n| range.contains(n))
-        .map(Some)
-        .ok_or_else(|| field_error(field, &message))
 }
 
 fn has_control(text: &str) -> bool {

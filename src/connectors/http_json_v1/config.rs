@@ -10,6 +10,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
+use crate::connectors::fields::{integer_field, non_empty_string, optional};
 use crate::connectors::network::{HostLiteral, is_blocked, parse_host};
 use crate::connectors::{ConnectorConfig, ValidationEnv};
 use crate::crypto::{SecretBytes, SecretString};
@@ -123,21 +124,6 @@ fn err(field: &str, message: impl Into<String>) -> FieldError {
     FieldError::new(field, message)
 }
 
-fn optional<'a>(config: &'a ConnectorConfig, field: &str) -> Option<&'a Value> {
-    config.get(field).filter(|v| !v.is_null())
-}
-
-fn optional_string(config: &ConnectorConfig, field: &str) -> Result<Option<String>, FieldError> {
-    match optional(config, field) {
-        None => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => {
-            Err(err(field, "must not be empty (send null to leave it out)"))
-        }
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(err(field, "must be a string")),
-    }
-}
-
 /// The HMAC key inside a `whsec_<base64>` secret (24 to 64 bytes, as Standard Webhooks
 /// senders generate them).
 pub fn secret_key(secret: &str) -> Option<SecretBytes> {
@@ -236,7 +222,7 @@ fn pem_field(
     field: &str,
     label: &str,
 ) -> Result<Option<String>, FieldError> {
-    let Some(text) = optional_string(config, field)? else {
+    let Some(text) = non_empty_string(config, field)? else {
         return Ok(None);
     };
     if text.len() > MAX_PEM_LEN {
@@ -266,7 +252,7 @@ impl HttpConfig {
             Some(Value::String(_)) | None => return Err(err("url", "is required")),
             Some(_) => return Err(err("url", "must be a string")),
         };
-        let signing_secret = optional_string(config, "signing_secret")?;
+        let signing_secret = non_empty_string(config, "signing_secret")?;
         if let Some(secret) = &signing_secret
             && secret_key(secret).is_none()
         {
@@ -275,18 +261,8 @@ impl HttpConfig {
                 "must be whsec_ followed by the base64 of 24 to 64 random bytes (omit it to have one generated)",
             ));
         }
-        let timeout_secs = match optional(config, "timeout_secs") {
-            None => DEFAULT_TIMEOUT_SECS,
-            Some(v) => v
-                .as_u64()
-                .or_else(|| {
-                    v.as_f64()
-                        .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 1e6)
-                        .map(|f| f as u64)
-                })
-                .filter(|n| (1..=MAX_TIMEOUT_SECS).contains(n))
-                .ok_or_else(|| err("timeout_secs", "must be an integer from 1 to 120"))?,
-        };
+        let timeout_secs = integer_field(config, "timeout_secs", 1..=MAX_TIMEOUT_SECS)?
+            .unwrap_or(DEFAULT_TIMEOUT_SECS);
         let ca_certificate_pem = pem_field(config, "ca_certificate_pem", "CERTIFICATE")?;
         if let Some(pem) = &ca_certificate_pem
             && reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_or(true, |c| c.is_empty())
@@ -321,7 +297,7 @@ impl HttpConfig {
             }
             (None, None) => {}
         }
-        let erp_order_id_pointer = optional_string(config, "erp_order_id_pointer")?;
+        let erp_order_id_pointer = non_empty_string(config, "erp_order_id_pointer")?;
         if let Some(pointer) = &erp_order_id_pointer
             && (!pointer.starts_with('/') || pointer.len() > 512 || has_bad_escape(pointer))
         {

@@ -1,0 +1,78 @@
+//! Typed readers of connector config fields, shared by every connector type's validation
+//! (pure). Null counts as absent everywhere: it is how a client leaves a value out.
+
+use serde_json::Value;
+
+use super::ConnectorConfig;
+use crate::crypto::SecretString;
+use crate::domain::FieldError;
+
+/// Reads an optional field; null counts as absent.
+pub fn optional<'a>(config: &'a ConnectorConfig, field: &str) -> Option<&'a Value> {
+    config.get(field).filter(|v| !v.is_null())
+}
+
+/// An optional string field.
+pub fn string_field(config: &ConnectorConfig, field: &str) -> Result<Option<String>, FieldError> {
+    match optional(config, field) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(FieldError::new(field, "must be a string")),
+    }
+}
+
+/// A string field that must be there and not empty.
+pub fn required_string(config: &ConnectorConfig, field: &str) -> Result<String, FieldError> {
+    string_field(config, field)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| FieldError::new(field, "is required"))
+}
+
+/// An optional string that, when given, is not empty (null is how a value is left out).
+pub fn non_empty_string(
+    config: &ConnectorConfig,
+    field: &str,
+) -> Result<Option<String>, FieldError> {
+    match string_field(config, field)? {
+        Some(s) if s.is_empty() => Err(FieldError::new(
+            field,
+            "must not be empty (send null to leave it out)",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// An optional non-empty string, held as a secret.
+pub fn secret_field(
+    config: &ConnectorConfig,
+    field: &str,
+) -> Result<Option<SecretString>, FieldError> {
+    Ok(non_empty_string(config, field)?.map(SecretString::new))
+}
+
+/// An optional whole number in `range`.
+pub fn integer_field(
+    config: &ConnectorConfig,
+    field: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, FieldError> {
+    let Some(value) = optional(config, field) else {
+        return Ok(None);
+    };
+    let message = format!(
+        "must be an integer from {} to {}",
+        range.start(),
+        range.end()
+    );
+    // JSON Schema's "integer" includes 22.0, so a whole float counts.
+    let whole = value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    whole
+        .filter(|n| range.contains(n))
+        .map(Some)
+        .ok_or_else(|| FieldError::new(field, message))
+}
