@@ -33,31 +33,7 @@ async fn org_with_acks(app: &TestApp, slug: &str) -> (String, PathBuf) {
 async fn sent_export(app: &TestApp, token: &str) -> Value {
     let body = json!({"external_order_number": "PO-1",
         "lines": [{"line_no": 1, "internal_sku": "SKU", "qty": 1, "uom": "PCE"}]});
-    let draft: Value = app
-        .post_json("/api/v1/draft-orders", token, &body)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = draft["id"].as_str().unwrap();
-    app.post_empty(&format!("/api/v1/draft-orders/{id}/approve"), token)
-        .await;
-    let push: Value = app
-        .post_empty(&format!("/api/v1/draft-orders/{id}/push"), token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    app.deliver_all().await;
-    let export: Value = app
-        .get_json(
-            &format!(
-                "/api/v1/exports/{}",
-                push["erp_export_id"].as_str().unwrap()
-            ),
-            token,
-        )
-        .await;
+    let export = app.push_and_deliver(token, &body).await;
     assert_eq!(export["status"], "SENT");
     export
 }

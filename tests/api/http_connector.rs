@@ -43,29 +43,7 @@ async fn push_and_deliver(app: &TestApp, token: &str) -> Value {
     let po = format!("PO-{}", uuid::Uuid::new_v4().simple());
     let body = json!({"external_order_number": po,
         "lines": [{"line_no": 1, "internal_sku": "SKU", "qty": 2.5, "uom": "PCE"}]});
-    let draft: Value = app
-        .post_json("/api/v1/draft-orders", token, &body)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = draft["id"].as_str().unwrap();
-    app.post_empty(&format!("/api/v1/draft-orders/{id}/approve"), token)
-        .await;
-    let push: Value = app
-        .post_empty(&format!("/api/v1/draft-orders/{id}/push"), token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    app.deliver_all().await;
-    let export_id = push["erp_export_id"].as_str();
-    export(
-        app,
-        token,
-        export_id.unwrap_or_else(|| panic!("{push} / {draft}")),
-    )
-    .await
+    app.push_and_deliver(token, &body).await
 }
 
 async fn export(app: &TestApp, token: &str, id: &str) -> Value {

@@ -365,6 +365,33 @@ impl TestApp {
         self.get(path, token).await.json().await.unwrap()
     }
 
+    /// Creates, approves and pushes a draft, then runs delivery; the export as the API shows
+    /// it.
+    pub async fn push_and_deliver(
+        &self,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> serde_json::Value {
+        let resp = self.post_json("/api/v1/draft-orders", token, body).await;
+        assert_eq!(resp.status(), 201);
+        let draft: serde_json::Value = resp.json().await.unwrap();
+        let id = draft["id"].as_str().unwrap();
+        let resp = self
+            .post_empty(&format!("/api/v1/draft-orders/{id}/approve"), token)
+            .await;
+        assert_eq!(resp.status(), 200);
+        let push: serde_json::Value = self
+            .post_empty(&format!("/api/v1/draft-orders/{id}/push"), token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        self.deliver_all().await;
+        let export_id = push["erp_export_id"].as_str().unwrap();
+        self.get_json(&format!("/api/v1/exports/{export_id}"), token)
+            .await
+    }
+
     pub async fn post_json(
         &self,
         path: &str,
