@@ -75,17 +75,21 @@ fn certificate_facts(der: &[u8]) -> Option<Value> {
 }
 
 impl HttpJsonV1 {
-    /// Signs and POSTs one body; the config it was sent with, and the answer.
+    /// Signs and POSTs one body; the config it was sent with, and the answer. `pooled`: reuse
+    /// the connection version's client (deliveries), or make a fresh one (connection tests,
+    /// which should prove that a new connection and handshake work today, as SFTP tests do).
     async fn send(
         &self,
         ctx: &ConnectorContext,
         config: &ConnectorConfig,
         message_id: &str,
         body: Vec<u8>,
+        pooled: bool,
     ) -> Result<(Arc<HttpConfig>, client::Answer), ConnectorError> {
+        let key = ctx.connection.filter(|_| pooled);
         let (parsed, client) =
             self.clients
-                .prepared(ctx.connection, || parse(config), &ctx.env.blocked_networks)?;
+                .prepared(key, || parse(config), &ctx.env.blocked_networks)?;
         check_target(
             &parsed.url,
             &ctx.env.blocked_networks,
@@ -161,7 +165,13 @@ impl super::Connector for HttpJsonV1 {
             "sent_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         });
         let (_, answer) = self
-            .send(ctx, config, &message_id, body.to_string().into_bytes())
+            .send(
+                ctx,
+                config,
+                &message_id,
+                body.to_string().into_bytes(),
+                false,
+            )
             .await?;
         let mut details = serde_json::Map::new();
         details.insert("http_status".into(), json!(answer.status.as_u16()));
@@ -200,6 +210,7 @@ impl super::Connector for HttpJsonV1 {
                 config,
                 &delivery.export_id.to_string(),
                 delivery.content.bytes.clone(),
+                true,
             )
             .await?;
         let ack = match (parsed.ack_mode, &parsed.erp_order_id_pointer) {
