@@ -76,3 +76,10 @@ pub fn integer_field(
         .map(Some)
         .ok_or_else(|| FieldError::new(field, message))
 }
+
+/// The timeout a stored config's `timeout_secs` names (`default` when it names none), clamped
+/// to 1..=`max` seconds.
+pub fn timeout(config: &ConnectorConfig, default: u64, max: u64) -> std::time::Duration {
+    let secs = config.get("timeout_secs").and_then(Value::as_u64);
+    std::time::Duration::from_secs(secs.unwrap_or(default).clamp(1, max))
+}

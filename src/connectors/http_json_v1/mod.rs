@@ -146,10 +146,10 @@ impl super::Connector for HttpJsonV1 {
     }
 
     fn timeout(&self, config: &ConnectorConfig) -> Duration {
-        let secs = config.get("timeout_secs").and_then(Value::as_u64);
-        Duration::from_secs(
-            secs.unwrap_or(config::DEFAULT_TIMEOUT_SECS)
-                .clamp(1, config::MAX_TIMEOUT_SECS),
+        super::fields::timeout(
+            config,
+            config::DEFAULT_TIMEOUT_SECS,
+            config::MAX_TIMEOUT_SECS,
         )
     }
 
