@@ -228,7 +228,9 @@ pub trait ExportStore: Send + Sync {
     async fn release_ack_lease(&self, connection_id: Uuid, owner: Uuid) -> Result<(), StoreError>;
     /// Exports waiting for delivery (all orgs).
     async fn queue_depth(&self) -> Result<i64, StoreError>;
-    /// When the earliest PENDING export can next be claimed (due and not leased), if any.
+    /// When the earliest PENDING export that no live lease holds falls due, if any. Exports
+    /// in flight are left out (finding when their leases run out would take a scan of the
+    /// whole queue): a lease that runs out is noticed by the worker's next poll.
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
 
@@ -291,10 +293,11 @@ pub(super) const ACQUIRE_ACK_LEASE: &str = "INSERT INTO ack_poll_lease (connecti
 pub(super) const RELEASE_ACK_LEASE: &str =
     "DELETE FROM ack_poll_lease WHERE connection_id = $1 AND owner = $2";
 pub(super) const QUEUE_DEPTH: &str = "SELECT COUNT(*) FROM erp_export WHERE status = 'PENDING'";
-/// An export another worker holds is due when its lease runs out, not before.
-pub(super) const NEXT_DUE: &str = "SELECT MIN(CASE WHEN lease_expires_at IS NOT NULL \
-    AND lease_expires_at > next_attempt_at THEN lease_expires_at ELSE next_attempt_at END) \
-    FROM erp_export WHERE status = 'PENDING'";
+/// The queue index in order, past the exports in flight (at most the workers' slots): one
+/// short index walk however long the queue is.
+pub(super) const NEXT_DUE: &str = "SELECT next_attempt_at FROM erp_export \
+    WHERE status = 'PENDING' AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
+    ORDER BY next_attempt_at LIMIT 1";
 
 /// Implements [`ExportStore`] for a backend whose sqlx database type is `$db`. The backend
 /// supplies `LOCK_DRAFT` (its draft-locking SELECT), `claim` and
@@ -481,11 +484,10 @@ macro_rules! impl_export_store {
                         .push_bind(a.storage_key.to_owned())
                         .push_bind(a.content_sha256.to_owned());
                 });
-                q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.status = 'PENDING' \
-                        AND erp_export.lease_owner = ");
+                q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.lease_owner = ");
                 q.push_bind(worker);
                 q.push(" RETURNING erp_export.id");
-                Ok(q.build_query_scalar().fetch_all(&self.pool).await?)
+                Ok(q.build_query_scalar().persistent(false).fetch_all(&self.pool).await?)
             }
 
             async fn finish_attempts(
@@ -525,9 +527,13 @@ macro_rules! impl_export_store {
                 let mut recorded: Vec<uuid::Uuid> = Vec::new();
                 let mut pushed_drafts = Vec::new();
                 let mut errored_drafts = Vec::new();
+                // `lease_owner` is set only on a claimed PENDING export and every outcome clears
+                // it, so it alone says the worker still holds the export. A status test here
+                // would match the queue index's predicate and tempt the planner into walking
+                // the whole queue instead of looking the ids up. Batch statements are planned
+                // for each call (not cached): their best plan depends on the queue's size now.
                 let tail = |q: &mut sqlx::QueryBuilder<$db>| {
-                    q.push(") AS v WHERE erp_export.id = v.column1 \
-                            AND erp_export.status = 'PENDING' AND erp_export.lease_owner = ");
+                    q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.lease_owner = ");
                     q.push_bind(worker);
                     q.push(" RETURNING erp_export.id, erp_export.draft_order_id");
                 };
@@ -542,7 +548,7 @@ macro_rules! impl_export_store {
                     });
                     tail(&mut q);
                     let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
-                        q.build_query_as().fetch_all(&mut *tx).await?;
+                        q.build_query_as().persistent(false).fetch_all(&mut *tx).await?;
                     for (id, draft) in rows {
                         recorded.push(id);
                         pushed_drafts.push(draft);
@@ -561,7 +567,7 @@ macro_rules! impl_export_store {
                     });
                     tail(&mut q);
                     let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
-                        q.build_query_as().fetch_all(&mut *tx).await?;
+                        q.build_query_as().persistent(false).fetch_all(&mut *tx).await?;
                     recorded.extend(rows.into_iter().map(|(id, _)| id));
                 }
                 if !failed.is_empty() {
@@ -576,7 +582,7 @@ macro_rules! impl_export_store {
                     });
                     tail(&mut q);
                     let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
-                        q.build_query_as().fetch_all(&mut *tx).await?;
+                        q.build_query_as().persistent(false).fetch_all(&mut *tx).await?;
                     for (id, draft) in rows {
                         recorded.push(id);
                         errored_drafts.push(draft);
@@ -594,7 +600,7 @@ macro_rules! impl_export_store {
                         ids.push_bind(*id);
                     }
                     q.push(")");
-                    q.build().execute(&mut *tx).await?;
+                    q.build().persistent(false).execute(&mut *tx).await?;
                 }
                 let audits: Vec<_> = attempts
                     .iter()
@@ -753,6 +759,7 @@ macro_rules! impl_export_store {
 
             async fn queue_depth(&self) -> Result<i64, $crate::store::StoreError> {
                 Ok(sqlx::query_scalar($crate::store::exports::QUEUE_DEPTH)
+                    .persistent(false)
                     .fetch_one(&self.pool)
                     .await?)
             }
@@ -761,7 +768,9 @@ macro_rules! impl_export_store {
                 &self,
             ) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
                 Ok(sqlx::query_scalar($crate::store::exports::NEXT_DUE)
-                    .fetch_one(&self.pool)
+                    .bind($crate::store::now())
+                    .persistent(false)
+                    .fetch_optional(&self.pool)
                     .await?)
             }
         }

@@ -54,6 +54,9 @@ pub trait Store:
     /// Tells other processes' delivery workers that exports were pushed (PostgreSQL
     /// `NOTIFY`, on its own after the pushes committed; nothing on SQLite).
     async fn announce_exports(&self) -> Result<(), StoreError>;
+    /// Refreshes the query planner's statistics (`ANALYZE`) now rather than when autovacuum
+    /// next looks: a database filled within the last minute is otherwise planned as if empty.
+    async fn refresh_statistics(&self) -> Result<(), StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite://PATH` or `postgres://…`). SQLite creates the
@@ -117,6 +120,11 @@ macro_rules! impl_store {
 
             async fn announce_exports(&self) -> Result<(), $crate::store::StoreError> {
                 self.announce().await
+            }
+
+            async fn refresh_statistics(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("ANALYZE").execute(&self.pool).await?;
+                Ok(())
             }
         }
     };

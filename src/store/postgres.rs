@@ -258,6 +258,9 @@ impl PostgresStore {
             .bind(i64::from(claim.limit))
             .bind(claim.worker)
             .bind(claim.lease_until)
+            // Planned for each claim: a plan cached while the queue was short would keep
+            // scanning however long it grows.
+            .persistent(false)
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(TryInto::try_into).collect()
