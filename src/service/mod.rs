@@ -6,6 +6,7 @@ pub mod acks;
 pub mod connections;
 pub mod login;
 pub mod orders;
+mod push_batch;
 
 use crate::domain::FieldError;
 use crate::store::StoreError;

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::ServiceError;
+use super::push_batch::{PushBatcher, QueuedPush};
 use crate::archive::Archive;
 use crate::domain::audit::{Actor, NewAuditEntry, action};
 use crate::domain::draft::{DraftInput, DraftOrder, DraftStatus};
@@ -47,6 +48,7 @@ pub struct OrderService {
     store: Arc<dyn Store>,
     archive: Archive,
     on_push: [Arc<Notify>; 2],
+    batcher: PushBatcher,
 }
 
 impl std::fmt::Debug for OrderService {
@@ -74,9 +76,10 @@ fn draft_entry(
 
 impl OrderService {
     /// Builds the service; `on_push` (the in-process delivery worker, the announcer) is
-    /// notified after every push.
+    /// notified after every push. Starts the push batcher, so it needs a Tokio runtime.
     pub fn new(store: Arc<dyn Store>, archive: Archive, on_push: [Arc<Notify>; 2]) -> Self {
         Self {
+            batcher: PushBatcher::start(store.clone()),
             store,
             archive,
             on_push,
@@ -200,10 +203,31 @@ impl OrderService {
             now,
             audit: &audit,
         };
-        let outcome = match self.store.push_draft(&push).await {
-            // A concurrent push of the same draft won the race (unique index): report it.
-            Err(StoreError::Conflict(_)) => self.store.push_draft(&push).await?,
-            other => other?,
+        // A plain push goes in with whatever else is being pushed now; what that does not
+        // create (a refusal, a race, a backend without batches) the general path answers.
+        let batched = match kind {
+            PushKind::Push => {
+                self.batcher
+                    .push(QueuedPush {
+                        org_id,
+                        draft_id,
+                        export_id,
+                        file_name: file_name.clone(),
+                        idempotency_key: idempotency_key.map(str::to_owned),
+                        now,
+                        audit: audit.clone(),
+                    })
+                    .await
+            }
+            PushKind::Retry => None,
+        };
+        let outcome = match batched {
+            Some(export) => PushOutcome::Created(export),
+            None => match self.store.push_draft(&push).await {
+                // A concurrent push of the same draft won the race (unique index): report it.
+                Err(StoreError::Conflict(_)) => self.store.push_draft(&push).await?,
+                other => other?,
+            },
         };
         match outcome {
             PushOutcome::Created(export) => {

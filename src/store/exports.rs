@@ -143,6 +143,14 @@ pub trait ExportStore: Send + Sync {
     /// PUSHING, in one transaction that also writes the audit row (the caller wakes the
     /// workers afterwards); see [`PushOutcome`].
     async fn push_draft(&self, push: &NewPush<'_>) -> Result<PushOutcome, StoreError>;
+    /// Plain pushes (from APPROVED, of distinct drafts) in one statement and one commit: the
+    /// export created for each, in order, None where [`ExportStore::push_draft`] must answer
+    /// (it explains refusals and races). None for the whole call on a backend that records
+    /// pushes one at a time.
+    async fn push_drafts_together(
+        &self,
+        pushes: &[NewPush<'_>],
+    ) -> Result<Option<Vec<Option<Export>>>, StoreError>;
     /// One of the org's exports.
     async fn export(&self, org_id: Uuid, id: Uuid) -> Result<Option<Export>, StoreError>;
     /// The org's exports, newest first.
@@ -301,7 +309,8 @@ pub(super) const NEXT_DUE: &str = "SELECT next_attempt_at FROM erp_export \
 
 /// Implements [`ExportStore`] for a backend whose sqlx database type is `$db`. The backend
 /// supplies `LOCK_DRAFT` (its draft-locking SELECT), `claim` and
-/// `push_fast` (a one-statement push for the common case, or None to use the general path)
+/// `push_fast` (a one-statement push for the common case, or None to use the general path),
+/// `push_many` (the same for many pushes at once, or None)
 /// and `apply_acks_fast` (likewise for acknowledgements).
 macro_rules! impl_export_store {
     ($backend:ty, $db:ty) => {
@@ -326,6 +335,17 @@ macro_rules! impl_export_store {
 
         #[async_trait::async_trait]
         impl $crate::store::ExportStore for $backend {
+            async fn push_drafts_together(
+                &self,
+                pushes: &[$crate::store::NewPush<'_>],
+            ) -> Result<Option<Vec<Option<$crate::domain::export::Export>>>, $crate::store::StoreError>
+            {
+                if pushes.is_empty() {
+                    return Ok(Some(Vec::new()));
+                }
+                self.push_many(pushes).await
+            }
+
             async fn push_draft(
                 &self,
                 push: &$crate::store::NewPush<'_>,

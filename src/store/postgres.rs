@@ -50,33 +50,46 @@ const CLAIM: &str = concat!(
     export_columns!()
 );
 
-/// A plain push in one statement (no BEGIN/COMMIT round trips): lock the draft, find the
-/// active connection, insert the export unless the key was used, set the draft PUSHING, write
-/// the audit row — or nothing at all, and the general path explains why.
-const PUSH_FAST: &str = concat!(
-    "WITH d AS (
-        SELECT dr.id, dr.status,
+/// Plain pushes in one statement (no BEGIN/COMMIT round trips, one commit for many): lock
+/// the drafts in id order, find each org's active connection, insert each export unless its
+/// key was used, set the drafts PUSHING, write the audit rows. A push that creates nothing
+/// (wrong status, a race, no connection) is left to the general path, which says why.
+const PUSH_MANY: &str = concat!(
+    "WITH p AS (
+        SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+            $6::timestamptz[], $7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[],
+            $12::text[], $13::jsonb[])
+        AS p(org_id, draft_id, export_id, file_name, idempotency_key, at, audit_id,
+            actor_user_id, actor, action, entity_type, entity_id, details)
+    ), d AS (
+        SELECT p.*, dr.status,
             (SELECT c.id FROM erp_connection c WHERE c.org_id = dr.org_id AND c.status = 'ACTIVE')
                 AS connection_id
-        FROM draft_order dr WHERE dr.org_id = $1 AND dr.id = $2 FOR UPDATE
+        FROM p JOIN draft_order dr ON dr.id = p.draft_id AND dr.org_id = p.org_id
+        ORDER BY dr.id
+        FOR UPDATE OF dr
     ), ins AS (
         INSERT INTO erp_export (id, org_id, draft_order_id, erp_connection_id, status, file_name,
             attempts, idempotency_key, next_attempt_at, created_at, updated_at)
-        SELECT $3, $1, d.id, d.connection_id, 'PENDING', $4, 0, $5, $6, $6, $6 FROM d
+        SELECT d.export_id, d.org_id, d.draft_id, d.connection_id, 'PENDING', d.file_name, 0,
+            d.idempotency_key, d.at, d.at, d.at FROM d
         WHERE d.connection_id IS NOT NULL AND d.status = 'APPROVED'
-          AND ($5::text IS NULL OR NOT EXISTS (
-              SELECT 1 FROM erp_export k WHERE k.draft_order_id = d.id AND k.idempotency_key = $5))
+          AND (d.idempotency_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM erp_export k
+              WHERE k.draft_order_id = d.draft_id AND k.idempotency_key = d.idempotency_key))
         ON CONFLICT DO NOTHING
         RETURNING ",
     export_columns!(),
     "
     ), upd AS (
-        UPDATE draft_order SET status = 'PUSHING', updated_at = $6
-        WHERE id IN (SELECT draft_order_id FROM ins)
+        UPDATE draft_order SET status = 'PUSHING', updated_at = ins.created_at
+        FROM ins WHERE draft_order.id = ins.draft_order_id
     ), aud AS (
         INSERT INTO audit_log (id, org_id, actor_user_id, actor, action, entity_type, entity_id,
             details, created_at)
-        SELECT $7, $1, $8, $9, $10, $11, $12, $13, $6 FROM ins
+        SELECT d.audit_id, d.org_id, d.actor_user_id, d.actor, d.action, d.entity_type,
+            d.entity_id, d.details, d.at
+        FROM d JOIN ins ON ins.id = d.export_id
     )
     SELECT ",
     export_columns!(),
@@ -165,24 +178,73 @@ impl PostgresStore {
         if !plain {
             return Ok(None);
         }
-        let audit = push.audit;
-        let row: Option<super::rows::ExportRow> = sqlx::query_as(PUSH_FAST)
-            .bind(push.org_id)
-            .bind(push.draft_id)
-            .bind(push.export_id)
-            .bind(push.file_name)
-            .bind(push.idempotency_key)
-            .bind(push.now)
-            .bind(uuid::Uuid::new_v4())
-            .bind(audit.actor.user_id)
-            .bind(&audit.actor.label)
-            .bind(audit.action)
-            .bind(audit.entity_type)
-            .bind(audit.entity_id.as_deref())
-            .bind(sqlx::types::Json(&audit.details))
-            .fetch_optional(&self.pool)
+        Ok(self
+            .push_many(std::slice::from_ref(push))
+            .await?
+            .and_then(|mut created| created.pop().flatten()))
+    }
+
+    /// Plain pushes of distinct drafts in one statement ([`PUSH_MANY`]): the export created
+    /// for each push, in order (None where the general path must answer).
+    async fn push_many(
+        &self,
+        pushes: &[super::NewPush<'_>],
+    ) -> Result<Option<Vec<Option<Export>>>, StoreError> {
+        let n = pushes.len();
+        let mut orgs = Vec::with_capacity(n);
+        let mut drafts = Vec::with_capacity(n);
+        let mut exports = Vec::with_capacity(n);
+        let mut files = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut ats = Vec::with_capacity(n);
+        let mut audit_ids = Vec::with_capacity(n);
+        let mut actor_ids = Vec::with_capacity(n);
+        let mut actors = Vec::with_capacity(n);
+        let mut actions = Vec::with_capacity(n);
+        let mut entity_types = Vec::with_capacity(n);
+        let mut entity_ids = Vec::with_capacity(n);
+        let mut details = Vec::with_capacity(n);
+        for p in pushes {
+            orgs.push(p.org_id);
+            drafts.push(p.draft_id);
+            exports.push(p.export_id);
+            files.push(p.file_name);
+            keys.push(p.idempotency_key);
+            ats.push(p.now);
+            audit_ids.push(uuid::Uuid::new_v4());
+            actor_ids.push(p.audit.actor.user_id);
+            actors.push(p.audit.actor.label.as_str());
+            actions.push(p.audit.action);
+            entity_types.push(p.audit.entity_type);
+            entity_ids.push(p.audit.entity_id.as_deref());
+            details.push(&p.audit.details);
+        }
+        let rows: Vec<super::rows::ExportRow> = sqlx::query_as(PUSH_MANY)
+            .bind(orgs)
+            .bind(drafts)
+            .bind(exports)
+            .bind(files)
+            .bind(keys)
+            .bind(ats)
+            .bind(audit_ids)
+            .bind(actor_ids)
+            .bind(actors)
+            .bind(actions)
+            .bind(entity_types)
+            .bind(entity_ids)
+            .bind(details)
+            .fetch_all(&self.pool)
             .await?;
-        row.map(TryInto::try_into).transpose()
+        let mut created: std::collections::HashMap<uuid::Uuid, Export> = rows
+            .into_iter()
+            .map(|row| Export::try_from(row).map(|e| (e.id, e)))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(
+            pushes
+                .iter()
+                .map(|p| created.remove(&p.export_id))
+                .collect(),
+        ))
     }
 
     /// Acknowledgements in one statement (see [`APPLY_ACKS`]).

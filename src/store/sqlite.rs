@@ -95,6 +95,14 @@ impl SqliteStore {
         Ok(None)
     }
 
+    /// SQLite pushes one by one (one writer at a time: nothing to share).
+    async fn push_many(
+        &self,
+        _pushes: &[super::NewPush<'_>],
+    ) -> Result<Option<Vec<Option<Export>>>, StoreError> {
+        Ok(None)
+    }
+
     /// SQLite applies acknowledgements through the general (chunked) path.
     async fn apply_acks_fast(
         &self,

@@ -1,0 +1,132 @@
+//! Pushes recorded together. Each push must be durable before its 202, and on PostgreSQL a
+//! push alone costs a statement, a commit and a WAL flush. Under load, the pushes that arrive
+//! while a batch is being written wait and go into the next one: one statement, one commit
+//! and one flush for all of them. Nothing waits on a timer, so a lone push is written at once.
+//!
+//! The batch only records what is plain (an APPROVED draft, its first export); anything else
+//! — a second push of a draft in the same batch, a refusal, a race, a failed batch — is
+//! answered "not created", and the caller takes the general path, which says why.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::domain::audit::NewAuditEntry;
+use crate::domain::draft::DraftStatus;
+use crate::domain::export::Export;
+use crate::store::{NewPush, Store};
+
+/// Most pushes in one statement.
+const MAX_BATCH: usize = 128;
+/// Batches written at once: a second batch fills while the first waits for its flush.
+const WRITERS: usize = 2;
+/// Pushes queued before a caller waits for room.
+const QUEUE: usize = 4096;
+
+/// A plain push, owned so it can wait in the queue.
+#[derive(Debug)]
+pub(super) struct QueuedPush {
+    pub org_id: Uuid,
+    pub draft_id: Uuid,
+    pub export_id: Uuid,
+    pub file_name: String,
+    pub idempotency_key: Option<String>,
+    pub now: DateTime<Utc>,
+    pub audit: NewAuditEntry,
+}
+
+impl QueuedPush {
+    fn as_push(&self) -> NewPush<'_> {
+        NewPush {
+            org_id: self.org_id,
+            draft_id: self.draft_id,
+            export_id: self.export_id,
+            file_name: &self.file_name,
+            idempotency_key: self.idempotency_key.as_deref(),
+            from: &[DraftStatus::Approved],
+            latest_must_be_failed: false,
+            now: self.now,
+            audit: &self.audit,
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Option<Export>>;
+
+/// The queue of plain pushes and its writers.
+#[derive(Debug, Clone)]
+pub(super) struct PushBatcher {
+    queue: mpsc::Sender<(QueuedPush, Reply)>,
+}
+
+impl PushBatcher {
+    /// Starts the writers (on the current runtime); they end when the batcher is dropped.
+    pub fn start(store: Arc<dyn Store>) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_batches(store.clone(), rx.clone()));
+        }
+        Self { queue }
+    }
+
+    /// The export the push created, or None: the general path must answer this push.
+    pub async fn push(&self, push: QueuedPush) -> Option<Export> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((push, reply)).await.ok()?;
+        answer.await.ok().flatten()
+    }
+}
+
+async fn write_batches(
+    store: Arc<dyn Store>,
+    queue: Arc<Mutex<mpsc::Receiver<(QueuedPush, Reply)>>>,
+) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut queue = queue.lock().await;
+            match queue.recv().await {
+                Some(first) => batch.push(first),
+                None => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        write(store.as_ref(), batch).await;
+    }
+}
+
+/// Writes one batch and answers every push in it.
+async fn write(store: &dyn Store, batch: Vec<(QueuedPush, Reply)>) {
+    // One push per draft per statement: a second one waits for the first to commit, on the
+    // general path, which then sees the draft PUSHING (409) or the same key (the same export).
+    let mut drafts = HashSet::with_capacity(batch.len());
+    let (batch, again): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|(push, _)| drafts.insert(push.draft_id));
+    for (_, reply) in again {
+        let _ = reply.send(None);
+    }
+    let pushes: Vec<NewPush<'_>> = batch.iter().map(|(push, _)| push.as_push()).collect();
+    let created = match store.push_drafts_together(&pushes).await {
+        Ok(Some(created)) => created,
+        Ok(None) => Vec::new(),
+        Err(err) => {
+            tracing::debug!(error = %err, pushes = pushes.len(), "a push batch failed; pushing one by one");
+            Vec::new()
+        }
+    };
+    drop(pushes);
+    let mut created = created.into_iter();
+    for (_, reply) in batch {
+        let _ = reply.send(created.next().flatten());
+    }
+}
