@@ -381,13 +381,30 @@ impl DeliveryWorker {
         Ok(full)
     }
 
-    fn busy_add(&self, connection: Uuid, delta: isize) {
-        if let Ok(mut busy) = self.busy.lock() {
-            let n = busy.entry(connection).or_default();
-            *n = n.saturating_add_signed(delta);
-            if *n == 0 {
-                busy.remove(&connection);
-            }
+    /// Changes a connection's count of exports in flight; the new count.
+    fn busy_add(&self, connection: Uuid, delta: isize) -> usize {
+        let Ok(mut busy) = self.busy.lock() else {
+            return 0;
+        };
+        let n = busy.entry(connection).or_default();
+        *n = n.saturating_add_signed(delta);
+        let now = *n;
+        if now == 0 {
+            busy.remove(&connection);
+        }
+        now
+    }
+
+    /// A delivery finished: wakes the claim loop when that can change what a claim takes —
+    /// the connection dropped below its claiming threshold, or every slot had been taken.
+    /// Waking it for every finished delivery would make a claim that finds nothing new (and
+    /// walks the queue past the busy connection's exports) each time.
+    fn finished(&self, connection: Uuid, slot: tokio::sync::OwnedSemaphorePermit) {
+        let in_flight = self.busy_add(connection, -1);
+        let was_full = self.slots.available_permits() == 0;
+        drop(slot);
+        if was_full || in_flight + 1 == self.batch_per_connection() {
+            self.freed.notify_one();
         }
     }
 
@@ -454,9 +471,7 @@ impl DeliveryWorker {
                 if let Some((export, result)) = finished {
                     let _ = done.send(Done { export, result });
                 }
-                worker.busy_add(connection, -1);
-                drop(slot);
-                worker.freed.notify_one();
+                worker.finished(connection, slot);
             }
         });
         futures::future::join_all(deliveries).await;
