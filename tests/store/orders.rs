@@ -16,6 +16,7 @@ on_both_backends!(
     drafts_keep_exact_decimals_and_are_scoped_by_org,
     approval_is_conditional_on_ready,
     pushes_are_idempotent_per_key_and_refuse_a_second_live_export,
+    pushes_together_create_only_what_a_push_alone_would,
     claims_lease_exports_to_one_worker_until_the_lease_runs_out,
     claims_skip_excluded_connections_and_cap_each_connection,
     outcomes_are_recorded_only_by_the_lease_holder,
@@ -232,6 +233,99 @@ async fn pushes_are_idempotent_per_key_and_refuse_a_second_live_export(db: &Test
             .unwrap(),
         PushOutcome::DraftNotFound
     ));
+}
+
+/// A batch of pushes creates exactly what each plain push alone would, and leaves the rest
+/// (a used key, a draft not approved, another org's draft) untouched for the general path.
+async fn pushes_together_create_only_what_a_push_alone_would(db: &TestDb) {
+    let (org_id, conn) = setup(db).await;
+    let store = db.store.as_ref();
+    let (a, b, c) = (
+        approved(store, org_id).await,
+        approved(store, org_id).await,
+        approved(store, org_id).await,
+    );
+    let ready = draft(
+        store,
+        org_id,
+        r#"[{"line_no": 1, "internal_sku": "A", "qty": 1, "uom": "PCE"}]"#,
+    )
+    .await;
+    let stranger = fx::org(store, "globex", "Globex").await.unwrap();
+    let audit = fx::audit(org_id, "EXPORT_CREATED");
+    let PushOutcome::Created(earlier) = store
+        .push_draft(&push(org_id, b, conn, Some("kb"), &audit))
+        .await
+        .unwrap()
+    else {
+        panic!("not created")
+    };
+    let stranger_audit = fx::audit(stranger.id, "EXPORT_CREATED");
+    let batch = [
+        push(org_id, a, conn, None, &audit),
+        push(org_id, b, conn, Some("kb"), &audit),
+        push(org_id, ready, conn, None, &audit),
+        push(stranger.id, c, conn, None, &stranger_audit),
+        push(org_id, c, conn, Some("kc"), &audit),
+    ];
+    let created = store.push_drafts_together(&batch).await.unwrap();
+    let audits = |org| async move {
+        store
+            .list_audit(
+                org,
+                Some("EXPORT_CREATED"),
+                PageRequest::parse(Some("50"), None).unwrap(),
+            )
+            .await
+            .unwrap()
+            .items
+    };
+    let Some(created) = created else {
+        // SQLite records pushes one at a time: the batch must have changed nothing.
+        assert!(matches!(db.backend, crate::common::Backend::Sqlite));
+        assert!(store.exports_of_draft(org_id, a).await.unwrap().is_empty());
+        assert_eq!(audits(org_id).await.len(), 1);
+        return;
+    };
+    let ids: Vec<Option<Uuid>> = created.iter().map(|e| e.as_ref().map(|e| e.id)).collect();
+    assert_eq!(
+        ids,
+        vec![
+            Some(batch[0].export_id),
+            None,
+            None,
+            None,
+            Some(batch[4].export_id)
+        ]
+    );
+    let c_export = created[4].as_ref().unwrap();
+    assert_eq!(c_export.org_id, org_id);
+    assert_eq!(c_export.erp_connection_id, conn);
+    assert_eq!(c_export.idempotency_key.as_deref(), Some("kc"));
+    assert_eq!(c_export.status, ExportStatus::Pending);
+    for (id, status, exports) in [
+        (a, DraftStatus::Pushing, 1),
+        (b, DraftStatus::Pushing, 1),
+        (ready, DraftStatus::Ready, 0),
+        (c, DraftStatus::Pushing, 1),
+    ] {
+        assert_eq!(
+            store.draft(org_id, id).await.unwrap().unwrap().status,
+            status
+        );
+        assert_eq!(
+            store.exports_of_draft(org_id, id).await.unwrap().len(),
+            exports
+        );
+    }
+    assert_eq!(
+        store.exports_of_draft(org_id, b).await.unwrap()[0].id,
+        earlier.id
+    );
+    // One audit row per export created, in the pushing org only.
+    let rows = audits(org_id).await;
+    assert_eq!(rows.len(), 3);
+    assert!(audits(stranger.id).await.is_empty());
 }
 
 fn claim<'a>(
