@@ -54,9 +54,13 @@ pub struct DeliveryLimits {
 
 impl Default for DeliveryLimits {
     fn default() -> Self {
+        // A connection's exports are claimed half its limit at a time, so the limit sets the
+        // batch size and with it the database work per export: 64 (batches of 32) delivered
+        // 1.5-1.8x what 32 did in the pipeline bench to a filesystem and to OpenSSH. One dead
+        // dropzone still holds at most half the slots.
         Self {
-            concurrency: 64,
-            per_connection: 32,
+            concurrency: 128,
+            per_connection: 64,
             poll_interval: Duration::from_secs(1),
         }
     }
