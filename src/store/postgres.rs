@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool};
 
 use super::accounts::impl_account_store;
 use super::audit::impl_audit_store;
@@ -26,8 +26,11 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
-/// Locks up to 4×limit due candidates (skipping rows another worker holds), keeps at most
-/// `per_connection` of each connection, and leases the first `limit` of those.
+/// Reads up to 4×limit due candidates, keeps at most `per_connection` of each connection,
+/// and leases the first `limit` of those, locking only those (`SKIP LOCKED`: a row another
+/// worker holds is left to it; one it leased meanwhile fails the re-checked lease test).
+/// Locking every candidate instead wrote a lock into up to four times as many rows as a
+/// claim takes — most of a claim's cost.
 const CLAIM: &str = concat!(
     "WITH candidates AS (
         SELECT id, erp_connection_id, next_attempt_at, seq FROM erp_export
@@ -35,17 +38,23 @@ const CLAIM: &str = concat!(
           AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
           AND NOT (erp_connection_id = ANY($2))
         ORDER BY next_attempt_at, seq LIMIT $3
-        FOR UPDATE SKIP LOCKED
     ), ranked AS (
         SELECT id, next_attempt_at, seq, row_number() OVER (
             PARTITION BY erp_connection_id ORDER BY next_attempt_at, seq) AS rn
         FROM candidates
-    ), chosen AS (
-        SELECT id AS chosen_id FROM ranked WHERE rn <= $4 ORDER BY next_attempt_at, seq LIMIT $5
+    ), locked AS (
+        -- An id array, not a join: a join to the chosen rows was planned as a hash join
+        -- over a scan of the whole table.
+        SELECT e.id AS locked_id FROM erp_export e
+        WHERE e.id = ANY(ARRAY(
+                SELECT id FROM ranked WHERE rn <= $4 ORDER BY next_attempt_at, seq LIMIT $5))
+          AND e.status = 'PENDING'
+          AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $1)
+        FOR UPDATE OF e SKIP LOCKED
     )
     UPDATE erp_export SET lease_owner = $6, lease_expires_at = $7,
         attempts = erp_export.attempts + 1, updated_at = $1
-    FROM chosen WHERE erp_export.id = chosen.chosen_id
+    FROM locked WHERE erp_export.id = locked.locked_id
     RETURNING ",
     export_columns!()
 );
@@ -143,8 +152,7 @@ impl PostgresStore {
 
     /// Connects with explicit options (tests use this to pin a schema via `search_path`).
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
+        let pool = super::pool_options::<sqlx::Postgres>(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
