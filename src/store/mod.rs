@@ -73,6 +73,28 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Pool options both backends share. sqlx pings every connection it hands out by default: a
+/// second round trip for every statement, about as costly as a short query. A connection in
+/// steady use is known to be alive, so only one that sat idle (where a restarted server or a
+/// dropped idle connection shows up) is pinged; one that still dies mid-use fails that
+/// statement, which callers already treat as a passing outage.
+fn pool_options<DB: sqlx::Database>(max_connections: u32) -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(max_connections)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// The current time truncated to microseconds, the precision both backends keep, so a value
 /// read back compares equal to the one written.
 pub fn now() -> DateTime<Utc> {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
 
 use super::accounts::impl_account_store;
 use super::audit::impl_audit_store;
@@ -69,8 +69,7 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        let pool = super::pool_options::<sqlx::Sqlite>(8)
             .connect_with(options)
             .await?;
         Ok(Self { pool })
