@@ -9,14 +9,14 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::ServiceError;
-use super::push_batch::{PushBatcher, QueuedPush};
+use super::push_batch::{Batched, PushBatcher, QueuedPush};
 use crate::archive::Archive;
 use crate::domain::audit::{Actor, NewAuditEntry, action};
 use crate::domain::draft::{DraftInput, DraftOrder, DraftStatus};
 use crate::domain::export::{Export, ExportStatus};
 use crate::domain::order::export_file_name;
 use crate::domain::page::{Page, PageRequest};
-use crate::store::{NewPush, PushOutcome, Store, StoreError};
+use crate::store::{PushOutcome, Store, StoreError};
 use crate::telemetry::metric;
 
 /// The message when the org has no active connection (SPEC §7).
@@ -48,7 +48,8 @@ pub struct OrderService {
     store: Arc<dyn Store>,
     archive: Archive,
     on_push: [Arc<Notify>; 2],
-    batcher: PushBatcher,
+    /// None on a backend that records pushes one at a time.
+    batcher: Option<PushBatcher>,
 }
 
 impl std::fmt::Debug for OrderService {
@@ -76,10 +77,13 @@ fn draft_entry(
 
 impl OrderService {
     /// Builds the service; `on_push` (the in-process delivery worker, the announcer) is
-    /// notified after every push. Starts the push batcher, so it needs a Tokio runtime.
+    /// notified after every push. Starts the push batcher where the backend records pushes
+    /// together, so it needs a Tokio runtime.
     pub fn new(store: Arc<dyn Store>, archive: Archive, on_push: [Arc<Notify>; 2]) -> Self {
         Self {
-            batcher: PushBatcher::start(store.clone()),
+            batcher: store
+                .records_pushes_together()
+                .then(|| PushBatcher::start(store.clone())),
             store,
             archive,
             on_push,
@@ -192,42 +196,39 @@ impl OrderService {
             json!({ "draft_order_id": draft_id, "file_name": file_name,
                     "retry": kind == PushKind::Retry }),
         );
-        let push = NewPush {
+        let push = QueuedPush {
             org_id,
             draft_id,
             export_id,
-            file_name: &file_name,
-            idempotency_key,
-            from,
-            latest_must_be_failed: kind == PushKind::Retry,
+            file_name,
+            idempotency_key: idempotency_key.map(str::to_owned),
             now,
-            audit: &audit,
+            audit,
         };
         // A plain push goes in with whatever else is being pushed now; what that does not
-        // create (a refusal, a race, a backend without batches) the general path answers.
-        let batched = match kind {
-            PushKind::Push => {
-                self.batcher
-                    .push(QueuedPush {
-                        org_id,
-                        draft_id,
-                        export_id,
-                        file_name: file_name.clone(),
-                        idempotency_key: idempotency_key.map(str::to_owned),
-                        now,
-                        audit: audit.clone(),
-                    })
-                    .await
-            }
-            PushKind::Retry => None,
-        };
-        let outcome = match batched {
-            Some(export) => PushOutcome::Created(export),
-            None => match self.store.push_draft(&push).await {
-                // A concurrent push of the same draft won the race (unique index): report it.
-                Err(StoreError::Conflict(_)) => self.store.push_draft(&push).await?,
-                other => other?,
+        // create (a refusal, a race) the general path answers.
+        let push = match (&self.batcher, kind) {
+            (Some(batcher), PushKind::Push) => match batcher.push(push).await {
+                Batched::Created(export) => Ok(export),
+                Batched::Declined(push) => Err(push),
+                Batched::Lost => {
+                    return Err(ServiceError::Busy {
+                        retry_after_secs: 1,
+                    });
+                }
             },
+            _ => Err(push),
+        };
+        let outcome = match push {
+            Ok(export) => PushOutcome::Created(export),
+            Err(push) => {
+                let push = push.as_push(from, kind == PushKind::Retry);
+                match self.store.push_draft(&push).await {
+                    // A concurrent push of the same draft won the race (unique index): report it.
+                    Err(StoreError::Conflict(_)) => self.store.push_draft(&push).await?,
+                    other => other?,
+                }
+            }
         };
         match outcome {
             PushOutcome::Created(export) => {

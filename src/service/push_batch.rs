@@ -39,22 +39,40 @@ pub(super) struct QueuedPush {
 }
 
 impl QueuedPush {
-    fn as_push(&self) -> NewPush<'_> {
+    /// The push as the store takes it: from `from`, and (retry-push) only when the latest
+    /// export FAILED.
+    pub fn as_push(
+        &self,
+        from: &'static [DraftStatus],
+        latest_must_be_failed: bool,
+    ) -> NewPush<'_> {
         NewPush {
             org_id: self.org_id,
             draft_id: self.draft_id,
             export_id: self.export_id,
             file_name: &self.file_name,
             idempotency_key: self.idempotency_key.as_deref(),
-            from: &[DraftStatus::Approved],
-            latest_must_be_failed: false,
+            from,
+            latest_must_be_failed,
             now: self.now,
             audit: &self.audit,
         }
     }
 }
 
-type Reply = oneshot::Sender<Option<Export>>;
+/// What a batch did with a push.
+#[derive(Debug)]
+pub(super) enum Batched {
+    /// Recorded: the new export.
+    Created(Export),
+    /// Not recorded; the general path must answer it.
+    Declined(QueuedPush),
+    /// The writers are gone (the runtime is shutting down): whether it was recorded is
+    /// unknown, so the caller is told to retry (with its Idempotency-Key, safely).
+    Lost,
+}
+
+type Reply = oneshot::Sender<Result<Export, QueuedPush>>;
 
 /// The queue of plain pushes and its writers.
 #[derive(Debug, Clone)]
@@ -73,11 +91,17 @@ impl PushBatcher {
         Self { queue }
     }
 
-    /// The export the push created, or None: the general path must answer this push.
-    pub async fn push(&self, push: QueuedPush) -> Option<Export> {
+    /// Queues a plain push and waits for its batch.
+    pub async fn push(&self, push: QueuedPush) -> Batched {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((push, reply)).await.ok()?;
-        answer.await.ok().flatten()
+        if let Err(mpsc::error::SendError((push, _))) = self.queue.send((push, reply)).await {
+            return Batched::Declined(push);
+        }
+        match answer.await {
+            Ok(Ok(export)) => Batched::Created(export),
+            Ok(Err(push)) => Batched::Declined(push),
+            Err(_) => Batched::Lost,
+        }
     }
 }
 
@@ -112,10 +136,13 @@ async fn write(store: &dyn Store, batch: Vec<(QueuedPush, Reply)>) {
     let (batch, again): (Vec<_>, Vec<_>) = batch
         .into_iter()
         .partition(|(push, _)| drafts.insert(push.draft_id));
-    for (_, reply) in again {
-        let _ = reply.send(None);
+    for (push, reply) in again {
+        let _ = reply.send(Err(push));
     }
-    let pushes: Vec<NewPush<'_>> = batch.iter().map(|(push, _)| push.as_push()).collect();
+    let pushes: Vec<NewPush<'_>> = batch
+        .iter()
+        .map(|(push, _)| push.as_push(&[DraftStatus::Approved], false))
+        .collect();
     let created = match store.push_drafts_together(&pushes).await {
         Ok(Some(created)) => created,
         Ok(None) => Vec::new(),
@@ -126,7 +153,7 @@ async fn write(store: &dyn Store, batch: Vec<(QueuedPush, Reply)>) {
     };
     drop(pushes);
     let mut created = created.into_iter();
-    for (_, reply) in batch {
-        let _ = reply.send(created.next().flatten());
+    for (push, reply) in batch {
+        let _ = reply.send(created.next().flatten().ok_or(push));
     }
 }

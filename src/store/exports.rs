@@ -151,6 +151,9 @@ pub trait ExportStore: Send + Sync {
         &self,
         pushes: &[NewPush<'_>],
     ) -> Result<Option<Vec<Option<Export>>>, StoreError>;
+    /// False on a backend whose [`ExportStore::push_drafts_together`] always answers None, so
+    /// callers need not queue pushes for it.
+    fn records_pushes_together(&self) -> bool;
     /// One of the org's exports.
     async fn export(&self, org_id: Uuid, id: Uuid) -> Result<Option<Export>, StoreError>;
     /// The org's exports, newest first.
@@ -335,6 +338,10 @@ macro_rules! impl_export_store {
 
         #[async_trait::async_trait]
         impl $crate::store::ExportStore for $backend {
+            fn records_pushes_together(&self) -> bool {
+                Self::PUSHES_TOGETHER
+            }
+
             async fn push_drafts_together(
                 &self,
                 pushes: &[$crate::store::NewPush<'_>],

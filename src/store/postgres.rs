@@ -139,6 +139,8 @@ const APPLY_ACKS: &str = "WITH v AS (
 
 impl PostgresStore {
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+    /// Plain pushes are recorded together ([`PUSH_MANY`]).
+    const PUSHES_TOGETHER: bool = true;
     /// Serialises pushes of one draft (a second waits, then sees the first's export).
     const LOCK_DRAFT: &str =
         "SELECT status FROM draft_order WHERE org_id = $1 AND id = $2 FOR UPDATE";

@@ -49,6 +49,8 @@ const CLAIM: &str = concat!(
 
 impl SqliteStore {
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+    /// One writer at a time: a batch would share nothing.
+    const PUSHES_TOGETHER: bool = false;
     const LOCK_DRAFT: &str = "SELECT status FROM draft_order WHERE org_id = $1 AND id = $2";
 
     /// Opens (creating if needed) the database at `sqlite://PATH`.

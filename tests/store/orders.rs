@@ -269,6 +269,7 @@ async fn pushes_together_create_only_what_a_push_alone_would(db: &TestDb) {
         push(org_id, c, conn, Some("kc"), &audit),
     ];
     let created = store.push_drafts_together(&batch).await.unwrap();
+    assert_eq!(created.is_some(), store.records_pushes_together());
     let audits = |org| async move {
         store
             .list_audit(
