@@ -191,12 +191,17 @@ macro_rules! impl_order_store {
                     q.push(")");
                     q
                 };
+                // Drafts and lines are read at once, on two connections: this is on the
+                // delivery worker's path from claim to delivery.
                 let mut drafts_q = in_list($crate::store::orders::DRAFTS_BY_IDS);
-                let drafts: Vec<$crate::store::rows::DraftRow> =
-                    drafts_q.build_query_as().fetch_all(&self.pool).await?;
                 let mut lines_q = in_list($crate::store::orders::LINES_OF_DRAFTS);
-                let lines: Vec<$crate::store::rows::DraftLineRow> =
-                    lines_q.build_query_as().fetch_all(&self.pool).await?;
+                let (drafts, lines): (
+                    Vec<$crate::store::rows::DraftRow>,
+                    Vec<$crate::store::rows::DraftLineRow>,
+                ) = futures::try_join!(
+                    drafts_q.build_query_as().fetch_all(&self.pool),
+                    lines_q.build_query_as().fetch_all(&self.pool),
+                )?;
                 let mut by_draft: std::collections::HashMap<
                     uuid::Uuid,
                     Vec<$crate::store::rows::LineRow>,
