@@ -52,7 +52,8 @@ pub enum ApiError {
         /// Seconds until a retry may succeed.
         retry_after_secs: u64,
     },
-    /// 503 `SERVICE_UNAVAILABLE`, with `Retry-After`: a bounded resource is busy.
+    /// 503 `SERVICE_UNAVAILABLE`, with `Retry-After`: a bounded resource is busy, or the
+    /// database is unreachable for a moment.
     #[error("The service is busy; retry shortly")]
     Unavailable {
         /// Seconds to wait.
@@ -128,6 +129,13 @@ impl From<StoreError> for ApiError {
                 message: "Conflicts with an existing record".into(),
                 details: json!({ "constraint": constraint }),
             },
+            // A passing outage: the client may retry (a push with its Idempotency-Key).
+            StoreError::Unreachable(cause) => {
+                tracing::warn!(error = %cause, "database unreachable; answering 503");
+                ApiError::Unavailable {
+                    retry_after_secs: 1,
+                }
+            }
             other => ApiError::internal(other),
         }
     }

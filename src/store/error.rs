@@ -12,7 +12,11 @@ pub enum StoreError {
     /// A row holds a value the code cannot interpret.
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// The database could not be reached or failed.
+    /// The database could not be reached: refused or lost connection, a backend terminated
+    /// by an administrator or a restart, no free connection in time. Passing; worth a retry.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
+    /// The database failed otherwise (or could not be set up).
     #[error("database error: {0}")]
     Unavailable(String),
 }
@@ -26,6 +30,19 @@ impl From<sqlx::Error> for StoreError {
             }
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
                 StoreError::Corrupt(err.to_string())
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unreachable(err.to_string()),
+            // SQLSTATE class 08 (connection exception) and 57P0x (the server shut the
+            // backend down: administrator command, crash, startup, idle timeout).
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
+            {
+                StoreError::Unreachable(err.to_string())
             }
             _ => StoreError::Unavailable(err.to_string()),
         }

@@ -87,9 +87,11 @@ impl TestDb {
             .await
             .unwrap();
         admin.pool().close().await;
+        // Named after the schema, so a test can find (and cut) this database's connections.
         let options = PgConnectOptions::from_str(&url)
             .unwrap()
-            .options([("search_path", schema.as_str())]);
+            .options([("search_path", schema.as_str())])
+            .application_name(&schema);
         let store = PostgresStore::connect_with(options).await.unwrap();
         store.migrate_now().await;
         let sep = if url.contains('?') { '&' } else { '?' };
@@ -103,6 +105,11 @@ impl TestDb {
             pg_schema: Some((url, schema)),
             _dir: None,
         })
+    }
+
+    /// The PostgreSQL schema (also the connections' `application_name`); None on SQLite.
+    pub fn pg_schema(&self) -> Option<&str> {
+        self.pg_schema.as_ref().map(|(_, schema)| schema.as_str())
     }
 
     /// The requested backend, or None when PostgreSQL is not configured.
