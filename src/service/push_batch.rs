@@ -3,6 +3,11 @@
 //! while a batch is being written wait and go into the next one: one statement, one commit
 //! and one flush for all of them. Nothing waits on a timer, so a lone push is written at once.
 //!
+//! One writer, not several: the statement's fixed cost (executor start-up, triggers, the
+//! commit) is most of a small batch's, and a second writer halved the batches. With one, the
+//! pipeline bench over HTTP spent ~10% less CPU per order (837 against 935 µs, three
+//! interleaved runs each) and delivered more per second in every pair.
+//!
 //! The batch only records what is plain (an APPROVED draft, its first export); anything else
 //! — a second push of a draft in the same batch, a refusal, a race, a failed batch — is
 //! answered "not created", and the caller takes the general path, which says why.
@@ -11,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::domain::audit::NewAuditEntry;
@@ -21,8 +26,6 @@ use crate::store::{NewPush, Store};
 
 /// Most pushes in one statement.
 const MAX_BATCH: usize = 128;
-/// Batches written at once: a second batch fills while the first waits for its flush.
-const WRITERS: usize = 2;
 /// Pushes queued before a caller waits for room.
 const QUEUE: usize = 4096;
 
@@ -67,27 +70,24 @@ pub(super) enum Batched {
     Created(Export),
     /// Not recorded; the general path must answer it.
     Declined(QueuedPush),
-    /// The writers are gone (the runtime is shutting down): whether it was recorded is
+    /// The writer is gone (the runtime is shutting down): whether it was recorded is
     /// unknown, so the caller is told to retry (with its Idempotency-Key, safely).
     Lost,
 }
 
 type Reply = oneshot::Sender<Result<Export, QueuedPush>>;
 
-/// The queue of plain pushes and its writers.
+/// The queue of plain pushes and its writer.
 #[derive(Debug, Clone)]
 pub(super) struct PushBatcher {
     queue: mpsc::Sender<(QueuedPush, Reply)>,
 }
 
 impl PushBatcher {
-    /// Starts the writers (on the current runtime); they end when the batcher is dropped.
+    /// Starts the writer (on the current runtime); it ends when the batcher is dropped.
     pub fn start(store: Arc<dyn Store>) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..WRITERS {
-            tokio::spawn(write_batches(store.clone(), rx.clone()));
-        }
+        tokio::spawn(write_batches(store, rx));
         Self { queue }
     }
 
@@ -105,26 +105,10 @@ impl PushBatcher {
     }
 }
 
-async fn write_batches(
-    store: Arc<dyn Store>,
-    queue: Arc<Mutex<mpsc::Receiver<(QueuedPush, Reply)>>>,
-) {
-    loop {
-        let mut batch = Vec::new();
-        {
-            let mut queue = queue.lock().await;
-            match queue.recv().await {
-                Some(first) => batch.push(first),
-                None => return,
-            }
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-        }
-        write(store.as_ref(), batch).await;
+async fn write_batches(store: Arc<dyn Store>, mut queue: mpsc::Receiver<(QueuedPush, Reply)>) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        write(store.as_ref(), std::mem::take(&mut batch)).await;
     }
 }
 
