@@ -7,6 +7,7 @@ mod common;
 mod accounts;
 mod connections;
 mod orders;
+mod postgres_session;
 
 /// Generates `<name>_sqlite` and `<name>_postgres` tests around `async fn name(db: &TestDb)`.
 macro_rules! on_both_backends {
