@@ -317,8 +317,8 @@ impl Settings {
                 1,
             )?,
             shutdown_grace: Duration::from_secs(parse_num(lookup, "SHUTDOWN_GRACE_SECS", 20, 0)?),
-            delivery_concurrency: parse_num(lookup, "DELIVERY_CONCURRENCY", 256, 1)?,
-            delivery_per_connection: parse_num(lookup, "DELIVERY_PER_CONNECTION", 128, 1)?,
+            delivery_concurrency: parse_num(lookup, "DELIVERY_CONCURRENCY", 512, 1)?,
+            delivery_per_connection: parse_num(lookup, "DELIVERY_PER_CONNECTION", 256, 1)?,
             log_format: log_format(lookup),
             public_url: match non_empty(lookup, "PUBLIC_URL") {
                 Some(url) if url.starts_with("https://") || url.starts_with("http://") => Some(url),

@@ -566,3 +566,53 @@ async fn a_cancelled_connect_does_not_leak_its_pool_slot() {
         "waited for a leaked slot"
     );
 }
+
+/// Operations beyond a session's cap wait for one to finish instead of being sent (OpenSSH
+/// fails opens past 32 at once on one session).
+#[tokio::test]
+async fn a_session_never_carries_more_operations_than_its_cap() {
+    use orderflow::connectors::transport::sftp::SftpTarget;
+    use orderflow::connectors::transport::sftp::pool::{PoolLimits, SessionPool};
+    use orderflow::crypto::SecretString;
+
+    let server = TestSftpServer::start().await;
+    let pool = SessionPool::new(PoolLimits {
+        max_per_connection: 1,
+        max_in_flight: 1,
+        max_operations: 3,
+        ..PoolLimits::default()
+    });
+    let key = Some(ConnectionKey {
+        id: uuid::Uuid::new_v4(),
+        version: 1,
+    });
+    let target = SftpTarget {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        username: USER.into(),
+        password: Some(SecretString::new(PASSWORD.into())),
+        private_key: None,
+        private_key_passphrase: None,
+        host_key_fingerprint: None,
+        timeout: Duration::from_secs(10),
+    };
+    let mut leases = Vec::new();
+    for _ in 0..3 {
+        leases.push(pool.acquire(key, &target, &[]).await.unwrap());
+    }
+    let fourth = pool.acquire(key, &target, &[]);
+    tokio::pin!(fourth);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut fourth)
+            .await
+            .is_err(),
+        "a fourth operation was given the full session"
+    );
+    leases.pop();
+    let lease = tokio::time::timeout(Duration::from_secs(2), fourth)
+        .await
+        .expect("a finished operation must let a waiting one in")
+        .unwrap();
+    assert!(lease.reused);
+    assert_eq!(server.stats.connections.load(Ordering::SeqCst), 1);
+}

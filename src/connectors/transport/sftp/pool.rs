@@ -4,8 +4,9 @@
 //! old one; a host key failure drops every session of that connection.
 //!
 //! Bounds: at most `max_per_connection` sessions per connection, each shared by up to
-//! `max_in_flight` concurrent operations (SFTP multiplexes requests), and `max_total` sessions
-//! in the process (a semaphore every session holds a permit of, pooled or not). Idle sessions
+//! `max_in_flight` concurrent operations (SFTP multiplexes requests) before another is opened
+//! and never by more than `max_operations`, and `max_total` sessions in the process (a
+//! semaphore every session holds a permit of, pooled or not). Idle sessions
 //! close after `idle_timeout`; dead ones (server gone, keepalive unanswered) are skipped and
 //! dropped.
 
@@ -29,6 +30,10 @@ pub struct PoolLimits {
     pub max_per_connection: usize,
     /// Concurrent operations per session before another session is opened.
     pub max_in_flight: usize,
+    /// Concurrent operations per session at most; more wait for one to finish. OpenSSH's
+    /// sftp-server (9.2) answered a 33rd concurrent open with a bare `Failure`, which would
+    /// fail an export for good (IO_ERROR).
+    pub max_operations: usize,
     /// Sessions open in the whole process.
     pub max_total: usize,
     /// Unused sessions are closed after this long.
@@ -40,6 +45,7 @@ impl Default for PoolLimits {
         Self {
             max_per_connection: 4,
             max_in_flight: 8,
+            max_operations: 32,
             max_total: 64,
             idle_timeout: Duration::from_secs(120),
         }
@@ -52,6 +58,8 @@ pub struct PooledSession {
     pub session: SftpSession,
     in_use: AtomicUsize,
     last_used: Mutex<Instant>,
+    /// The pool's wake-up for operations waiting on a session.
+    freed: Arc<tokio::sync::Notify>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -84,6 +92,8 @@ impl Drop for Lease {
             *t = Instant::now();
         }
         self.session.in_use.fetch_sub(1, Ordering::AcqRel);
+        // One waiter re-plans per finished operation (all of them would be a herd).
+        self.session.freed.notify_one();
     }
 }
 
@@ -100,8 +110,8 @@ pub struct SessionPool {
     permits: Arc<Semaphore>,
     entries: Mutex<HashMap<Uuid, Entry>>,
     connects: AtomicUsize,
-    /// Woken whenever a pooled connect finishes.
-    connected: tokio::sync::Notify,
+    /// Woken whenever a pooled connect finishes (all waiters) or an operation ends (one).
+    connected: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for SessionPool {
@@ -168,7 +178,7 @@ impl SessionPool {
             permits: Arc::new(Semaphore::new(limits.max_total)),
             entries: Mutex::new(HashMap::new()),
             connects: AtomicUsize::new(0),
-            connected: tokio::sync::Notify::new(),
+            connected: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -242,11 +252,11 @@ impl SessionPool {
             return Plan::Connect;
         }
         match least_busy {
-            Some(s) => {
+            Some(s) if s.in_use.load(Ordering::Acquire) < self.limits.max_operations => {
                 s.in_use.fetch_add(1, Ordering::AcqRel);
                 Plan::Reuse(s)
             }
-            None => Plan::Wait,
+            _ => Plan::Wait,
         }
     }
 
@@ -295,6 +305,7 @@ impl SessionPool {
             session,
             in_use: AtomicUsize::new(1),
             last_used: Mutex::new(Instant::now()),
+            freed: self.connected.clone(),
             _permit: permit,
         }))
     }
