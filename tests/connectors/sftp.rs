@@ -331,6 +331,58 @@ async fn a_connection_cut_mid_write_leaves_no_final_file_and_says_so() {
     );
 }
 
+/// A final name that is already there: the same bytes count as delivered, other bytes are
+/// `FILE_EXISTS_DIFFERENT`; either way the file there is left as it was and no `.tmp` stays.
+#[tokio::test]
+async fn an_existing_final_file_is_never_replaced() {
+    use orderflow::connectors::dropzone_json_v1::dropzone::publish;
+    use orderflow::connectors::transport::sftp::pool::{PoolLimits, SessionPool};
+    use orderflow::connectors::transport::sftp::{SftpTarget, SftpTransport};
+    use orderflow::crypto::SecretString;
+
+    let server = TestSftpServer::start().await;
+    let orders = server.dir("/import/orders");
+    let target = SftpTarget {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        username: USER.into(),
+        password: Some(SecretString::new(PASSWORD.into())),
+        private_key: None,
+        private_key_passphrase: None,
+        host_key_fingerprint: None,
+        timeout: Duration::from_secs(10),
+    };
+    let pool = std::sync::Arc::new(SessionPool::new(PoolLimits::default()));
+    let transport = SftpTransport::new(target, pool, None, vec![]);
+    let dir = "/import/orders";
+    let first = publish(&transport, dir, "same.json", b"order 1", true)
+        .await
+        .unwrap();
+    let again = publish(&transport, dir, "same.json", b"order 1", true)
+        .await
+        .unwrap();
+    assert!(!first.already_present);
+    assert!(again.already_present);
+
+    std::fs::write(orders.join("other.json"), b"someone else's file").unwrap();
+    let err = publish(&transport, dir, "other.json", b"order 2", true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.as_str(), "FILE_EXISTS_DIFFERENT", "{err}");
+    assert!(!err.is_transient());
+    assert_eq!(
+        std::fs::read(orders.join("other.json")).unwrap(),
+        b"someone else's file"
+    );
+    assert_eq!(std::fs::read(orders.join("same.json")).unwrap(), b"order 1");
+    let mut names: Vec<_> = std::fs::read_dir(&orders)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["other.json", "same.json"]);
+}
+
 #[tokio::test]
 async fn the_pool_reuses_sessions_and_reconnects_after_a_server_restart() {
     let mut server = TestSftpServer::start().await;
