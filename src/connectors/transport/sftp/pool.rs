@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::SftpTarget;
@@ -58,8 +58,8 @@ pub struct PooledSession {
     pub session: SftpSession,
     in_use: AtomicUsize,
     last_used: Mutex<Instant>,
-    /// The pool's wake-up for operations waiting on a session.
-    freed: Arc<tokio::sync::Notify>,
+    /// Its connection's wake-up for operations waiting on a session.
+    freed: Arc<Notify>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -92,7 +92,7 @@ impl Drop for Lease {
             *t = Instant::now();
         }
         self.session.in_use.fetch_sub(1, Ordering::AcqRel);
-        // One waiter re-plans per finished operation (all of them would be a herd).
+        // One waiter of this connection re-plans per finished operation (all would be a herd).
         self.session.freed.notify_one();
     }
 }
@@ -102,6 +102,8 @@ struct Entry {
     version: i64,
     sessions: Vec<Arc<PooledSession>>,
     connecting: usize,
+    /// Woken when a connect finishes (every waiter) or an operation ends (one waiter).
+    changed: Arc<Notify>,
 }
 
 /// The process-wide SFTP session pool.
@@ -110,8 +112,6 @@ pub struct SessionPool {
     permits: Arc<Semaphore>,
     entries: Mutex<HashMap<Uuid, Entry>>,
     connects: AtomicUsize,
-    /// Woken whenever a pooled connect finishes (all waiters) or an operation ends (one).
-    connected: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for SessionPool {
@@ -150,6 +150,7 @@ fn close_later(mut sessions: Vec<Arc<PooledSession>>) {
 struct ConnectingSlot<'a> {
     pool: &'a SessionPool,
     id: Uuid,
+    changed: Arc<Notify>,
 }
 
 impl Drop for ConnectingSlot<'_> {
@@ -159,14 +160,18 @@ impl Drop for ConnectingSlot<'_> {
         {
             entry.connecting = entry.connecting.saturating_sub(1);
         }
-        self.pool.connected.notify_waiters();
+        self.changed.notify_waiters();
     }
 }
+
+/// The longest a waiting operation goes without looking at the sessions again.
+const RELOOK: Duration = Duration::from_millis(100);
 
 enum Plan {
     Reuse(Arc<PooledSession>),
     Connect,
-    /// Every slot is taken by connections still being opened: wait for one.
+    /// Every place is taken (sessions being opened, or every session at its operations
+    /// cap): wait for one to free up.
     Wait,
 }
 
@@ -178,7 +183,6 @@ impl SessionPool {
             permits: Arc::new(Semaphore::new(limits.max_total)),
             entries: Mutex::new(HashMap::new()),
             connects: AtomicUsize::new(0),
-            connected: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -223,6 +227,14 @@ impl SessionPool {
             .ok()
             .and_then(|mut e| e.remove(&connection_id));
         close_later(removed.map(|e| e.sessions).unwrap_or_default());
+    }
+
+    /// The wake-up of a connection's waiters.
+    fn signal(&self, id: Uuid) -> Arc<Notify> {
+        match self.entries.lock() {
+            Ok(mut entries) => entries.entry(id).or_default().changed.clone(),
+            Err(_) => Arc::default(),
+        }
     }
 
     fn plan(&self, key: ConnectionKey) -> Plan {
@@ -297,6 +309,7 @@ impl SessionPool {
         &self,
         target: &SftpTarget,
         blocked: &[IpNet],
+        freed: Arc<Notify>,
     ) -> Result<Arc<PooledSession>, ConnectorError> {
         let permit = self.permit(target).await?;
         self.connects.fetch_add(1, Ordering::Relaxed);
@@ -305,7 +318,7 @@ impl SessionPool {
             session,
             in_use: AtomicUsize::new(1),
             last_used: Mutex::new(Instant::now()),
-            freed: self.connected.clone(),
+            freed,
             _permit: permit,
         }))
     }
@@ -320,15 +333,18 @@ impl SessionPool {
         self.prune();
         let Some(key) = key else {
             return Ok(Lease {
-                session: self.open(target, blocked).await?,
+                session: self.open(target, blocked, Arc::default()).await?,
                 reused: false,
             });
         };
         let deadline = tokio::time::Instant::now() + target.timeout;
-        loop {
-            let notified = self.connected.notified();
+        let changed = loop {
+            // Looked up each time round: the entry may have been pruned and made anew.
+            let changed = self.signal(key.id);
+            let notified = changed.notified();
             tokio::pin!(notified);
-            // Registered before looking, so a connect finishing in between still wakes us.
+            // Registered before looking, so a connect or an operation finishing in between
+            // still wakes us.
             notified.as_mut().enable();
             match self.plan(key) {
                 Plan::Reuse(session) => {
@@ -337,9 +353,16 @@ impl SessionPool {
                         reused: true,
                     });
                 }
-                Plan::Connect => break,
+                Plan::Connect => break changed.clone(),
                 Plan::Wait => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    // Looks again now and then even unwoken: a wake-up can go to a waiter
+                    // that no longer needs it, or to an entry pruned meanwhile.
+                    let look_again = tokio::time::Instant::now() + RELOOK;
+                    if tokio::time::timeout_at(look_again.min(deadline), notified)
+                        .await
+                        .is_err()
+                        && tokio::time::Instant::now() >= deadline
+                    {
                         return Err(ConnectorError::with_detail(
                             ErrorCode::ConnectionTimeout,
                             "no SFTP session became free in time",
@@ -347,12 +370,13 @@ impl SessionPool {
                     }
                 }
             }
-        }
+        };
         let slot = ConnectingSlot {
             pool: self,
             id: key.id,
+            changed: changed.clone(),
         };
-        let opened = self.open(target, blocked).await;
+        let opened = self.open(target, blocked, changed.clone()).await;
         if let Ok(session) = &opened
             && let Ok(mut entries) = self.entries.lock()
             && let Some(entry) = entries.get_mut(&key.id)
