@@ -15,6 +15,23 @@ use serde_json::{Value, json};
 use crate::common::sample;
 use crate::sftp_server::{PASSWORD, TestSftpServer, USER, ed25519_key, fingerprint};
 
+/// The transport's target for the in-process server on `port`, with the test password.
+fn password_target(
+    port: u16,
+    timeout: Duration,
+) -> orderflow::connectors::transport::sftp::SftpTarget {
+    orderflow::connectors::transport::sftp::SftpTarget {
+        host: "127.0.0.1".into(),
+        port,
+        username: USER.into(),
+        password: Some(orderflow::crypto::SecretString::new(PASSWORD.into())),
+        private_key: None,
+        private_key_passphrase: None,
+        host_key_fingerprint: None,
+        timeout,
+    }
+}
+
 fn config_for(server: &TestSftpServer, extra: Value) -> Value {
     let mut config = json!({
         "mode": "sftp", "host": "127.0.0.1", "port": server.port, "username": USER,
@@ -336,22 +353,12 @@ async fn a_connection_cut_mid_write_leaves_no_final_file_and_says_so() {
 #[tokio::test]
 async fn an_existing_final_file_is_never_replaced() {
     use orderflow::connectors::dropzone_json_v1::dropzone::publish;
+    use orderflow::connectors::transport::sftp::SftpTransport;
     use orderflow::connectors::transport::sftp::pool::{PoolLimits, SessionPool};
-    use orderflow::connectors::transport::sftp::{SftpTarget, SftpTransport};
-    use orderflow::crypto::SecretString;
 
     let server = TestSftpServer::start().await;
     let orders = server.dir("/import/orders");
-    let target = SftpTarget {
-        host: "127.0.0.1".into(),
-        port: server.port,
-        username: USER.into(),
-        password: Some(SecretString::new(PASSWORD.into())),
-        private_key: None,
-        private_key_passphrase: None,
-        host_key_fingerprint: None,
-        timeout: Duration::from_secs(10),
-    };
+    let target = password_target(server.port, Duration::from_secs(10));
     let pool = std::sync::Arc::new(SessionPool::new(PoolLimits::default()));
     let transport = SftpTransport::new(target, pool, None, vec![]);
     let dir = "/import/orders";
@@ -569,9 +576,8 @@ mod through_the_api {
 #[tokio::test]
 async fn a_cancelled_connect_does_not_leak_its_pool_slot() {
     use orderflow::connectors::transport::Transport;
+    use orderflow::connectors::transport::sftp::SftpTransport;
     use orderflow::connectors::transport::sftp::pool::{PoolLimits, SessionPool};
-    use orderflow::connectors::transport::sftp::{SftpTarget, SftpTransport};
-    use orderflow::crypto::SecretString;
 
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_port = silent.local_addr().unwrap().port();
@@ -591,16 +597,7 @@ async fn a_cancelled_connect_does_not_leak_its_pool_slot() {
         id: uuid::Uuid::new_v4(),
         version: 1,
     });
-    let target = |port| SftpTarget {
-        host: "127.0.0.1".into(),
-        port,
-        username: USER.into(),
-        password: Some(SecretString::new(PASSWORD.into())),
-        private_key: None,
-        private_key_passphrase: None,
-        host_key_fingerprint: None,
-        timeout: Duration::from_secs(3),
-    };
+    let target = |port| password_target(port, Duration::from_secs(3));
     let hanging = SftpTransport::new(target(silent_port), pool.clone(), key, vec![]);
     assert!(
         tokio::time::timeout(Duration::from_millis(200), hanging.list("/in"))
@@ -623,9 +620,7 @@ async fn a_cancelled_connect_does_not_leak_its_pool_slot() {
 /// fails opens past 32 at once on one session).
 #[tokio::test]
 async fn a_session_never_carries_more_operations_than_its_cap() {
-    use orderflow::connectors::transport::sftp::SftpTarget;
     use orderflow::connectors::transport::sftp::pool::{PoolLimits, SessionPool};
-    use orderflow::crypto::SecretString;
 
     let server = TestSftpServer::start().await;
     let pool = SessionPool::new(PoolLimits {
@@ -638,16 +633,7 @@ async fn a_session_never_carries_more_operations_than_its_cap() {
         id: uuid::Uuid::new_v4(),
         version: 1,
     });
-    let target = SftpTarget {
-        host: "127.0.0.1".into(),
-        port: server.port,
-        username: USER.into(),
-        password: Some(SecretString::new(PASSWORD.into())),
-        private_key: None,
-        private_key_passphrase: None,
-        host_key_fingerprint: None,
-        timeout: Duration::from_secs(10),
-    };
+    let target = password_target(server.port, Duration::from_secs(10));
     let mut leases = Vec::new();
     for _ in 0..3 {
         leases.push(pool.acquire(key, &target, &[]).await.unwrap());
