@@ -68,9 +68,9 @@ pub(super) async fn run(o: AcksBench) -> anyhow::Result<()> {
             )
         }
         Target::Sftp => {
-            let mut config = o.sftp.connector_config()?;
-            let base = SftpArgs::required(&o.sftp.path, "path")?.trim_end_matches('/');
-            let ack_path = format!("{base}/acks-{}", bench.org.slug);
+            let folder = o.sftp.fresh_folder("orderflow_acks_bench").await?;
+            let mut config = o.sftp.connector_config(&folder)?;
+            let ack_path = format!("{folder}/acks");
             config.insert("ack_path".into(), json!(ack_path));
             (Value::Object(config), ack_path)
         }

@@ -4,6 +4,7 @@
 mod acks;
 mod crypto;
 mod harness;
+mod openssh;
 mod pipeline;
 mod sftp;
 
@@ -109,14 +110,39 @@ impl SftpArgs {
         })
     }
 
-    /// A `DROPZONE_JSON_V1` sftp config with these flags (secrets included).
-    fn connector_config(&self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    /// Creates a new folder `<path>/<prefix>_<random>` on the server; its path. A run that
+    /// writes into a folder of its own does not depend on what earlier runs left there, and
+    /// compares fairly with the `sftp -b` yardstick, which copies into a new folder too.
+    async fn fresh_folder(&self, prefix: &str) -> anyhow::Result<String> {
+        use crate::connectors::transport::Transport;
+        use crate::connectors::transport::sftp::{SftpTransport, pool::SessionPool};
+
+        let folder = crate::connectors::transport::join(
+            Self::required(&self.path, "path")?,
+            &format!(
+                "{prefix}_{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+        );
+        let pool = std::sync::Arc::new(SessionPool::default());
+        SftpTransport::new(self.target()?, pool, None, Vec::new())
+            .create_dir(&folder)
+            .await?;
+        Ok(folder)
+    }
+
+    /// A `DROPZONE_JSON_V1` sftp config with these flags (secrets included), delivering into
+    /// `export_path`.
+    fn connector_config(
+        &self,
+        export_path: &str,
+    ) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
         let mut config = serde_json::json!({
             "mode": "sftp",
             "host": Self::required(&self.host, "host")?,
             "port": self.port,
             "username": Self::required(&self.username, "username")?,
-            "export_path": Self::required(&self.path, "path")?,
+            "export_path": export_path,
             "timeout_secs": self.timeout_secs.min(120),
         });
         if let Some(p) = self.password()? {

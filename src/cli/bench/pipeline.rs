@@ -4,7 +4,8 @@
 //! and reports drafts/s from the first push to the last SENT, or (`--rate R`) pushes R per
 //! second and reports push→SENT percentiles. For a filesystem dropzone it also times, in the
 //! same run, a bare loop of N durable writes (tmp + fsync + rename + folder fsync, one thread)
-//! as the yardstick.
+//! as the yardstick; for SFTP, OpenSSH's own `sftp -b` copying as many files of the same size
+//! to the same server (see `openssh`).
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::harness::{Bench, durable_writes};
+use super::openssh::{self, Yardstick};
 use super::{SftpArgs, percentile, round2};
 use crate::domain::export::ExportStatus;
 
@@ -58,7 +60,11 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             json!({"mode": "filesystem", "export_path": "/orders"})
         }
-        Target::Sftp => Value::Object(o.sftp.connector_config()?),
+        Target::Sftp => {
+            let folder = o.sftp.fresh_folder("orderflow_bench").await?;
+            eprintln!("delivering into {folder} (left there)");
+            Value::Object(o.sftp.connector_config(&folder)?)
+        }
         Target::Http => {
             let addr = http_receiver().await?;
             json!({"url": format!("http://{addr}/orders"), "ack_mode": "none"})
@@ -72,6 +78,15 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
 
     eprintln!("creating and approving {} drafts…", o.drafts);
     let ids = bench.approved_drafts(o.drafts, o.http_concurrency).await?;
+
+    // The yardsticks copy as many files of the size the exports have. `sftp -b` runs before
+    // the pushes and again after the last SENT, and the faster run counts: whatever the
+    // database does after a burst (autovacuum, checkpoints) must not slow only the yardstick.
+    let size = rendered_size(&bench, slug, &ids).await?;
+    let sftp_b_before = match o.target {
+        Target::Sftp => yardstick(&o.sftp, o.drafts, size).await?,
+        Target::Filesystem | Target::Http => None,
+    };
 
     eprintln!("pushing…");
     let first_push = chrono::Utc::now();
@@ -120,19 +135,6 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
         .collect();
     latencies.sort_by(f64::total_cmp);
 
-    let folder = bench.org_folder().join("orders");
-    bench.shutdown().await;
-
-    let baseline = match o.target {
-        Target::Filesystem => {
-            let size = exports
-                .first()
-                .and_then(|e| std::fs::metadata(folder.join(&e.file_name)).ok())
-                .map_or(1024, |m| m.len() as usize);
-            Some(durable_writes(&folder, o.drafts, size)?)
-        }
-        Target::Sftp | Target::Http => None,
-    };
     let drafts_per_sec = o.drafts as f64 / elapsed.max(1e-9);
     eprintln!(
         "{} drafts on {database} to {:?}: {drafts_per_sec:.0} drafts/s (first push to last SENT in {elapsed:.2} s); \
@@ -143,9 +145,30 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
         percentile(&latencies, 95.0),
         percentile(&latencies, 99.0),
     );
-    if let Some(b) = baseline {
+    let folder = bench.org_folder().join("orders");
+    bench.shutdown().await;
+
+    let (durable_writes_per_sec, sftp_b_files_per_sec) = match o.target {
+        Target::Filesystem => (Some(durable_writes(&folder, o.drafts, size)?), None),
+        Target::Sftp => {
+            let after = yardstick(&o.sftp, o.drafts, size).await?;
+            (
+                None,
+                sftp_b_before.into_iter().chain(after).reduce(f64::max),
+            )
+        }
+        Target::Http => (None, None),
+    };
+    if let Some(b) = durable_writes_per_sec {
         eprintln!(
             "bare durable-write loop in the same folder: {b:.0} files/s (pipeline at {:.0}% of it)",
+            100.0 * drafts_per_sec / b
+        );
+    }
+    if let Some(b) = sftp_b_files_per_sec {
+        eprintln!(
+            "OpenSSH sftp -b, {} files of {size} bytes to the same server (the faster run): {b:.0} files/s (pipeline at {:.0}% of it)",
+            o.drafts,
             100.0 * drafts_per_sec / b
         );
     }
@@ -162,10 +185,45 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
             "p95_ms": round2(percentile(&latencies, 95.0)),
             "p99_ms": round2(percentile(&latencies, 99.0)),
             "not_sent": failed,
-            "baseline_durable_writes_per_sec": baseline.map(round2),
+            "baseline_durable_writes_per_sec": durable_writes_per_sec.map(round2),
+            "baseline_sftp_b_files_per_sec": sftp_b_files_per_sec.map(round2),
         })
     );
     Ok(())
+}
+
+/// The size of the file the first draft renders to.
+async fn rendered_size(bench: &Bench, slug: &str, ids: &[String]) -> anyhow::Result<usize> {
+    let id: uuid::Uuid = ids.first().context("no drafts")?.parse()?;
+    let draft = bench
+        .app
+        .store
+        .draft(bench.org.id, id)
+        .await?
+        .context("the draft is gone")?;
+    let order = draft
+        .to_approved(&bench.org.slug)
+        .context("the draft is not approved")?;
+    let connector = bench
+        .app
+        .registry
+        .by_slug(slug)
+        .context("no such connector")?;
+    Ok(connector.render(&order)?.bytes.len())
+}
+
+/// One `sftp -b` run: files/s, or None (and why) when it cannot run here.
+async fn yardstick(sftp: &SftpArgs, files: usize, size: usize) -> anyhow::Result<Option<f64>> {
+    Ok(match openssh::sftp_batch(sftp, files, size).await? {
+        Yardstick::Ran(rate) => {
+            eprintln!("OpenSSH sftp -b: {rate:.0} files/s");
+            Some(rate)
+        }
+        Yardstick::Skipped(why) => {
+            eprintln!("sftp -b yardstick skipped: {why}");
+            None
+        }
+    })
 }
 
 /// A local ERP endpoint: accepts every POST with 200 and an order number.

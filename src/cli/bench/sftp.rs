@@ -1,4 +1,5 @@
-//! `orderflow bench sftp`: the SFTP transport alone, as exports use it.
+//! `orderflow bench sftp`: the SFTP transport alone, as exports use it, beside OpenSSH's own
+//! `sftp -b` copying the same files (see `openssh`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,6 +8,7 @@ use futures::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::openssh::{self, Yardstick};
 use super::{SftpArgs, percentile, round2};
 use crate::connectors::ConnectionKey;
 use crate::connectors::dropzone_json_v1::dropzone::publish;
@@ -86,6 +88,19 @@ pub(super) async fn run(o: SftpBench) -> anyhow::Result<()> {
         files_per_sec,
         mib_per_sec
     );
+    let sftp_b = match openssh::sftp_batch(&o.conn, o.files, o.size).await? {
+        Yardstick::Ran(rate) => {
+            eprintln!(
+                "OpenSSH sftp -b, the same files to the same server: {rate:.0} files/s (orderflow at {:.0}% of it)",
+                100.0 * files_per_sec / rate
+            );
+            Some(rate)
+        }
+        Yardstick::Skipped(why) => {
+            eprintln!("sftp -b yardstick skipped: {why}");
+            None
+        }
+    };
     if !o.keep {
         let cleanup = SftpTransport::new(target.clone(), pool.clone(), key, Vec::new());
         for i in 0..o.files {
@@ -109,6 +124,7 @@ pub(super) async fn run(o: SftpBench) -> anyhow::Result<()> {
             "mib_per_sec": round2(mib_per_sec),
             "p50_ms": round2(percentile(&ms, 50.0)),
             "p95_ms": round2(percentile(&ms, 95.0)),
+            "baseline_sftp_b_files_per_sec": sftp_b.map(round2),
         })
     );
     Ok(())
