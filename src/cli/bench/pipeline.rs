@@ -79,13 +79,15 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
     eprintln!("creating and approving {} drafts…", o.drafts);
     let ids = bench.approved_drafts(o.drafts, o.http_concurrency).await?;
 
-    // The yardsticks copy as many files of the size the exports have. `sftp -b` runs before
-    // the pushes and again after the last SENT, and the faster run counts: whatever the
-    // database does after a burst (autovacuum, checkpoints) must not slow only the yardstick.
+    // The yardsticks copy as many files of the size the exports have, for a burst (a steady
+    // rate has nothing to compare with). `sftp -b` runs before the pushes and again after the
+    // last SENT, and the faster run counts: whatever the database does after a burst
+    // (autovacuum, checkpoints) must not slow only the yardstick.
     let size = rendered_size(&bench, slug, &ids).await?;
+    let yardsticks = o.rate.is_none();
     let sftp_b_before = match o.target {
-        Target::Sftp => yardstick(&o.sftp, o.drafts, size).await?,
-        Target::Filesystem | Target::Http => None,
+        Target::Sftp if yardsticks => yardstick(&o.sftp, o.drafts, size).await?,
+        _ => None,
     };
 
     eprintln!("pushing…");
@@ -149,6 +151,7 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
     bench.shutdown().await;
 
     let (durable_writes_per_sec, sftp_b_files_per_sec) = match o.target {
+        _ if !yardsticks => (None, None),
         Target::Filesystem => (Some(durable_writes(&folder, o.drafts, size)?), None),
         Target::Sftp => {
             let after = yardstick(&o.sftp, o.drafts, size).await?;
