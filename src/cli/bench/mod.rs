@@ -180,6 +180,11 @@ fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     sorted_ms[rank.min(sorted_ms.len() - 1)]
 }
 
+/// `size` bytes of letters: the content of the SFTP benches' files.
+fn filler(size: usize) -> Vec<u8> {
+    (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
 /// Rounds to two decimals for the JSON line.
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0

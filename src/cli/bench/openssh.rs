@@ -11,28 +11,39 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::SftpArgs;
-
-/// Why the yardstick did not run, or its figure.
-pub(super) enum Yardstick {
-    /// Files per second, connection set-up excluded.
-    Ran(f64),
-    /// It could not run here (what is missing).
-    Skipped(String),
-}
+use super::{SftpArgs, filler};
 
 /// Copies `files` files of `size` bytes with `sftp -b` into a new folder under the bench's
 /// remote path, and leaves them there (deleting thousands of files at once slows file
 /// creation on a journal-less ext4 for minutes). The time of a batch that only creates the
 /// folder (connect, authenticate, one request) is subtracted, so the figure is the copy rate,
-/// as the bench's own figures exclude connecting.
+/// as the bench's own figures exclude connecting. Files per second, or None when it cannot
+/// run here (the bench says why).
 pub(super) async fn sftp_batch(
     args: &SftpArgs,
     files: usize,
     size: usize,
-) -> anyhow::Result<Yardstick> {
+) -> anyhow::Result<Option<f64>> {
+    Ok(match measure(args, files, size).await? {
+        Ok(rate) => {
+            eprintln!("OpenSSH sftp -b: {rate:.0} files/s");
+            Some(rate)
+        }
+        Err(why) => {
+            eprintln!("sftp -b yardstick skipped: {why}");
+            None
+        }
+    })
+}
+
+/// Files per second, or why `sftp -b` could not run.
+async fn measure(
+    args: &SftpArgs,
+    files: usize,
+    size: usize,
+) -> anyhow::Result<Result<f64, String>> {
     let Some(key) = &args.private_key_file else {
-        return Ok(Yardstick::Skipped(
+        return Ok(Err(
             "needs --private-key-file (sftp -b never sends a password)".into(),
         ));
     };
@@ -51,14 +62,13 @@ async fn copy(
     remote: &str,
     files: usize,
     size: usize,
-) -> anyhow::Result<Yardstick> {
+) -> anyhow::Result<Result<f64, String>> {
     // One file under many names (hard links): removing the folder afterwards then frees one
     // inode, not thousands. Without a journal, ext4 skips inodes freed in the last minutes
     // when it allocates, which made file creation (ours, sshd's, PostgreSQL's) on this
     // machine up to twice as dear for the next runs.
-    let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
     let source = local.join("source");
-    std::fs::write(&source, &body)?;
+    std::fs::write(&source, filler(size))?;
     for i in 0..files {
         std::fs::hard_link(&source, local.join(name(i)))?;
     }
@@ -73,14 +83,14 @@ async fn copy(
 
     let connect = match run(args, key, local, &format!("mkdir \"{folder}\"\n")).await? {
         Ok(elapsed) => elapsed,
-        Err(why) => return Ok(Yardstick::Skipped(why)),
+        Err(why) => return Ok(Err(why)),
     };
     let copying = match run(args, key, local, &puts).await? {
         Ok(elapsed) => elapsed,
-        Err(why) => return Ok(Yardstick::Skipped(why)),
+        Err(why) => return Ok(Err(why)),
     };
     eprintln!("sftp -b copied into {folder} (left there)");
-    Ok(Yardstick::Ran(files as f64 / (copying - connect).max(1e-9)))
+    Ok(Ok(files as f64 / (copying - connect).max(1e-9)))
 }
 
 fn name(i: usize) -> String {

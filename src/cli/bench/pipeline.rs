@@ -13,7 +13,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::harness::{Bench, durable_writes};
-use super::openssh::{self, Yardstick};
+use super::openssh;
 use super::{SftpArgs, percentile, round2};
 use crate::domain::export::ExportStatus;
 
@@ -86,7 +86,7 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
     let size = rendered_size(&bench, slug, &ids).await?;
     let yardsticks = o.rate.is_none();
     let sftp_b_before = match o.target {
-        Target::Sftp if yardsticks => yardstick(&o.sftp, o.drafts, size).await?,
+        Target::Sftp if yardsticks => openssh::sftp_batch(&o.sftp, o.drafts, size).await?,
         _ => None,
     };
 
@@ -154,7 +154,7 @@ pub(super) async fn run(o: PipelineBench) -> anyhow::Result<()> {
         _ if !yardsticks => (None, None),
         Target::Filesystem => (Some(durable_writes(&folder, o.drafts, size)?), None),
         Target::Sftp => {
-            let after = yardstick(&o.sftp, o.drafts, size).await?;
+            let after = openssh::sftp_batch(&o.sftp, o.drafts, size).await?;
             (
                 None,
                 sftp_b_before.into_iter().chain(after).reduce(f64::max),
@@ -213,20 +213,6 @@ async fn rendered_size(bench: &Bench, slug: &str, ids: &[String]) -> anyhow::Res
         .by_slug(slug)
         .context("no such connector")?;
     Ok(connector.render(&order)?.bytes.len())
-}
-
-/// One `sftp -b` run: files/s, or None (and why) when it cannot run here.
-async fn yardstick(sftp: &SftpArgs, files: usize, size: usize) -> anyhow::Result<Option<f64>> {
-    Ok(match openssh::sftp_batch(sftp, files, size).await? {
-        Yardstick::Ran(rate) => {
-            eprintln!("OpenSSH sftp -b: {rate:.0} files/s");
-            Some(rate)
-        }
-        Yardstick::Skipped(why) => {
-            eprintln!("sftp -b yardstick skipped: {why}");
-            None
-        }
-    })
 }
 
 /// A local ERP endpoint: accepts every POST with 200 and an order number.

@@ -8,8 +8,7 @@ use futures::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::openssh::{self, Yardstick};
-use super::{SftpArgs, percentile, round2};
+use super::{SftpArgs, filler, openssh, percentile, round2};
 use crate::connectors::ConnectionKey;
 use crate::connectors::dropzone_json_v1::dropzone::publish;
 use crate::connectors::transport::Transport;
@@ -44,7 +43,7 @@ pub(super) async fn run(o: SftpBench) -> anyhow::Result<()> {
         version: 1,
     });
     let run_id = &Uuid::new_v4().simple().to_string()[..8];
-    let body: Vec<u8> = (0..o.size).map(|i| b'a' + (i % 26) as u8).collect();
+    let body = filler(o.size);
 
     // Connect once up front so the figures measure delivery, not the first handshake.
     let warmup = SftpTransport::new(target.clone(), pool.clone(), key, Vec::new());
@@ -88,19 +87,13 @@ pub(super) async fn run(o: SftpBench) -> anyhow::Result<()> {
         files_per_sec,
         mib_per_sec
     );
-    let sftp_b = match openssh::sftp_batch(&o.conn, o.files, o.size).await? {
-        Yardstick::Ran(rate) => {
-            eprintln!(
-                "OpenSSH sftp -b, the same files to the same server: {rate:.0} files/s (orderflow at {:.0}% of it)",
-                100.0 * files_per_sec / rate
-            );
-            Some(rate)
-        }
-        Yardstick::Skipped(why) => {
-            eprintln!("sftp -b yardstick skipped: {why}");
-            None
-        }
-    };
+    let sftp_b = openssh::sftp_batch(&o.conn, o.files, o.size).await?;
+    if let Some(rate) = sftp_b {
+        eprintln!(
+            "orderflow at {:.0}% of sftp -b copying the same files",
+            100.0 * files_per_sec / rate
+        );
+    }
     if !o.keep {
         let cleanup = SftpTransport::new(target.clone(), pool.clone(), key, Vec::new());
         for i in 0..o.files {
