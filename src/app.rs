@@ -15,7 +15,9 @@ use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::connectors::{ConnectorEnv, Registry};
 use crate::crypto::Keyring;
+use crate::crypto::cursor::Cursors;
 use crate::service::acks::CallbackService;
+use crate::service::audit::AuditService;
 use crate::service::connections::{ConnectionService, KeyCheckError};
 use crate::service::login::LoginService;
 use crate::service::orders::OrderService;
@@ -45,6 +47,8 @@ pub struct App {
     pub keyring: Arc<Keyring>,
     /// Access tokens.
     pub tokens: Arc<TokenIssuer>,
+    /// List cursors (sealed positions).
+    pub cursors: Cursors,
     /// Connector types.
     pub registry: Arc<Registry>,
     /// Shared connector resources (dropzone root, network policy, SFTP session pool).
@@ -57,6 +61,8 @@ pub struct App {
     pub login: LoginService,
     /// Drafts, pushes and exports.
     pub orders: OrderService,
+    /// The audit log.
+    pub audit: AuditService,
     /// Acknowledgements the ERP sends to us (signed callbacks).
     pub callbacks: CallbackService,
     /// Notified on every push, so an in-process delivery worker starts at once.
@@ -92,6 +98,7 @@ impl App {
     ) -> Result<Arc<App>, BuildError> {
         let keyring = Arc::new(settings.keyring.clone());
         let tokens = Arc::new(TokenIssuer::new(&settings.jwt_secret));
+        let cursors = Cursors::new(&settings.jwt_secret);
         let registry = Arc::new(registry);
         let connector_env = Arc::new(ConnectorEnv::from_settings(&settings));
         let archive = Archive::open(&settings.object_storage)?;
@@ -116,17 +123,20 @@ impl App {
             [wake_delivery.clone(), announce_pushes.clone()],
         );
         let callbacks = CallbackService::new(store.clone(), registry.clone(), connections.clone());
+        let audit_store = store.clone();
         Ok(Arc::new(App {
             settings,
             store,
             keyring,
             tokens,
+            cursors,
             registry,
             connector_env,
             archive,
             connections,
             login,
             orders,
+            audit: AuditService::new(audit_store),
             callbacks,
             wake_delivery,
             announce_pushes,

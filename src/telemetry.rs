@@ -30,8 +30,11 @@ pub mod metric {
     pub const ACK_FILES: &str = "orderflow_ack_files_total";
     /// Histogram: SENT → ACKED.
     pub const ACK_LAG: &str = "orderflow_ack_lag_seconds";
-    /// Gauge: Unix time of the last successful ack poll, per connection.
-    pub const ACK_LAST_POLL: &str = "orderflow_ack_last_successful_poll_timestamp_seconds";
+    /// Gauge: of every active connection this process polls, the Unix time of the one whose
+    /// last successful poll is oldest (alert when it lags: some connection is not being read).
+    /// No per-connection series: orgs are unbounded, and a connection id is the secret part of
+    /// a callback URL.
+    pub const ACK_OLDEST_POLL: &str = "orderflow_ack_oldest_successful_poll_timestamp_seconds";
     /// Counter: connection tests by result.
     pub const CONNECTION_TESTS: &str = "orderflow_connection_tests_total";
 }

@@ -47,8 +47,10 @@ pub enum ApiError {
     #[error("{0}")]
     Validation(FieldError),
     /// 429 `RATE_LIMITED`, with `Retry-After`.
-    #[error("Too many failed attempts; retry later")]
+    #[error("{message}")]
     TooManyRequests {
+        /// Why, for the client.
+        message: &'static str,
         /// Seconds until a retry may succeed.
         retry_after_secs: u64,
     },
@@ -62,6 +64,9 @@ pub enum ApiError {
     /// 413 `PAYLOAD_TOO_LARGE`.
     #[error("request body is larger than 1 MiB")]
     PayloadTooLarge,
+    /// 413 `PAYLOAD_TOO_LARGE` on an endpoint with a smaller limit than the default.
+    #[error("request body is larger than {0} KiB")]
+    PayloadOver(usize),
     /// 502 `DEPENDENCY_ERROR`: something we depend on failed.
     #[error("{0}")]
     Dependency(String),
@@ -104,7 +109,9 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "CONFLICT"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
-            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            ApiError::PayloadTooLarge | ApiError::PayloadOver(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+            }
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ApiError::Unavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
@@ -125,10 +132,11 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => ApiError::NotFound("Not found".into()),
-            StoreError::Conflict(constraint) => ApiError::Conflict {
-                message: "Conflicts with an existing record".into(),
-                details: json!({ "constraint": constraint }),
-            },
+            // The constraint's name is a fact about our schema, not for clients.
+            StoreError::Conflict(constraint) => {
+                tracing::info!(constraint, "write refused by a unique constraint");
+                ApiError::conflict("Conflicts with an existing record")
+            }
             // A passing outage: the client may retry (a push with its Idempotency-Key).
             StoreError::Unreachable(cause) => {
                 tracing::warn!(error = %cause, "database unreachable; answering 503");
@@ -201,7 +209,9 @@ impl ApiError {
     pub fn public(self) -> PublicError {
         let (status, code) = self.status_and_code();
         let retry_after_secs = match &self {
-            ApiError::TooManyRequests { retry_after_secs }
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            }
             | ApiError::Unavailable { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         };
@@ -253,7 +263,17 @@ impl From<crate::service::ServiceError> for ApiError {
             S::NotFound(message) => ApiError::NotFound(message),
             S::Unauthenticated(message) => ApiError::Unauthorized(message),
             S::Forbidden(message) => ApiError::Forbidden(message),
-            S::Throttled { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
+            S::Throttled { retry_after_secs } => ApiError::TooManyRequests {
+                message: "Too many failed attempts; retry later",
+                retry_after_secs,
+            },
+            S::TooMuchAtOnce {
+                message,
+                retry_after_secs,
+            } => ApiError::TooManyRequests {
+                message,
+                retry_after_secs,
+            },
             S::Busy { retry_after_secs } => ApiError::Unavailable { retry_after_secs },
             S::Conflict(message) => ApiError::conflict(message),
             S::ConflictWith { message, details } => ApiError::Conflict { message, details },

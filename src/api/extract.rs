@@ -21,6 +21,8 @@ use crate::domain::user::{Role, User};
 pub struct AuthUser {
     /// The user as stored now (role changes apply at once, not at token expiry).
     pub user: User,
+    /// The verified token (what signing out revokes).
+    pub session: crate::service::login::Authenticated,
 }
 
 impl AuthUser {
@@ -67,19 +69,11 @@ impl AuthUser {
     /// The user an access token names, if it is valid and the user exists and is enabled (the
     /// API's Bearer header and the console's session cookie carry the same tokens).
     pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
-        let claims = state
-            .tokens
-            .verify(token)
-            .map_err(|_| ApiError::Unauthorized("Invalid or expired token"))?;
-        let user = state
-            .store
-            .user_by_id(claims.org_id, claims.sub)
-            .await?
-            .ok_or(ApiError::Unauthorized("Invalid or expired token"))?;
-        if user.disabled {
-            return Err(ApiError::Forbidden("User is disabled"));
-        }
-        Ok(AuthUser { user })
+        let session = state.login.authenticate(token).await?;
+        Ok(AuthUser {
+            user: session.user.clone(),
+            session,
+        })
     }
 }
 
@@ -170,6 +164,17 @@ pub fn parse_uuid(field: &str, text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::invalid(field, "must be a UUID"))
 }
 
+/// A page request from raw `limit` and `cursor` values (the API's and the console's lists).
+pub fn page_request(
+    cursors: &crate::crypto::cursor::Cursors,
+    listing: &str,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<crate::domain::page::PageRequest, ApiError> {
+    let before = cursor.map(|c| cursors.open(listing, c)).transpose()?;
+    Ok(crate::domain::page::PageRequest::parse(limit, before)?)
+}
+
 /// The query string of a list endpoint. Extraction never fails, so handlers check the
 /// caller's role first (403 before 422); [`ListQuery::page`] and [`ListQuery::parsed`] then
 /// validate, naming the field.
@@ -185,13 +190,19 @@ impl ListQuery {
             .map_err(|e| ApiError::invalid("query", e.clone()))
     }
 
-    /// `limit` and `cursor`.
-    pub fn page(&self) -> Result<crate::domain::page::PageRequest, ApiError> {
+    /// `limit` and `cursor`; a cursor must have been sealed for `listing`.
+    pub fn page(
+        &self,
+        cursors: &crate::crypto::cursor::Cursors,
+        listing: &str,
+    ) -> Result<crate::domain::page::PageRequest, ApiError> {
         let params = self.params()?;
-        Ok(crate::domain::page::PageRequest::parse(
+        page_request(
+            cursors,
+            listing,
             params.get("limit").map(String::as_str),
             params.get("cursor").map(String::as_str),
-        )?)
+        )
     }
 
     /// A raw parameter, None when absent (an empty value is a value, and usually invalid).

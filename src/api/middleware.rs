@@ -7,7 +7,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::error::{REQUEST_ID, error_response};
@@ -40,6 +40,79 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .await;
     response.headers_mut().insert(REQUEST_ID_HEADER, header);
     response
+}
+
+/// Runs the rest of the request in a task of its own and waits for it. When the client goes
+/// away (or the request timeout fires) only the waiting stops: the handler runs to completion,
+/// so a transaction is never abandoned between `BEGIN` and `COMMIT` — which on PostgreSQL would
+/// hand the pooled connection to the next caller still inside it, its locks held and its writes
+/// never committed. Handlers are bounded on their own (statement and connector timeouts), so
+/// detached work always ends.
+pub async fn run_to_completion(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let request_id = super::error::REQUEST_ID.try_with(Clone::clone).ok();
+    let work = next.run(req).instrument(tracing::Span::current());
+    let task = match request_id {
+        Some(id) => tokio::spawn(super::error::REQUEST_ID.scope(id, work)),
+        None => tokio::spawn(work),
+    };
+    match task.await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::error!(error = %err, "request handler panicked");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "Internal server error".to_owned(),
+                Value::Null,
+            )
+        }
+    }
+}
+
+/// Requests one client address may have in progress on the routes that wait on a tenant's
+/// server (connection tests, acknowledgement polls). Far below the server's connection cap,
+/// so one client holding many of them open cannot fill it. (A save with `test_on_save` tests
+/// too; it is bounded per org by the service, like every test.)
+pub const SLOW_REQUESTS_PER_CLIENT: usize = 8;
+
+/// The routes [`limit_slow_requests`] counts (POST only).
+const SLOW_ROUTES: &[&str] = &[
+    "/api/v1/connectors/{slug}/test",
+    "/api/v1/connectors/{slug}/poll-acks",
+    "/ui/connector/{slug}/{action}",
+    "/ui/acks/poll",
+];
+
+/// Answers 429 (with `Retry-After`) to a client address that already has
+/// [`SLOW_REQUESTS_PER_CLIENT`] slow requests in progress; the per-org bound is the service's.
+pub async fn limit_slow_requests(
+    axum::extract::State(limit): axum::extract::State<
+        std::sync::Arc<crate::service::limits::KeyedLimit<std::net::IpAddr>>,
+    >,
+    req: Request,
+    next: Next,
+) -> Response {
+    let slow = req.method() == axum::http::Method::POST
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| SLOW_ROUTES.contains(&p.as_str()));
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let (true, Some(client)) = (slow, client) else {
+        return next.run(req).await;
+    };
+    let Some(_place) = limit.try_enter(client) else {
+        return super::error::ApiError::TooManyRequests {
+            message: "Too many connection tests or polls in progress from this address; retry when one has finished",
+            retry_after_secs: 5,
+        }
+        .into_response();
+    };
+    next.run(req).await
 }
 
 /// The standard 431 for a request whose headers exceed [`MAX_HEADER_COUNT`] or

@@ -44,6 +44,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .routes(routes!(routes::health::metrics))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(routes::auth::login))
+        .routes(routes!(routes::auth::logout))
         .routes(routes!(routes::me::me))
         .routes(routes!(routes::audit::list))
         .routes(routes!(routes::connectors::types))
@@ -89,10 +90,17 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
                 .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION]))
                 .layer(trace)
                 .layer(axum::middleware::from_fn(middleware::observe))
+                .layer(axum::middleware::from_fn_with_state(
+                    crate::service::limits::KeyedLimit::new(middleware::SLOW_REQUESTS_PER_CLIENT),
+                    middleware::limit_slow_requests,
+                ))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::GATEWAY_TIMEOUT,
                     request_timeout,
                 ))
+                // Inside the timeout: a timed-out or abandoned request stops being waited
+                // for, never stops mid-transaction.
+                .layer(axum::middleware::from_fn(middleware::run_to_completion))
                 .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES)),
         )
 }

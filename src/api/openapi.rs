@@ -12,7 +12,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
 
 use crate::connectors::Registry;
-use crate::domain::page::CURSOR_PATTERN;
+use crate::crypto::cursor::CURSOR_PATTERN;
 
 /// The document's fixed parts; paths are added by the router.
 pub fn base() -> OpenApi {

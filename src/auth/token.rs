@@ -27,6 +27,10 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at (Unix seconds).
     pub exp: u64,
+    /// The token's own id, so signing out can revoke this token and no other (tokens from
+    /// before ids existed have none and end only at expiry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<Uuid>,
 }
 
 /// A token was refused. The variants stay internal; callers answer a uniform 401.
@@ -82,6 +86,7 @@ impl TokenIssuer {
             role: user.role,
             iat,
             exp: iat + ttl_secs,
+            jti: Some(Uuid::new_v4()),
         })
     }
 
@@ -156,6 +161,7 @@ mod tests {
                 role: u.role,
                 iat: past - 60,
                 exp: past,
+                jti: None,
             })
             .unwrap();
         assert!(good.verify(&expired).is_err(), "expired token accepted");
@@ -173,6 +179,7 @@ mod tests {
                     role: u.role,
                     iat,
                     exp,
+                    jti: None,
                 })
                 .unwrap();
             assert!(good.verify(&long).is_err(), "iat {iat} exp {exp} accepted");

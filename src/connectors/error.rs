@@ -49,6 +49,9 @@ pub enum ErrorCode {
     ErpUnavailable,
     /// The TLS handshake failed (unknown CA, wrong name, expired, client certificate refused).
     TlsError,
+    /// The export was claimed more often than `EXPORT_MAX_ATTEMPTS` without an outcome being
+    /// recorded (crashes or lost leases): whether it arrived is unknown.
+    AttemptsExhausted,
 }
 
 impl ErrorCode {
@@ -75,6 +78,7 @@ impl ErrorCode {
             ErrorCode::RedirectRefused => "REDIRECT_REFUSED",
             ErrorCode::ErpUnavailable => "ERP_UNAVAILABLE",
             ErrorCode::TlsError => "TLS_ERROR",
+            ErrorCode::AttemptsExhausted => "ATTEMPTS_EXHAUSTED",
         }
     }
 
@@ -103,6 +107,7 @@ impl ErrorCode {
             }
             ErrorCode::ErpUnavailable => "The ERP is temporarily unavailable",
             ErrorCode::TlsError => "TLS handshake failed",
+            ErrorCode::AttemptsExhausted => "Delivery attempts exhausted without an outcome",
         }
     }
 
@@ -156,6 +161,9 @@ pub enum CallbackRefused {
     Unauthenticated(&'static str),
 }
 
+/// Longest detail kept in a connector error's message.
+pub const MAX_DETAIL_CHARS: usize = 2000;
+
 impl ConnectorError {
     /// The code's headline alone.
     pub fn new(code: ErrorCode) -> Self {
@@ -167,8 +175,11 @@ impl ConnectorError {
         }
     }
 
-    /// The headline followed by a detail, e.g. `Path not found: /import/orders`.
+    /// The headline followed by a detail, e.g. `Path not found: /import/orders`. The detail
+    /// often quotes a peer (a server's status message, an ERP's answer): it is cleaned of
+    /// characters the database refuses and bounded, like everything from outside.
     pub fn with_detail(code: ErrorCode, detail: impl fmt::Display) -> Self {
+        let detail = crate::domain::text::clean(&detail.to_string(), MAX_DETAIL_CHARS);
         Self {
             code,
             message: format!("{}: {detail}", code.message()),
@@ -177,9 +188,13 @@ impl ConnectorError {
         }
     }
 
-    /// The same failure, with facts for `error_json`.
+    /// The same failure, with facts for `error_json` (cleaned like the message).
     pub fn details(mut self, details: serde_json::Map<String, serde_json::Value>) -> Self {
-        self.details = Some(details);
+        let mut value = serde_json::Value::Object(details);
+        crate::domain::text::clean_json(&mut value);
+        if let serde_json::Value::Object(details) = value {
+            self.details = Some(details);
+        }
         self
     }
 

@@ -94,7 +94,10 @@ pub fn render(order: &ApprovedOrder) -> Result<Vec<u8>, ConnectorError> {
         export_version: "orderflow_export_json_v1",
         org_slug: order.org_slug.as_str(),
         draft_order_id: order.draft_order_id,
-        approved_at: order.approved_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        // The same text the API shows for the draft: one instant, written one way.
+        approved_at: order
+            .approved_at
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true),
         customer: Customer {
             id: order.customer.id,
             erp_customer_number: order.customer.erp_customer_number.as_deref(),

@@ -57,6 +57,8 @@ pub struct ConnectorEnv {
     pub allow_plain_http: bool,
     /// Reused SFTP sessions.
     pub sftp_pool: Arc<SessionPool>,
+    /// Per-org lanes for blocking filesystem work.
+    pub fs_lanes: Arc<transport::filesystem::Lanes>,
 }
 
 impl ConnectorEnv {
@@ -76,6 +78,7 @@ impl ConnectorEnv {
             blocked_networks,
             allow_plain_http: false,
             sftp_pool: Arc::new(SessionPool::default()),
+            fs_lanes: Arc::default(),
         }
     }
 

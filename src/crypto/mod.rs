@@ -4,6 +4,7 @@
 //! data binds each blob to its row, see [`connection_aad`].
 
 mod cipher;
+pub mod cursor;
 mod secret;
 
 pub use cipher::{

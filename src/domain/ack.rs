@@ -20,9 +20,10 @@ pub enum AckKind {
 }
 
 /// An ack file's name read: its kind and the export file it answers. None for names the
-/// poller ignores (other files, `.tmp` files still being written).
+/// poller ignores (other files, `.tmp` files still being written, and names with control
+/// characters, which no export file has and no query should carry).
 pub fn classify_name(name: &str) -> Option<(AckKind, &str)> {
-    if name.ends_with(".tmp") {
+    if name.ends_with(".tmp") || !super::text::is_clean_identifier(name) {
         return None;
     }
     if let Some(export) = name.strip_prefix("ack_") {
@@ -81,19 +82,30 @@ impl AckOutcome {
 pub struct Malformed(pub String);
 
 /// A field naming something (the ERP's order number, its error code): a string, or a number
-/// kept as the text it was written as; absent or null is None. Anything else, or text too long
-/// to be an identifier, is malformed: storing it cut short would be storing a wrong value.
+/// kept as the text it was written as; absent or null is None. Anything else, text too long to
+/// be an identifier, or text with a control character in it (NUL included) is malformed:
+/// storing it cut short or cleaned would be storing a wrong value.
 fn identifier(body: &Map<String, Value>, field: &str) -> Result<Option<String>, Malformed> {
-    let text = match body.get(field) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s.trim().to_owned(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(_) => return Err(Malformed(format!("{field} must be a string"))),
+    match body.get(field) {
+        None => Ok(None),
+        Some(value) => identifier_value(value).map_err(|why| Malformed(format!("{field} {why}"))),
+    }
+}
+
+/// An identifier's text from a JSON value, by the rules of [`identifier`]; the error says
+/// what is wrong with it.
+pub fn identifier_value(value: &Value) -> Result<Option<String>, &'static str> {
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err("must be a string"),
     };
     if text.chars().count() > MAX_IDENTIFIER_CHARS {
-        return Err(Malformed(format!(
-            "{field} is longer than {MAX_IDENTIFIER_CHARS} characters"
-        )));
+        return Err("is longer than 255 characters");
+    }
+    if !super::text::is_clean_identifier(&text) {
+        return Err("contains control characters");
     }
     Ok((!text.is_empty()).then_some(text))
 }
@@ -103,10 +115,10 @@ fn identifier(body: &Map<String, Value>, field: &str) -> Result<Option<String>, 
 fn free_text(body: &Map<String, Value>, field: &str, max: usize) -> Option<String> {
     let text = match body.get(field)? {
         Value::Null => return None,
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => super::text::clean(s, max),
+        other => super::text::clean(&other.to_string(), max),
     };
-    Some(text.chars().take(max).collect())
+    Some(text)
 }
 
 /// Reads a file's body: a JSON object whose `status` matches the name's prefix.
@@ -185,7 +197,9 @@ pub fn parse_callback(bytes: &[u8]) -> Result<CallbackAck, Malformed> {
                 .map_err(|_| Malformed("export_id must be a UUID".into()))?,
         ),
         (Some(v), _) if !v.is_null() => return Err(Malformed("export_id must be a UUID".into())),
-        (_, Some(Value::String(name))) if !name.is_empty() && name.len() <= 255 => {
+        (_, Some(Value::String(name)))
+            if !name.is_empty() && name.len() <= 255 && super::text::is_clean_identifier(name) =>
+        {
             ExportRef::FileName(name.clone())
         }
         _ => return Err(Malformed("export_id or file_name is required".into())),
@@ -223,7 +237,14 @@ mod tests {
             classify_name("error_sales_order_x.json"),
             Some((AckKind::Rejected, "sales_order_x.json"))
         );
-        for ignored in ["ack_x.json.tmp", "readme.txt", "ack_", "sales_order_x.json"] {
+        for ignored in [
+            "ack_x.json.tmp",
+            "readme.txt",
+            "ack_",
+            "sales_order_x.json",
+            "ack_x\0.json",
+            "error_x\n.json",
+        ] {
             assert_eq!(classify_name(ignored), None, "{ignored}");
         }
     }
@@ -298,6 +319,23 @@ mod tests {
         assert_eq!(bare.error_json().unwrap()["message"], Value::Null);
         assert!(parse_body(AckKind::Acked, &vec![b' '; MAX_ACK_FILE_BYTES + 1]).is_err());
         assert_eq!(suffixed("ack_a.json", 0), "ack_a.json");
+    }
+
+    #[test]
+    fn text_from_the_erp_is_made_storable() {
+        // A NUL in an identifier makes the file malformed; in free text it is replaced.
+        let nul_id = br#"{"status": "ACKED", "erp_order_id": "SO\u00001"}"#;
+        assert!(parse_body(AckKind::Acked, nul_id).is_err());
+        let nul_code = br#"{"status": "FAILED", "error_code": "E\u0000"}"#;
+        assert!(parse_body(AckKind::Rejected, nul_code).is_err());
+        let nul_text =
+            br#"{"status": "FAILED", "message": "bad\u0000thing", "processed_at": "x\u0000"}"#;
+        let outcome = parse_body(AckKind::Rejected, nul_text).unwrap();
+        let error = outcome.error_json().unwrap();
+        assert_eq!(error["message"], "bad\u{FFFD}thing");
+        assert_eq!(error["processed_at"], "x\u{FFFD}");
+        let callback = br#"{"file_name": "a\u0000.json", "status": "ACKED"}"#;
+        assert!(parse_callback(callback).is_err());
         assert_eq!(suffixed("ack_a.json", 2), "ack_a.json.2");
     }
 }

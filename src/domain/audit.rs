@@ -47,6 +47,8 @@ pub mod action {
     pub const LOGIN_SUCCEEDED: &str = "auth.login_succeeded";
     /// Failed login (wrong password, unknown user, disabled user).
     pub const LOGIN_FAILED: &str = "auth.login_failed";
+    /// A user signed out (the token used is revoked).
+    pub const LOGGED_OUT: &str = "auth.logged_out";
     /// User created.
     pub const USER_CREATED: &str = "user.created";
     /// User disabled.

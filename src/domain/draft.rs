@@ -155,11 +155,11 @@ pub struct CustomerInput {
     pub id: Option<Uuid>,
     /// The customer's number in the ERP (≤ 64 characters).
     #[serde(default)]
-    #[schema(max_length = 64, pattern = "^[^\\u0000]*$")]
+    #[schema(max_length = 64, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub erp_customer_number: Option<String>,
     /// Customer name (≤ 512 characters).
     #[serde(default)]
-    #[schema(max_length = 512, pattern = "^[^\\u0000]*$")]
+    #[schema(max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub name: Option<String>,
 }
 
@@ -172,7 +172,7 @@ pub struct SourceDocumentInput {
     pub document_id: Option<Uuid>,
     /// Original file name (≤ 512 characters).
     #[serde(default)]
-    #[schema(max_length = 512, pattern = "^[^\\u0000]*$")]
+    #[schema(max_length = 512, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub file_name: Option<String>,
     /// SHA-256 of the file, 64 lowercase hex characters.
     #[serde(default)]
@@ -188,17 +188,27 @@ pub struct LineInput {
     #[schema(minimum = 1, maximum = 2147483647)]
     pub line_no: u32,
     /// Our SKU (1-128 characters).
-    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\u0000]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub internal_sku: String,
-    /// Quantity, > 0, kept exactly as written.
-    #[schema(value_type = f64, exclusive_minimum = 0)]
+    /// Quantity, > 0, kept exactly as written; at most 15 digits before the decimal point
+    /// and 10 after it.
+    #[schema(value_type = f64, exclusive_minimum = 0, maximum = 999999999999999.9999999999)]
     pub qty: DecimalText,
     /// Unit of measure (1-16 characters).
-    #[schema(min_length = 1, max_length = 16, pattern = "^[^\\u0000]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 16,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub uom: String,
-    /// Unit price, ≥ 0, kept exactly as written.
+    /// Unit price, ≥ 0, kept exactly as written; at most 15 digits before the decimal point
+    /// and 10 after it.
     #[serde(default)]
-    #[schema(value_type = Option<f64>, minimum = 0)]
+    #[schema(value_type = Option<f64>, minimum = 0, maximum = 999999999999999.9999999999)]
     pub unit_price: Option<DecimalText>,
     /// ISO 4217 currency; null means the header's.
     #[serde(default)]
@@ -206,11 +216,15 @@ pub struct LineInput {
     pub currency: Option<String>,
     /// The SKU as the customer wrote it (≤ 256 characters).
     #[serde(default)]
-    #[schema(max_length = 256, pattern = "^[^\\u0000]*$")]
+    #[schema(max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub customer_sku_raw: Option<String>,
-    /// Description (≤ 2000 characters).
+    /// Description (≤ 2000 characters; line breaks and tabs allowed, no other control
+    /// characters).
     #[serde(default)]
-    #[schema(max_length = 2000, pattern = "^[^\\u0000]*$")]
+    #[schema(
+        max_length = 2000,
+        pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub description: Option<String>,
 }
 
@@ -220,7 +234,7 @@ pub struct LineInput {
 pub struct DraftInput {
     /// The customer's PO number (≤ 128 characters).
     #[serde(default)]
-    #[schema(max_length = 128, pattern = "^[^\\u0000]*$")]
+    #[schema(max_length = 128, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub external_order_number: Option<String>,
     /// Order date, `YYYY-MM-DD`.
     #[serde(default)]
@@ -234,9 +248,13 @@ pub struct DraftInput {
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Date)]
     pub requested_delivery_date: Option<String>,
-    /// Free-text notes (≤ 10000 characters).
+    /// Free-text notes (≤ 10000 characters; line breaks and tabs allowed, no other control
+    /// characters).
     #[serde(default)]
-    #[schema(max_length = 10000, pattern = "^[^\\u0000]*$")]
+    #[schema(
+        max_length = 10000,
+        pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub notes: Option<String>,
     /// The customer.
     #[serde(default)]
@@ -264,19 +282,43 @@ pub struct NewDraft {
     pub lines: Vec<OrderLine>,
 }
 
+/// What a quantity or price must fit.
+const DIGITS_RULE: &str = "must have at most 15 digits before the decimal point and 10 after it";
+
+/// A one-line text field: no control characters at all (they make an identifier display as
+/// something else, and some break the ERP's import).
 fn text(
     field: &str,
     value: Option<String>,
     max_chars: usize,
+) -> Result<Option<String>, FieldError> {
+    checked_text(field, value, max_chars, char::is_control)
+}
+
+/// A free-text field (notes, descriptions): line breaks and tabs allowed, other controls not.
+fn multiline_text(
+    field: &str,
+    value: Option<String>,
+    max_chars: usize,
+) -> Result<Option<String>, FieldError> {
+    checked_text(field, value, max_chars, super::text::is_forbidden_control)
+}
+
+fn checked_text(
+    field: &str,
+    value: Option<String>,
+    max_chars: usize,
+    forbidden: fn(char) -> bool,
 ) -> Result<Option<String>, FieldError> {
     match value {
         Some(v) if v.chars().count() > max_chars => Err(FieldError::new(
             field,
             format!("must be at most {max_chars} characters"),
         )),
-        Some(v) if v.chars().any(|c| c == '\u{0}') => {
-            Err(FieldError::new(field, "must not contain NUL"))
-        }
+        Some(v) if v.chars().any(forbidden) => Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        )),
         other => Ok(other),
     }
 }
@@ -324,7 +366,7 @@ impl DraftInput {
             order_date: date("order_date", self.order_date)?,
             currency: currency("currency", self.currency)?,
             requested_delivery_date: date("requested_delivery_date", self.requested_delivery_date)?,
-            notes: text("notes", self.notes, 10_000)?,
+            notes: multiline_text("notes", self.notes, 10_000)?,
         };
         let customer_in = self.customer.map(|c| c.0).unwrap_or_default();
         let customer = Customer {
@@ -377,6 +419,12 @@ impl DraftInput {
             if !line.qty.is_positive() {
                 return Err(FieldError::new(field("qty"), "must be greater than 0"));
             }
+            if !line.qty.fits() {
+                return Err(FieldError::new(field("qty"), DIGITS_RULE));
+            }
+            if line.unit_price.as_ref().is_some_and(|p| !p.fits()) {
+                return Err(FieldError::new(field("unit_price"), DIGITS_RULE));
+            }
             if line
                 .unit_price
                 .as_ref()
@@ -392,7 +440,7 @@ impl DraftInput {
                 unit_price: line.unit_price,
                 currency: currency(&field("currency"), line.currency)?,
                 customer_sku_raw: text(&field("customer_sku_raw"), line.customer_sku_raw, 256)?,
-                description: text(&field("description"), line.description, 2000)?,
+                description: multiline_text(&field("description"), line.description, 2000)?,
             });
         }
         lines.sort_by_key(|l| l.line_no);
@@ -407,7 +455,7 @@ impl DraftInput {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -485,9 +533,64 @@ mod tests {
                 json!({"lines": [{"line_no": 1, "internal_sku": "", "qty": 1, "uom": "PCE"}]}),
                 "lines[0].internal_sku",
             ),
+            (
+                json!({"external_order_number": "PO\u{1b}[2J", "lines": [line(1, json!(1))]}),
+                "external_order_number",
+            ),
+            (
+                json!({"notes": "a\u{0}b", "lines": [line(1, json!(1))]}),
+                "notes",
+            ),
+            (
+                json!({"customer": {"name": "A\nB"}, "lines": [line(1, json!(1))]}),
+                "customer.name",
+            ),
+            (
+                json!({"lines": [{"line_no": 1, "internal_sku": "S\u{85}", "qty": 1, "uom": "PCE"}]}),
+                "lines[0].internal_sku",
+            ),
         ] {
             assert_eq!(input(body.clone()).unwrap_err().field, field, "{body}");
         }
+        // Line breaks stay allowed where text is free.
+        let ok = json!({"notes": "line 1\nline 2\ttab", "lines": [{"line_no": 1,
+            "internal_sku": "S", "qty": 1, "uom": "PCE", "description": "a\r\nb"}]});
+        assert!(input(ok).is_ok());
+    }
+
+    #[test]
+    fn quantities_and_prices_fit_fifteen_digits_and_ten_decimals() {
+        for (text, fits) in [
+            ("1", true),
+            ("10.000", true),
+            ("0.0000000001", true),
+            ("999999999999999.9999999999", true),
+            ("1e3", true),
+            ("1.5E-5", true),
+            ("12345678901234.5678", true),
+            ("0", true),
+            ("1e-400", false),
+            ("0.00000000001", false),
+            ("1e15", false),
+            ("1000000000000000", false),
+            ("1e99999999999999999999", false),
+            ("1.00000000000", false),
+        ] {
+            let number = DecimalText::parse(text).unwrap();
+            assert_eq!(number.fits(), fits, "{text}");
+        }
+        let huge = "9".repeat(900_001);
+        assert!(!DecimalText::parse(&huge).unwrap().fits());
+        let body: Value = serde_json::from_str(
+            r#"{"lines": [{"line_no": 1, "internal_sku": "S", "qty": 1e-400, "uom": "PCE"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(input(body).unwrap_err().field, "lines[0].qty");
+        let body: Value = serde_json::from_str(
+            r#"{"lines": [{"line_no": 1, "internal_sku": "S", "qty": 1, "uom": "PCE", "unit_price": 1e20}]}"#,
+        )
+        .unwrap();
+        assert_eq!(input(body).unwrap_err().field, "lines[0].unit_price");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod export;
 pub mod order;
 pub mod org;
 pub mod page;
+pub mod text;
 pub mod user;
 
 /// A value that broke a domain rule, naming the field for a 422 answer.

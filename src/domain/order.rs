@@ -76,7 +76,48 @@ impl DecimalText {
     pub fn is_negative(&self) -> bool {
         self.0.starts_with('-') && self.non_zero()
     }
+
+    /// True when the number has at most [`MAX_INTEGER_DIGITS`] digits before the decimal
+    /// point and [`MAX_SCALE`] after it, as written (exponent applied): what ERPs' decimal
+    /// columns and the export's validator take. `1e-400` or a number with 900,000 digits is
+    /// refused at intake instead of failing at delivery.
+    pub fn fits(&self) -> bool {
+        if self.0.len() > MAX_DECIMAL_TEXT {
+            return false;
+        }
+        let unsigned = self.0.trim_start_matches('-');
+        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+            Some((m, e)) => match e.parse::<i64>() {
+                Ok(e) if e.abs() <= 1000 => (m, e),
+                _ => return false,
+            },
+            None => (unsigned, 0),
+        };
+        let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits = int_part.len() as i64 + frac_part.len() as i64;
+        let point = int_part.len() as i64 + exponent;
+        let leading_zeros = int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .take_while(|b| *b == b'0')
+            .count() as i64;
+        if leading_zeros == digits {
+            return true;
+        }
+        let integer_digits = (point - leading_zeros).max(0);
+        let scale = (digits - point).max(0);
+        integer_digits <= MAX_INTEGER_DIGITS as i64 && scale <= MAX_SCALE as i64
+    }
 }
+
+/// Most digits before the decimal point of a quantity or price.
+pub const MAX_INTEGER_DIGITS: usize = 15;
+/// Most digits after the decimal point of a quantity or price.
+pub const MAX_SCALE: usize = 10;
+/// Longest number text accepted (its value must fit the two limits above anyway).
+const MAX_DECIMAL_TEXT: usize = 64;
+/// The largest quantity or price (15 nines, 10 decimals).
+pub const MAX_DECIMAL: f64 = 999_999_999_999_999.999_999_999_9;
 
 impl fmt::Display for DecimalText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

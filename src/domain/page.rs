@@ -1,4 +1,6 @@
-//! Cursor pagination: `limit` 1-200 (default 50) and an opaque cursor.
+//! Cursor pagination: `limit` 1-200 (default 50) and a position to continue after. The cursor
+//! a client sees is this position sealed for its listing (`crypto::cursor`); the domain only
+//! knows positions.
 
 use super::FieldError;
 
@@ -21,22 +23,19 @@ pub struct PageRequest {
 pub struct Page<T> {
     /// The items, newest first.
     pub items: Vec<T>,
-    /// Cursor for the next page, None on the last page.
-    pub next_cursor: Option<String>,
+    /// Where the next page starts (the last item's position), None on the last page.
+    pub next_seq: Option<i64>,
 }
 
-/// What a cursor looks like (clients treat it as opaque; the document states its shape so a
-/// generated one is either refused or valid).
-pub const CURSOR_PATTERN: &str = "^[1-9][0-9]{0,17}$";
-
-/// Encodes a sequence number as an opaque cursor.
-pub fn encode_cursor(seq: i64) -> String {
-    seq.to_string()
+/// Which listing a cursor belongs to: the org, the list and its filter. A cursor sealed for
+/// one listing opens in no other.
+pub fn listing(org_id: uuid::Uuid, list: &str, filter: Option<&str>) -> String {
+    format!("{org_id}:{list}:{}", filter.unwrap_or(""))
 }
 
 impl PageRequest {
-    /// Validates the raw query values.
-    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, FieldError> {
+    /// Validates the raw `limit` and takes the position an opened cursor stands for.
+    pub fn parse(limit: Option<&str>, before_seq: Option<i64>) -> Result<Self, FieldError> {
         let limit = match limit {
             None => DEFAULT_LIMIT,
             Some(text) => Some(text)
@@ -45,24 +44,8 @@ impl PageRequest {
                 .filter(|n| (1..=MAX_LIMIT).contains(n))
                 .ok_or_else(|| FieldError::new("limit", "must be an integer from 1 to 200"))?,
         };
-        let before_seq = match cursor {
-            None => None,
-            Some(text) => Some(decode_cursor(text)?),
-        };
         Ok(Self { limit, before_seq })
     }
-}
-
-/// Exactly [`CURSOR_PATTERN`]: no sign, no leading zero, at most 18 digits.
-fn decode_cursor(text: &str) -> Result<i64, FieldError> {
-    let bad = || FieldError::new("cursor", "not a cursor returned by this endpoint");
-    let shaped = (1..=18).contains(&text.len())
-        && !text.starts_with('0')
-        && text.bytes().all(|b| b.is_ascii_digit());
-    if !shaped {
-        return Err(bad());
-    }
-    text.parse().map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -70,8 +53,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursor_round_trips_and_garbage_is_rejected() {
-        let req = PageRequest::parse(Some("10"), Some(&encode_cursor(42))).unwrap();
+    fn limits_are_checked() {
+        let req = PageRequest::parse(Some("10"), Some(42)).unwrap();
         assert_eq!(
             req,
             PageRequest {
@@ -80,21 +63,25 @@ mod tests {
             }
         );
         assert_eq!(PageRequest::parse(None, None).unwrap().limit, 50);
-        for (limit, cursor, field) in [
-            (Some("0"), None, "limit"),
-            (Some("201"), None, "limit"),
-            (Some("x"), None, "limit"),
-            (Some("+5"), None, "limit"),
-            (Some(""), None, "limit"),
-            (None, Some("%%%"), "cursor"),
-            (None, Some("eDox"), "cursor"),
-            (None, Some(""), "cursor"),
-            (None, Some("0"), "cursor"),
-            (None, Some("012"), "cursor"),
-            (None, Some("-5"), "cursor"),
-            (None, Some("9999999999999999999"), "cursor"),
-        ] {
-            assert_eq!(PageRequest::parse(limit, cursor).unwrap_err().field, field);
+        for limit in ["0", "201", "x", "+5", "", "99999999999"] {
+            assert_eq!(
+                PageRequest::parse(Some(limit), None).unwrap_err().field,
+                "limit"
+            );
         }
+    }
+
+    #[test]
+    fn listings_differ_by_org_list_and_filter() {
+        let org = uuid::Uuid::nil();
+        assert_ne!(listing(org, "exports", None), listing(org, "drafts", None));
+        assert_ne!(
+            listing(org, "exports", None),
+            listing(org, "exports", Some("FAILED"))
+        );
+        assert_ne!(
+            listing(org, "exports", None),
+            listing(uuid::Uuid::max(), "exports", None)
+        );
     }
 }

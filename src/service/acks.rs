@@ -31,8 +31,45 @@ pub struct Verdict {
     pub via: Map<String, Value>,
 }
 
-/// Applies verdicts; the ids of the exports they changed (those still SENT).
-pub async fn apply(store: &dyn Store, verdicts: &[Verdict]) -> Result<HashSet<Uuid>, StoreError> {
+/// Applies verdicts; the ids of the exports they changed (those still SENT). The work runs to
+/// completion in a task of its own even when the caller goes away (a client that hung up, a
+/// poll stopped by its time limit), so no transaction is ever abandoned half-way.
+pub async fn apply(
+    store: &Arc<dyn Store>,
+    verdicts: &[Verdict],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let store = store.clone();
+    let verdicts = verdicts.to_vec();
+    tokio::spawn(async move { apply_now(store.as_ref(), &verdicts).await })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("applying acknowledgements stopped: {e}")))?
+}
+
+/// [`apply`] in the caller's task. A batch the database refuses is applied verdict by
+/// verdict, so one bad verdict never keeps the others (another export's, another file's)
+/// from being applied; one refused alone is logged and left for the next look.
+async fn apply_now(store: &dyn Store, verdicts: &[Verdict]) -> Result<HashSet<Uuid>, StoreError> {
+    match apply_batch(store, verdicts).await {
+        Ok(changed) => Ok(changed),
+        Err(err) if err.is_unreachable() || verdicts.len() < 2 => Err(err),
+        Err(err) => {
+            tracing::warn!(error = %err, verdicts = verdicts.len(), "the database refused a batch of acknowledgements; applying each on its own");
+            let mut changed = HashSet::new();
+            for verdict in verdicts {
+                match apply_batch(store, std::slice::from_ref(verdict)).await {
+                    Ok(ids) => changed.extend(ids),
+                    Err(e) if e.is_unreachable() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(export_id = %verdict.export.id, error = %e, "an acknowledgement could not be applied")
+                    }
+                }
+            }
+            Ok(changed)
+        }
+    }
+}
+
+async fn apply_batch(store: &dyn Store, verdicts: &[Verdict]) -> Result<HashSet<Uuid>, StoreError> {
     let audits: Vec<NewAuditEntry> = verdicts.iter().map(audit).collect();
     let applies: Vec<AckApply<'_>> = verdicts
         .iter()
@@ -143,14 +180,20 @@ impl CallbackService {
         let connector = self
             .registry
             .by_type(&connection.connector_type)
-            .ok_or_else(not_found)?;
+            .ok_or_else(not_found)?
+            .clone();
         let config = self.connections.open(&connection)?;
-        let verified = connector
-            .verify_callback(&config, headers, body, chrono::Utc::now())
-            .map_err(|refused| match refused {
-                CallbackRefused::NotAccepted => not_found(),
-                CallbackRefused::Unauthenticated(why) => ServiceError::Unauthenticated(why),
-            })?;
+        // Hashing the body is the one costly step anyone may trigger: off the async threads.
+        let (owned_headers, owned_body) = (headers.clone(), body.to_vec());
+        let verified = tokio::task::spawn_blocking(move || {
+            connector.verify_callback(&config, &owned_headers, &owned_body, chrono::Utc::now())
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("verifying a callback stopped: {e}")))?
+        .map_err(|refused| match refused {
+            CallbackRefused::NotAccepted => not_found(),
+            CallbackRefused::Unauthenticated(why) => ServiceError::Unauthenticated(why),
+        })?;
         let callback = parse_callback(body)
             .map_err(|m| ServiceError::Invalid(crate::domain::FieldError::new("body", m.0)))?;
         let export = match &callback.export {
@@ -181,7 +224,7 @@ impl CallbackService {
             outcome: callback.outcome,
             via,
         };
-        let changed = apply(self.store.as_ref(), std::slice::from_ref(&verdict)).await?;
+        let changed = apply(&self.store, std::slice::from_ref(&verdict)).await?;
         Ok(if changed.contains(&verdict.export.id) {
             CallbackResult::Applied
         } else {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::ServiceError;
+use super::limits::{KeyedLimit, Place};
 use crate::connectors::{
     ConnectionKey, Connector, ConnectorConfig, ConnectorContext, ConnectorEnv, Learned, Registry,
     TestResult, run_test,
@@ -83,7 +84,16 @@ pub struct ConnectionService {
     keyring: Arc<Keyring>,
     registry: Arc<Registry>,
     env: Arc<ConnectorEnv>,
+    slow_work: Arc<KeyedLimit<Uuid>>,
 }
+
+/// Connection tests and acknowledgement polls one org may have running at once. Each may wait
+/// up to its connection's timeout on a server that never answers; beyond this the org is
+/// asked to come back (429) rather than taking sessions, threads and HTTP connections that
+/// other orgs' deliveries need.
+pub const SLOW_WORK_PER_ORG: usize = 4;
+/// What a caller over [`SLOW_WORK_PER_ORG`] is told.
+const TOO_MUCH_SLOW_WORK: &str = "This org already has 4 connection tests or acknowledgement polls running; retry when one has finished";
 
 impl std::fmt::Debug for ConnectionService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -134,7 +144,19 @@ impl ConnectionService {
             keyring,
             registry,
             env,
+            slow_work: KeyedLimit::new(SLOW_WORK_PER_ORG),
         }
+    }
+
+    /// A place for one slow piece of work (a connection test, an ack poll) of the org, or
+    /// 429 when it has [`SLOW_WORK_PER_ORG`] running.
+    pub fn enter_slow_work(&self, org_id: Uuid) -> Result<Place<Uuid>, ServiceError> {
+        self.slow_work
+            .try_enter(org_id)
+            .ok_or(ServiceError::TooMuchAtOnce {
+                message: TOO_MUCH_SLOW_WORK,
+                retry_after_secs: 5,
+            })
     }
 
     /// The connector registry.
@@ -368,6 +390,7 @@ impl ConnectionService {
 
         let mut test_result = None;
         if test_on_save {
+            let _place = self.enter_slow_work(org_id)?;
             let result = run_test(connector.as_ref(), &ctx, &config).await;
             let audit = Self::entry(
                 org_id,
@@ -495,6 +518,7 @@ impl ConnectionService {
         body: Option<Map<String, Value>>,
     ) -> Result<TestResult, ServiceError> {
         let connector = self.connector(slug)?;
+        let _place = self.enter_slow_work(org_id)?;
         let active = self.active_of_type(org_id, connector.as_ref()).await?;
         let org = self.org(org_id).await?;
         let (config, tested_connection) = match body {

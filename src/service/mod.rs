@@ -3,7 +3,9 @@
 
 pub mod accounts;
 pub mod acks;
+pub mod audit;
 pub mod connections;
+pub mod limits;
 pub mod login;
 pub mod orders;
 mod push_batch;
@@ -27,6 +29,15 @@ pub enum ServiceError {
     #[error("too many failed attempts; retry in {retry_after_secs} s")]
     Throttled {
         /// Seconds until a retry may succeed.
+        retry_after_secs: u64,
+    },
+    /// The caller already has as much of this work running as it may (connection tests, ack
+    /// polls); retry when some of it finished.
+    #[error("{message}")]
+    TooMuchAtOnce {
+        /// What is limited, for the caller.
+        message: &'static str,
+        /// Seconds to wait.
         retry_after_secs: u64,
     },
     /// A bounded resource (the password hashing workers) stayed busy; retry shortly.

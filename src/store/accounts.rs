@@ -58,6 +58,26 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<Option<UserWithHash>, StoreError>;
     /// A user of `org_id` by id.
     async fn user_by_id(&self, org_id: Uuid, user_id: Uuid) -> Result<Option<User>, StoreError>;
+    /// A user of `org_id` by id for a token, and whether the token (`token_id`, its `jti`)
+    /// was revoked: one round trip for every authenticated request.
+    async fn user_for_token(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+        token_id: Option<Uuid>,
+    ) -> Result<Option<(User, bool)>, StoreError>;
+    /// Ends a token before its expiry (signing out); repeating it changes nothing.
+    async fn revoke_token(
+        &self,
+        token_id: Uuid,
+        org_id: Uuid,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError>;
+    /// Forgets revocations of tokens that expired before `now`; how many.
+    async fn purge_revoked_tokens(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError>;
     /// Sets the disabled flag with its audit row; `NotFound` if no such user in the org.
     async fn set_user_disabled(
         &self,
@@ -80,6 +100,12 @@ pub(super) const USER_BY_EMAIL: &str = "SELECT id, org_id, email, password_hash,
     created_at FROM app_user WHERE org_id = $1 AND email = $2";
 pub(super) const USER_BY_ID: &str = "SELECT id, org_id, email, password_hash, role, disabled, \
     created_at FROM app_user WHERE org_id = $1 AND id = $2";
+pub(super) const USER_FOR_TOKEN: &str = "SELECT id, org_id, email, password_hash, role, \
+    disabled, created_at, EXISTS (SELECT 1 FROM revoked_token WHERE jti = $3) AS revoked \
+    FROM app_user WHERE org_id = $1 AND id = $2";
+pub(super) const REVOKE_TOKEN: &str = "INSERT INTO revoked_token (jti, org_id, expires_at) \
+    VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING";
+pub(super) const PURGE_REVOKED_TOKENS: &str = "DELETE FROM revoked_token WHERE expires_at < $1";
 pub(super) const SET_USER_DISABLED: &str = "UPDATE app_user SET disabled = $3 \
     WHERE org_id = $1 AND id = $2 \
     RETURNING id, org_id, email, password_hash, role, disabled, created_at";
@@ -197,6 +223,48 @@ macro_rules! impl_account_store {
                         .fetch_optional(&self.pool)
                         .await?;
                 row.map(TryInto::try_into).transpose()
+            }
+
+            async fn user_for_token(
+                &self,
+                org_id: uuid::Uuid,
+                user_id: uuid::Uuid,
+                token_id: Option<uuid::Uuid>,
+            ) -> Result<Option<($crate::domain::user::User, bool)>, $crate::store::StoreError> {
+                let row: Option<$crate::store::rows::TokenUserRow> =
+                    sqlx::query_as($crate::store::accounts::USER_FOR_TOKEN)
+                        .bind(org_id)
+                        .bind(user_id)
+                        .bind(token_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(|r| Ok((r.user.try_into()?, r.revoked))).transpose()
+            }
+
+            async fn revoke_token(
+                &self,
+                token_id: uuid::Uuid,
+                org_id: uuid::Uuid,
+                expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query($crate::store::accounts::REVOKE_TOKEN)
+                    .bind(token_id)
+                    .bind(org_id)
+                    .bind(expires_at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn purge_revoked_tokens(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, $crate::store::StoreError> {
+                Ok(sqlx::query($crate::store::accounts::PURGE_REVOKED_TOKENS)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
             }
 
             async fn set_user_disabled(

@@ -42,7 +42,7 @@ macro_rules! insert_audit {
             .bind(entry.action)
             .bind(entry.entity_type)
             .bind(entry.entity_id.as_deref())
-            .bind(sqlx::types::Json(&entry.details))
+            .bind(sqlx::types::Json($crate::store::storable(&entry.details)))
             .bind($crate::store::now())
             .execute($executor)
             .await
@@ -68,7 +68,7 @@ macro_rules! insert_audits {
                     .push_bind(e.action)
                     .push_bind(e.entity_type)
                     .push_bind(e.entity_id.clone())
-                    .push_bind(sqlx::types::Json(e.details.clone()))
+                    .push_bind(sqlx::types::Json($crate::store::storable(&e.details)))
                     .push_bind(now);
             });
             q.build().execute($executor).await?;

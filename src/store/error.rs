@@ -21,6 +21,14 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+impl StoreError {
+    /// True when the database could not be reached (worth retrying the same statement later),
+    /// as opposed to one that refused a statement (retrying it unchanged will fail again).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Unreachable(_))
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {

@@ -590,7 +590,7 @@ macro_rules! impl_export_store {
                     q.push_values(&retried, |mut row, (a, next, error)| {
                         row.push_bind(a.export.id)
                             .push_bind(*next)
-                            .push_bind(sqlx::types::Json((*error).clone()));
+                            .push_bind(sqlx::types::Json($crate::store::storable(error)));
                     });
                     tail(&mut q);
                     let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
@@ -605,7 +605,7 @@ macro_rules! impl_export_store {
                     q.push_bind(now).push(" FROM (");
                     q.push_values(&failed, |mut row, (a, error)| {
                         row.push_bind(a.export.id)
-                            .push_bind(sqlx::types::Json((*error).clone()));
+                            .push_bind(sqlx::types::Json($crate::store::storable(error)));
                     });
                     tail(&mut q);
                     let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
@@ -721,7 +721,7 @@ macro_rules! impl_export_store {
                     );
                     q.push_bind(now).push(" FROM (");
                     q.push_values(chunk, |mut row, (a, error)| {
-                        row.push_bind(a.export.id).push_bind(sqlx::types::Json(error.clone()));
+                        row.push_bind(a.export.id).push_bind(sqlx::types::Json($crate::store::storable(&error)));
                     });
                     q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.status = 'SENT' \
                             RETURNING erp_export.id, erp_export.draft_order_id");

@@ -102,6 +102,15 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
+/// A JSON value as it may be stored: PostgreSQL refuses `\u0000` in `jsonb`, and one such
+/// string fails a whole batched statement (other orgs' rows with it), so every string is
+/// cleaned on the way in whatever the caller already did.
+pub(crate) fn storable(value: &serde_json::Value) -> serde_json::Value {
+    let mut value = value.clone();
+    crate::domain::text::clean_json(&mut value);
+    value
+}
+
 /// `COUNT(*)` of the applied migrations, for readiness.
 const COUNT_APPLIED_MIGRATIONS: &str = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
 
@@ -153,18 +162,17 @@ macro_rules! impl_store {
 }
 use impl_store;
 
-/// Turns `limit + 1` rows (newest first) into a page whose cursor points past the last item.
+/// Turns `limit + 1` rows (newest first) into a page that continues after the last item.
 pub(crate) fn paginate<T>(mut rows: Vec<T>, page: PageRequest, seq: impl Fn(&T) -> i64) -> Page<T> {
     let limit = page.limit as usize;
-    let next_cursor = if rows.len() > limit {
+    let next_seq = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last()
-            .map(|last| crate::domain::page::encode_cursor(seq(last)))
+        rows.last().map(seq)
     } else {
         None
     };
     Page {
         items: rows,
-        next_cursor,
+        next_seq,
     }
 }

@@ -137,14 +137,20 @@ const APPLY_ACKS: &str = "WITH v AS (
     )
     SELECT id FROM e";
 
-/// The planner's default cost of a random page read (4, the seq read's 1 times four) is a
-/// spinning disk's; our working set (the queue, recent drafts) is in memory. With it, a
-/// batch of 64 updates by id was planned as a scan of the whole table up to ~10,000 rows —
-/// the size of a young database and of the pipeline bench's, where the scans cost ~5% of
-/// the CPU per order. 1.1 is the usual figure for cached or SSD storage. A value a DBA set
-/// (server, database, role or `options` in `DATABASE_URL`) is left alone.
-const CACHED_PAGE_COST: &str = "SELECT set_config('random_page_cost', '1.1', false)
-    FROM pg_settings WHERE name = 'random_page_cost' AND source = 'default'";
+/// Session settings, each applied only where no DBA set one (server, database, role or
+/// `options` in `DATABASE_URL`):
+///
+/// - `random_page_cost` 1.1: the default 4 is a spinning disk's, and our working set (the
+///   queue, recent drafts) is in memory. With 4, a batch of 64 updates by id was planned as a
+///   scan of the whole table up to ~10,000 rows — a young database's size.
+/// - `idle_in_transaction_session_timeout` 60 s: no transaction of ours waits on anything
+///   but the database, so one idle that long was abandoned; the server ends the session, so
+///   it can never hold locks or swallow later statements however it was abandoned.
+const SESSION_SETTINGS: &str = "SELECT set_config(s.name, v.value, false)
+    FROM (VALUES ('random_page_cost', '1.1'), ('idle_in_transaction_session_timeout', '60s'))
+        AS v(name, value)
+    JOIN pg_settings s ON s.name = v.name
+    WHERE s.source = 'default'";
 
 impl PostgresStore {
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -167,7 +173,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query(CACHED_PAGE_COST).execute(conn).await?;
+                    sqlx::query(SESSION_SETTINGS).execute(conn).await?;
                     Ok(())
                 })
             })
@@ -242,7 +248,7 @@ impl PostgresStore {
             actions.push(p.audit.action);
             entity_types.push(p.audit.entity_type);
             entity_ids.push(p.audit.entity_id.as_deref());
-            details.push(&p.audit.details);
+            details.push(super::storable(&p.audit.details));
         }
         let rows: Vec<super::rows::ExportRow> = sqlx::query_as(PUSH_MANY)
             .bind(orgs)
@@ -300,7 +306,7 @@ impl PostgresStore {
                 AckOutcome::Rejected { .. } => {
                     outcomes.push("FAILED");
                     erp_ids.push(None);
-                    errors.push(a.outcome.error_json());
+                    errors.push(a.outcome.error_json().as_ref().map(super::storable));
                 }
             }
             audit_ids.push(uuid::Uuid::new_v4());
@@ -308,7 +314,7 @@ impl PostgresStore {
             actors.push(a.audit.actor.label.as_str());
             actions.push(a.audit.action);
             entity_types.push(a.audit.entity_type);
-            details.push(&a.audit.details);
+            details.push(super::storable(&a.audit.details));
         }
         let changed: Vec<uuid::Uuid> = sqlx::query_scalar(APPLY_ACKS)
             .bind(export_ids)

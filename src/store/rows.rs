@@ -46,6 +46,14 @@ pub struct UserRow {
     created_at: DateTime<Utc>,
 }
 
+/// A user with whether the token presented was revoked.
+#[derive(sqlx::FromRow)]
+pub struct TokenUserRow {
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    pub revoked: bool,
+}
+
 impl TryFrom<UserRow> for UserWithHash {
     type Error = StoreError;
 

@@ -135,10 +135,49 @@ pub async fn poll_once(app: &App, connection: &Connection) -> Result<AckCounts, 
         tracing::warn!(connection_id = %connection.id, error = %err, "could not release the ack lease; it runs out by itself");
     }
     if result.is_ok() {
-        metrics::gauge!(metric::ACK_LAST_POLL, "connection_id" => connection.id.to_string())
-            .set(chrono::Utc::now().timestamp() as f64);
+        poll_ages().succeeded(connection.id);
     }
     result
+}
+
+/// When each connection's acknowledgements were last read successfully (or, never read yet,
+/// first seen), for the one gauge [`metric::ACK_OLDEST_POLL`].
+#[derive(Default)]
+struct PollAges(Mutex<HashMap<Uuid, i64>>);
+
+fn poll_ages() -> &'static PollAges {
+    static AGES: std::sync::OnceLock<PollAges> = std::sync::OnceLock::new();
+    AGES.get_or_init(PollAges::default)
+}
+
+impl PollAges {
+    fn succeeded(&self, connection: Uuid) {
+        self.update(|ages| {
+            ages.insert(connection, chrono::Utc::now().timestamp());
+        });
+    }
+
+    /// The connections to poll now: new ones count from now, gone ones are forgotten.
+    fn active(&self, connections: &[Connection]) {
+        let now = chrono::Utc::now().timestamp();
+        self.update(|ages| {
+            ages.retain(|id, _| connections.iter().any(|c| c.id == *id));
+            for c in connections {
+                ages.entry(c.id).or_insert(now);
+            }
+        });
+    }
+
+    fn update(&self, change: impl FnOnce(&mut HashMap<Uuid, i64>)) {
+        let mut ages = match self.0.lock() {
+            Ok(a) => a,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        change(&mut ages);
+        if let Some(oldest) = ages.values().min() {
+            metrics::gauge!(metric::ACK_OLDEST_POLL).set(*oldest as f64);
+        }
+    }
 }
 
 async fn poll_leased(app: &App, connection: &Connection) -> Result<AckCounts, AckPollError> {
@@ -311,7 +350,7 @@ async fn settle_batch(
     }
 
     let verdicts: Vec<Verdict> = to_apply.iter().map(|(v, _, _)| v.clone()).collect();
-    let changed = crate::service::acks::apply(app.store.as_ref(), &verdicts).await?;
+    let changed = crate::service::acks::apply(&app.store, &verdicts).await?;
     if !changed.is_empty() {
         crate::failpoint::pause_if_named("ack_after_commit").await;
     }
@@ -426,6 +465,7 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
         };
+        poll_ages().active(&connections);
         for connection in connections {
             if connection.status != ConnectionStatus::Active {
                 continue;

@@ -533,8 +533,20 @@ impl DeliveryWorker {
 
         // Rendering and archiving run concurrently: archive writes are I/O, and a batch
         // archived one by one would hold up every delivery behind it.
+        let max_attempts = app.settings.export_max_attempts;
         let contents = futures::future::join_all(claimed.into_iter().map(|export| {
             let target = match targets.get(&export.erp_connection_id) {
+                // Every claim counts an attempt. More claims than attempts allowed means
+                // earlier attempts ended without an outcome being recorded (a crash, a
+                // lease that ran out): the export stops here instead of looping forever.
+                _ if export.attempts > max_attempts => Err(failure(
+                    ErrorCode::AttemptsExhausted,
+                    format!(
+                        "claimed {} times, {max_attempts} allowed, without a recorded outcome; \
+                         check the ERP for the order before pushing it again",
+                        export.attempts
+                    ),
+                )),
                 Some(Ok(t)) if t.connection.org_id == export.org_id => Ok(t.clone()),
                 Some(Err(f)) => Err(f.clone()),
                 _ => Err(failure(
@@ -801,7 +813,10 @@ impl DeliveryWorker {
             })
             .collect();
         let started = std::time::Instant::now();
-        let recorded = self.app.store.finish_attempts(self.id, &attempts).await?;
+        let recorded = match self.app.store.finish_attempts(self.id, &attempts).await {
+            Ok(recorded) => recorded,
+            Err(err) => self.record_one_by_one(&attempts, err).await?,
+        };
         tracing::debug!(
             record_ms = started.elapsed().as_millis() as u64,
             "recorded batch"
@@ -818,6 +833,63 @@ impl DeliveryWorker {
             steps.push(step);
         }
         Ok(steps)
+    }
+
+    /// A batch the database refused is recorded attempt by attempt, so one bad row can never
+    /// keep another org's outcome from being recorded (and its export from being delivered
+    /// again after the lease). An attempt refused even alone is recorded with its error cut
+    /// down to code and headline; only a database that refuses that too leaves it to the lease.
+    async fn record_one_by_one(
+        &self,
+        attempts: &[FinishedAttempt<'_>],
+        err: StoreError,
+    ) -> Result<Vec<Uuid>, WorkerError> {
+        if err.is_unreachable() {
+            return Err(err.into());
+        }
+        tracing::warn!(error = %err, attempts = attempts.len(), "the database refused a batch of outcomes; recording each attempt on its own");
+        let mut recorded = Vec::with_capacity(attempts.len());
+        for attempt in attempts {
+            if attempts.len() > 1 {
+                match self
+                    .app
+                    .store
+                    .finish_attempts(self.id, std::slice::from_ref(attempt))
+                    .await
+                {
+                    Ok(ids) => {
+                        recorded.extend(ids);
+                        continue;
+                    }
+                    Err(e) if e.is_unreachable() => return Err(e.into()),
+                    Err(e) => {
+                        tracing::warn!(export_id = %attempt.export.id, error = %e, "the database refused an attempt's outcome; recording it without the peer's details")
+                    }
+                }
+            }
+            let plain = plain_outcome(attempt);
+            let audit = NewAuditEntry {
+                details: json!({ "error": plain.error() }),
+                ..attempt.audit.clone()
+            };
+            let retry = FinishedAttempt {
+                export: attempt.export,
+                outcome: plain.as_outcome(),
+                audit: &audit,
+            };
+            match self
+                .app
+                .store
+                .finish_attempts(self.id, std::slice::from_ref(&retry))
+                .await
+            {
+                Ok(ids) => recorded.extend(ids),
+                Err(e) => {
+                    tracing::error!(export_id = %attempt.export.id, error = %e, "could not record an attempt at all; its lease runs out and the claim counts it")
+                }
+            }
+        }
+        Ok(recorded)
     }
 
     /// Applies the verdicts that came with the ERP's answers (HTTP `response` mode) to the
@@ -844,7 +916,7 @@ impl DeliveryWorker {
         if verdicts.is_empty() {
             return;
         }
-        if let Err(err) = crate::service::acks::apply(self.app.store.as_ref(), &verdicts).await {
+        if let Err(err) = crate::service::acks::apply(&self.app.store, &verdicts).await {
             tracing::warn!(error = %err, "could not apply the ERP's answers; the exports stay SENT");
         }
     }
@@ -874,7 +946,36 @@ enum PlannedOutcome {
     Failed(serde_json::Value),
 }
 
+/// An attempt's outcome with nothing from the peer in it: a delivered path stays (it is ours),
+/// an error keeps only its code, headline, time and attempt number.
+fn plain_outcome(attempt: &FinishedAttempt<'_>) -> PlannedOutcome {
+    let plain = |error: &serde_json::Value| {
+        let code = error["code"].as_str().unwrap_or("IO_ERROR");
+        let headline = serde_json::from_value::<ErrorCode>(json!(code))
+            .map(ErrorCode::message)
+            .unwrap_or("Delivery failed");
+        json!({ "code": code, "message": headline, "at": error["at"], "attempt": error["attempt"] })
+    };
+    match &attempt.outcome {
+        AttemptOutcome::Sent { dropzone_path } => {
+            PlannedOutcome::Sent(crate::domain::text::clean(dropzone_path, 1024))
+        }
+        AttemptOutcome::Retry {
+            next_attempt_at,
+            error,
+        } => PlannedOutcome::Retry(*next_attempt_at, plain(error)),
+        AttemptOutcome::Failed { error } => PlannedOutcome::Failed(plain(error)),
+    }
+}
+
 impl PlannedOutcome {
+    fn error(&self) -> serde_json::Value {
+        match self {
+            PlannedOutcome::Sent(_) => serde_json::Value::Null,
+            PlannedOutcome::Retry(_, error) | PlannedOutcome::Failed(error) => error.clone(),
+        }
+    }
+
     fn as_outcome(&self) -> AttemptOutcome<'_> {
         match self {
             PlannedOutcome::Sent(path) => AttemptOutcome::Sent {

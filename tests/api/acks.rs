@@ -119,10 +119,12 @@ async fn poll_acks(db: TestDb) {
     for expected in [
         "orderflow_ack_files_total{outcome=\"processed\"}",
         "orderflow_ack_lag_seconds",
-        "orderflow_ack_last_successful_poll_timestamp_seconds{connection_id=",
+        "orderflow_ack_oldest_successful_poll_timestamp_seconds ",
     ] {
         assert!(metrics.contains(expected), "no {expected} in /metrics");
     }
+    // No series names a connection: a callback URL's only secret is its connection id.
+    assert!(!metrics.contains("connection_id"), "{metrics}");
 }
 
 #[tokio::test]

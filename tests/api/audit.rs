@@ -104,3 +104,50 @@ async fn an_org_sees_only_its_own_audit_entries() {
     let globex_page: Value = app.get_json("/api/v1/audit-log", &globex_token).await;
     assert_eq!(globex_page["items"].as_array().unwrap().len(), 2);
 }
+
+/// Cursors are sealed for their listing: they reveal no position, and a cursor from another
+/// org, another list or filter, or a made-up one is refused.
+#[tokio::test]
+async fn cursors_reveal_nothing_and_open_only_in_their_own_listing() {
+    let app = spawn_app().await;
+    let (acme, admin, token) = app.org_with("acme", Role::Admin).await;
+    for i in 0..4 {
+        app.user(&acme, &format!("u{i}@acme.test"), Role::Viewer)
+            .await;
+    }
+    let (_, _, other) = app.org_with("globex", Role::Admin).await;
+    let page: Value = app.get_json("/api/v1/audit-log?limit=2", &token).await;
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    assert!(
+        !cursor.bytes().all(|b| b.is_ascii_digit()),
+        "a cursor must not be a plain position: {cursor}"
+    );
+    assert_eq!(cursor.len(), 48);
+    // It works where it was issued.
+    let next = app
+        .get(
+            &format!("/api/v1/audit-log?limit=2&cursor={cursor}"),
+            &token,
+        )
+        .await;
+    assert_eq!(next.status(), 200);
+    // And nowhere else.
+    for (path, who) in [
+        (format!("/api/v1/audit-log?cursor={cursor}"), &other),
+        (
+            format!("/api/v1/audit-log?action=user.created&cursor={cursor}"),
+            &token,
+        ),
+        (format!("/api/v1/exports?cursor={cursor}"), &token),
+        (format!("/api/v1/draft-orders?cursor={cursor}"), &token),
+        ("/api/v1/audit-log?cursor=12345".to_owned(), &token),
+        (
+            format!("/api/v1/audit-log?cursor={}", "A".repeat(48)),
+            &token,
+        ),
+    ] {
+        let err = assert_error(app.get(&path, who).await, 422, "VALIDATION_ERROR").await;
+        assert_eq!(err["error"]["details"]["field"], "cursor", "{path}");
+    }
+    let _ = admin;
+}

@@ -135,6 +135,7 @@ async fn bad_tokens_are_401() {
             role: user.role,
             iat: now - 7200,
             exp: now - 3600,
+            jti: None,
         })
         .unwrap();
     let other_key = orderflow::auth::TokenIssuer::new(&orderflow::crypto::SecretString::new(
@@ -191,7 +192,53 @@ async fn token_for_a_user_of_another_org_id_is_rejected() {
             role: Role::Admin,
             iat: now,
             exp: now + 60,
+            jti: None,
         })
         .unwrap();
     assert_error(app.get("/api/v1/me", &forged).await, 401, "AUTH_REQUIRED").await;
+}
+
+/// Signing out ends the token at once: the API refuses it afterwards, and so does the
+/// console (the cookie holds the same kind of token).
+#[tokio::test]
+async fn signing_out_revokes_the_token_everywhere_and_only_that_token() {
+    let app = spawn_app().await;
+    let (_, user, token) = app.org_with("acme", Role::Ops).await;
+    let other_session = app.token_for(&user);
+    assert_eq!(app.get("/api/v1/me", &token).await.status(), 200);
+
+    let resp = app.post_empty("/api/v1/auth/logout", &token).await;
+    assert_eq!(resp.status(), 204);
+
+    assert_error(app.get("/api/v1/me", &token).await, 401, "AUTH_REQUIRED").await;
+    assert_error(
+        app.post_empty("/api/v1/auth/logout", &token).await,
+        401,
+        "AUTH_REQUIRED",
+    )
+    .await;
+    let console = app
+        .client
+        .get(app.url("/ui/drafts"))
+        .header("Cookie", format!("orderflow_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        console.url().path().ends_with("/ui/login") || console.status().is_redirection(),
+        "the console still accepted a signed-out token: {}",
+        console.url()
+    );
+    // The user's other sessions go on.
+    assert_eq!(app.get("/api/v1/me", &other_session).await.status(), 200);
+    let audit = app
+        .store()
+        .list_audit(
+            user.org_id,
+            Some("auth.logged_out"),
+            orderflow::domain::page::PageRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.items.len(), 1);
 }

@@ -229,6 +229,24 @@ async fn sign_in_needs_the_form_token_and_sets_a_strict_session_cookie() {
         cookie_value(&resp, "orderflow_session").as_deref(),
         Some("")
     );
+    // The old cookie's token is revoked, not just forgotten by this browser: presented again
+    // (a copied cookie), the console sends it to sign in and the API refuses it.
+    let replay = browser
+        .client
+        .get(app.url("/ui/drafts"))
+        .header(COOKIE, format!("orderflow_session={}", browser.session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        replay.headers().get("location").unwrap().to_str().unwrap(),
+        "/ui/login"
+    );
+    assert_eq!(
+        app.get("/api/v1/me", &browser.session).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]

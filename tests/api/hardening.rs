@@ -237,6 +237,7 @@ async fn the_bearer_scheme_is_case_insensitive_and_long_lived_tokens_are_refused
             role: user.role,
             iat: now,
             exp: now + 40 * 24 * 3600,
+            jti: None,
         })
         .unwrap();
     assert_error(app.get("/api/v1/me", &forever).await, 401, "AUTH_REQUIRED").await;

@@ -312,6 +312,61 @@ async fn callbacks(db: TestDb) {
     )
     .await;
     assert_error(resp, 422, "VALIDATION_ERROR").await;
+    // A NUL byte (which PostgreSQL refuses) in an identifier is no acknowledgement either: 422,
+    // not 500, and nothing changes; in free text it is replaced and the verdict applies.
+    let third = push_and_deliver(&app, &token).await;
+    let third_id = third["id"].as_str().unwrap();
+    for (n, hostile) in [
+        json!({"export_id": third_id, "status": "ACKED", "erp_order_id": "SO\u{0}1"}),
+        json!({"file_name": format!("{}\u{0}", third["file_name"].as_str().unwrap()), "status": "ACKED"}),
+        json!({"export_id": third_id, "status": "FAILED", "error_code": "E\u{0}"}),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let resp = callback(&app, &connection, &secret, &format!("nul_{n}"), 0, hostile).await;
+        assert_error(resp, 422, "VALIDATION_ERROR").await;
+    }
+    assert_eq!(export(&app, &token, third_id).await["status"], "SENT");
+    let text = json!({"export_id": third_id, "status": "FAILED", "error_code": "E9",
+                      "message": "bad\u{0}byte"});
+    let resp = callback(&app, &connection, &secret, "nul_text", 0, &text).await;
+    assert_eq!(resp.status(), 200);
+    let failed = export(&app, &token, third_id).await;
+    assert_eq!(failed["error_json"]["message"], "bad\u{FFFD}byte");
+
+    // Unauthenticated work is bounded: a body over 64 KiB is refused before any hashing,
+    // and a header with piles of candidate signatures is refused before the body is hashed.
+    let big = json!({"export_id": third_id, "status": "ACKED", "pad": "x".repeat(70 * 1024)});
+    let resp = callback(&app, &connection, &secret, "big", 0, &big).await;
+    assert_error(resp, 413, "PAYLOAD_TOO_LARGE").await;
+    let junk = vec!["v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; 300].join(" ");
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/v1/hooks/{connection}/acks")))
+        .header("webhook-id", "junk")
+        .header(
+            "webhook-timestamp",
+            chrono::Utc::now().timestamp().to_string(),
+        )
+        .header("webhook-signature", junk)
+        .body(ack.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 401, "AUTH_REQUIRED").await;
+    // A timestamp at the end of the integer range is just stale, never a crash.
+    let resp = app
+        .client
+        .post(app.url(&format!("/api/v1/hooks/{connection}/acks")))
+        .header("webhook-id", "edge")
+        .header("webhook-timestamp", i64::MIN.to_string())
+        .header("webhook-signature", "v1,AAAA")
+        .body(ack.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 401, "AUTH_REQUIRED").await;
     let nobody = uuid::Uuid::new_v4();
     let resp = callback(&app, &nobody.to_string(), &secret, "msg_8", 0, &ack).await;
     assert_error(resp, 404, "NOT_FOUND").await;

@@ -13,4 +13,6 @@ mod errors;
 mod hardening;
 mod health;
 mod http_connector;
+mod noisy_neighbours;
 mod orders;
+mod vanishing_clients;

@@ -206,6 +206,8 @@ async fn an_approved_draft_is_pushed_delivered_once_and_archived(db: TestDb) {
         .await;
     assert_eq!(after["status"], "PUSHED");
     assert_eq!(after["exports"][0]["id"], export_id.as_str());
+    // One instant, written the same way in the file and in the API.
+    assert_eq!(doc["approved_at"], after["approved_at"]);
 
     // The same key again: the same export, and the draft's current status.
     let again: Value = push(&app, &token, id, Some("push-1"))

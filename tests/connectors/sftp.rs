@@ -654,3 +654,53 @@ async fn a_session_never_carries_more_operations_than_its_cap() {
     assert!(lease.reused);
     assert_eq!(server.stats.connections.load(Ordering::SeqCst), 1);
 }
+
+/// Connection tests (one-off sessions) have a budget of their own: tests hanging on a server
+/// that never answers cannot take the sessions deliveries need.
+#[tokio::test]
+async fn hanging_connection_tests_leave_pooled_sessions_to_deliveries() {
+    use orderflow::connectors::transport::sftp::pool::{PoolLimits, SessionPool};
+
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let _hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let server = TestSftpServer::start().await;
+    let pool = std::sync::Arc::new(SessionPool::new(PoolLimits {
+        max_total: 2,
+        max_test_sessions: 2,
+        ..PoolLimits::default()
+    }));
+    // Tests (no connection key) to the silent server fill their budget and a third waits.
+    let hanging = password_target(silent_port, Duration::from_secs(5));
+    let mut tests = Vec::new();
+    for _ in 0..3 {
+        let (pool, target) = (pool.clone(), hanging.clone());
+        tests.push(tokio::spawn(async move {
+            pool.acquire(None, &target, &[]).await.map(|_| ())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A delivery's pooled session to a working server is opened at once.
+    let key = Some(ConnectionKey {
+        id: uuid::Uuid::new_v4(),
+        version: 1,
+    });
+    let working = password_target(server.port, Duration::from_secs(5));
+    let start = Instant::now();
+    let lease = pool.acquire(key, &working, &[]).await.unwrap();
+    assert!(!lease.reused);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "a delivery waited {:?} behind connection tests",
+        start.elapsed()
+    );
+    for test in tests {
+        test.abort();
+    }
+}

@@ -101,10 +101,45 @@ fn screenshots() -> PathBuf {
     dir
 }
 
+/// axe-core (vendored, MPL-2.0), run on every page a test shows.
+const AXE: &str = include_str!("vendor/axe-core/axe.min.js");
+
+/// Runs axe-core on the current page and fails on any serious or critical violation.
+async fn accessible(c: &Client, name: &str) {
+    let loaded = c
+        .execute(&format!("{AXE}; return typeof axe;"), vec![])
+        .await
+        .unwrap();
+    assert_eq!(loaded, json!("object"), "axe-core did not load on {name}");
+    let result = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {resultTypes: ['violations']})
+                .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact,
+                    nodes: v.nodes.map(n => n.html).slice(0, 3)}))))
+                .catch(e => done([{id: 'axe-error', impact: 'critical', nodes: [String(e)]}]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let serious: Vec<&Value> = result
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .collect();
+    assert!(
+        serious.is_empty(),
+        "axe-core found serious or critical problems on {name}: {serious:#?}"
+    );
+}
+
+/// Saves a screenshot of the current page and checks it with axe-core.
 async fn shot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+    accessible(c, name).await;
 }
 
 async fn sign_in(c: &Client, app: &TestApp, org: &str, email: &str) {

@@ -112,8 +112,8 @@ pub async fn assert_delivered_once(
     loop {
         let got = db.store.list_exports(org_id, None, page).await.unwrap();
         exports.extend(got.items);
-        match got.next_cursor {
-            Some(c) => page = PageRequest::parse(Some("200"), Some(&c)).unwrap(),
+        match got.next_seq {
+            Some(c) => page = PageRequest::parse(Some("200"), Some(c)).unwrap(),
             None => break,
         }
     }

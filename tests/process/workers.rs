@@ -84,8 +84,8 @@ async fn three_worker_processes_deliver_each_export_exactly_once() {
             .await
             .unwrap();
         sent_rows.extend(got.items.into_iter().map(|e| e.entity_id.unwrap()));
-        match got.next_cursor {
-            Some(c) => page = PageRequest::parse(Some("200"), Some(&c)).unwrap(),
+        match got.next_seq {
+            Some(c) => page = PageRequest::parse(Some("200"), Some(c)).unwrap(),
             None => break,
         }
     }

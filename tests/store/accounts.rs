@@ -120,13 +120,13 @@ async fn audit_rows_are_isolated_by_org_and_paginate_newest_first(db: &TestDb) {
     assert_eq!(ids, ["a4", "a3"]);
     assert_eq!(first.items[0].details, json!({ "i": 4 }));
     assert_eq!(first.items[0].actor, "cli");
-    let cursor = first.next_cursor.expect("more pages");
+    let cursor = first.next_seq.expect("more pages");
     let second = db
         .store
         .list_audit(
             acme.id,
             None,
-            PageRequest::parse(Some("3"), Some(&cursor)).unwrap(),
+            PageRequest::parse(Some("3"), Some(cursor)).unwrap(),
         )
         .await
         .unwrap();
@@ -136,14 +136,14 @@ async fn audit_rows_are_isolated_by_org_and_paginate_newest_first(db: &TestDb) {
         .map(|e| e.entity_id.clone().unwrap())
         .collect();
     assert_eq!(ids, ["a2", "a1", "a0"]);
-    assert!(second.next_cursor.is_none());
+    assert!(second.next_seq.is_none());
     // A cursor from org A used by org B still shows nothing of A's.
     let leaked = db
         .store
         .list_audit(
             globex.id,
             None,
-            PageRequest::parse(None, Some(&cursor)).unwrap(),
+            PageRequest::parse(None, Some(cursor)).unwrap(),
         )
         .await
         .unwrap();

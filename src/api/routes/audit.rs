@@ -9,6 +9,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{AuthUser, ListQuery};
 use crate::api::state::AppState;
 use crate::domain::audit::AuditEntry;
+use crate::domain::page::listing;
 use crate::domain::user::Role;
 
 /// A page of audit entries.
@@ -40,20 +41,13 @@ pub async fn list(
 ) -> Result<Json<AuditPage>, ApiError> {
     auth.require(Role::CONNECTOR_MANAGERS)?;
     let action = query.get("action")?;
-    if action
-        .is_some_and(|a| a.is_empty() || a.len() > 64 || !a.bytes().all(|b| b.is_ascii_graphic()))
-    {
-        return Err(ApiError::invalid(
-            "action",
-            "must be 1-64 visible ASCII characters",
-        ));
-    }
+    let listing = listing(auth.org_id(), "audit", action);
     let page = state
-        .store
-        .list_audit(auth.org_id(), action, query.page()?)
+        .audit
+        .list(auth.org_id(), action, query.page(&state.cursors, &listing)?)
         .await?;
     Ok(Json(AuditPage {
         items: page.items,
-        next_cursor: page.next_cursor,
+        next_cursor: page.next_seq.map(|s| state.cursors.seal(&listing, s)),
     }))
 }

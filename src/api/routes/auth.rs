@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{ApiJson, ClientAddr};
+use crate::api::extract::{ApiJson, AuthUser, ClientAddr};
 use crate::api::state::AppState;
 use crate::crypto::SecretString;
 use crate::service::login::LoginAttempt;
@@ -66,4 +66,19 @@ pub async fn login(
         token_type: "bearer",
         expires_in: logged_in.expires_in,
     }))
+}
+
+/// Signs out: the token presented stops working at once (here and in the console).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out; the token no longer works"),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "User disabled", body = ErrorBody),
+    ))]
+pub async fn logout(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<axum::http::StatusCode, ApiError> {
+    state.login.logout(&auth.session).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

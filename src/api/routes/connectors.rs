@@ -298,6 +298,7 @@ pub async fn poll_acks_now(
         .connections
         .active_for_slug(auth.org_id(), slug)
         .await?;
+    let _place = state.connections.enter_slow_work(auth.org_id())?;
     // A poll already running (the background poller, another request) ends soon: wait for it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {

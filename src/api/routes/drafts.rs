@@ -15,6 +15,7 @@ use crate::api::state::AppState;
 use crate::domain::draft::{DraftInput, DraftOrder, DraftStatus};
 use crate::domain::export::{Export, parse_idempotency_key};
 use crate::domain::order::{DecimalText, OrderLine};
+use crate::domain::page::listing;
 use crate::domain::user::Role;
 use crate::service::orders::{PushKind, Pushed};
 
@@ -187,13 +188,14 @@ pub async fn list(
 ) -> Result<Json<DraftPage>, ApiError> {
     auth.require(Role::ALL)?;
     let status = query.parsed::<DraftStatus>("status")?;
+    let listing = listing(auth.org_id(), "drafts", status.map(DraftStatus::as_str));
     let page = state
         .orders
-        .list(auth.org_id(), status, query.page()?)
+        .list(auth.org_id(), status, query.page(&state.cursors, &listing)?)
         .await?;
     Ok(Json(DraftPage {
         items: page.items.iter().map(DraftSummary::from).collect(),
-        next_cursor: page.next_cursor,
+        next_cursor: page.next_seq.map(|s| state.cursors.seal(&listing, s)),
     }))
 }
 

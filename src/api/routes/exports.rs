@@ -14,6 +14,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{AuthUser, ListQuery, parse_uuid};
 use crate::api::state::AppState;
 use crate::domain::export::{Export, ExportStatus};
+use crate::domain::page::listing;
 use crate::domain::user::Role;
 
 /// An export.
@@ -96,13 +97,14 @@ pub async fn list(
 ) -> Result<Json<ExportPage>, ApiError> {
     auth.require(Role::ALL)?;
     let status = query.parsed::<ExportStatus>("status")?;
+    let listing = listing(auth.org_id(), "exports", status.map(ExportStatus::as_str));
     let page = state
         .orders
-        .list_exports(auth.org_id(), status, query.page()?)
+        .list_exports(auth.org_id(), status, query.page(&state.cursors, &listing)?)
         .await?;
     Ok(Json(ExportPage {
         items: page.items.iter().map(ExportView::from).collect(),
-        next_cursor: page.next_cursor,
+        next_cursor: page.next_seq.map(|s| state.cursors.seal(&listing, s)),
     }))
 }
 

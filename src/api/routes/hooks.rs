@@ -2,7 +2,7 @@
 //! call is authenticated by its connection's signing secret (Standard Webhooks headers).
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use serde::Serialize;
@@ -11,6 +11,9 @@ use utoipa::ToSchema;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::state::AppState;
 use crate::service::acks::CallbackResult;
+
+/// Largest callback body accepted (an acknowledgement is a few hundred bytes).
+pub const CALLBACK_BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// The body an ERP sends (documentation of the accepted shape; the raw bytes are what is
 /// signed, so the handler reads them itself).
@@ -53,12 +56,13 @@ pub struct CallbackAnswer {
         (status = 401, description = "Missing or wrong signature, or a stale timestamp", body = ErrorBody),
         (status = 404, description = "No such callback endpoint, or no such export of the connection", body = ErrorBody),
         (status = 409, description = "The export is not recorded as sent yet; retry", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody),
         (status = 422, description = "The signed body is not a valid acknowledgement", body = ErrorBody)))]
 pub async fn acks(
     State(state): State<AppState>,
     Path(connection_id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<CallbackAnswer>, ApiError> {
     let not_found = || {
         ApiError::from(crate::service::ServiceError::NotFound(
@@ -66,6 +70,10 @@ pub async fn acks(
         ))
     };
     let connection_id = uuid::Uuid::parse_str(&connection_id).map_err(|_| not_found())?;
+    // Read no further than an acknowledgement can need, before anything else is done.
+    let body = axum::body::to_bytes(body, CALLBACK_BODY_LIMIT_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadOver(CALLBACK_BODY_LIMIT_BYTES / 1024))?;
     let result = state
         .callbacks
         .receive(connection_id, &headers, &body)

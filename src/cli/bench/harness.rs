@@ -177,8 +177,8 @@ impl Bench {
         loop {
             let got = self.app.store.list_exports(self.org.id, None, page).await?;
             out.extend(got.items);
-            match got.next_cursor {
-                Some(c) => page = PageRequest::parse(Some("200"), Some(&c))?,
+            match got.next_seq {
+                Some(seq) => page = PageRequest::parse(Some("200"), Some(seq))?,
                 None => return Ok(out),
             }
         }

@@ -52,8 +52,11 @@ impl DropzoneTransport {
     ) -> Result<Self, ConnectorError> {
         let Some(sftp) = config.sftp.as_ref().filter(|_| config.mode == Mode::Sftp) else {
             let root = &ctx.env.dropzone_fs_root;
+            let slug = ctx.org_slug.as_str();
+            let lane = ctx.env.fs_lanes.of(slug);
+            let timeout = Duration::from_secs(config.timeout_secs);
             return Ok(Self::Filesystem(
-                FilesystemTransport::open(root, ctx.org_slug.as_str()).await?,
+                FilesystemTransport::open(root, slug, lane, timeout).await?,
             ));
         };
         let target = sftp.clone();

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::crypto::SecretBytes;
 use crate::domain::FieldError;
-use crate::domain::ack::{AckOutcome, MAX_IDENTIFIER_CHARS};
+use crate::domain::ack::{AckOutcome, identifier_value};
 use crate::domain::order::ApprovedOrder;
 
 /// The connector type; holds its pooled HTTPS clients.
@@ -53,15 +53,12 @@ fn signing_key(config: &HttpConfig) -> Result<SecretBytes, ConnectorError> {
         })
 }
 
-/// The ERP's order number at `pointer` in a JSON answer: a string or a number, as text.
+/// The ERP's order number at `pointer` in a JSON answer: a string or a number, as text, by
+/// the same rules as an ack file's (none when it is no usable identifier: the export then
+/// stays SENT, waiting for another acknowledgement).
 fn order_number(body: &[u8], pointer: &str) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
-    let text = match value.pointer(pointer)? {
-        Value::String(s) => s.trim().to_owned(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    (!text.is_empty() && text.chars().count() <= MAX_IDENTIFIER_CHARS).then_some(text)
+    identifier_value(value.pointer(pointer)?).ok().flatten()
 }
 
 /// Subject and days to expiry of a DER certificate.
@@ -262,5 +259,8 @@ mod tests {
         assert_eq!(order_number(body, "/order/none"), None);
         assert_eq!(order_number(body, "/missing"), None);
         assert_eq!(order_number(b"not json", "/order"), None);
+        let hostile = br#"{"order": {"number": "SO\u00001", "esc": "\u001b[2J"}}"#;
+        assert_eq!(order_number(hostile, "/order/number"), None);
+        assert_eq!(order_number(hostile, "/order/esc"), None);
     }
 }

@@ -29,7 +29,15 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", STANDARD.encode(tag))
 }
 
-/// Checks a received message's headers against its raw body; its `webhook-id`.
+/// Most signatures one `webhook-signature` header may carry (a sender rotating its secret
+/// sends two; more is no sender's need, only a way to make us hash in vain).
+pub const MAX_SIGNATURES: usize = 4;
+/// Longest `webhook-signature` header read.
+pub const MAX_SIGNATURE_HEADER_BYTES: usize = 512;
+
+/// Checks a received message's headers against its raw body; its `webhook-id`. The cheap
+/// checks (presence, sizes, the timestamp) come first, and the body is hashed once whatever
+/// the number of candidates, so an unauthenticated caller cannot buy much work.
 pub fn verify(
     key: &[u8],
     headers: &HeaderMap,
@@ -53,11 +61,21 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| CallbackRefused::Unauthenticated("webhook-timestamp is not a number"))?;
-    if (now - timestamp).abs() > TOLERANCE_SECS {
+    // `abs_diff`: a timestamp near i64::MIN or MAX must not overflow the subtraction.
+    if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(CallbackRefused::Unauthenticated(
             "webhook-timestamp is more than 5 minutes away from now",
         ));
     }
+    if signatures.len() > MAX_SIGNATURE_HEADER_BYTES
+        || signatures.split(' ').count() > MAX_SIGNATURES
+    {
+        return Err(CallbackRefused::Unauthenticated(
+            "webhook-signature carries more signatures than any sender needs",
+        ));
+    }
+    // The body is hashed once; each candidate only finishes a copy of that state.
+    let hashed = mac(key, id, timestamp, body);
     // Several space-separated signatures are allowed (a sender rotating its secret).
     let matches = signatures.split(' ').any(|candidate| {
         let Some(encoded) = candidate.strip_prefix("v1,") else {
@@ -66,7 +84,7 @@ pub fn verify(
         let Ok(tag) = STANDARD.decode(encoded) else {
             return false;
         };
-        mac(key, id, timestamp, body).verify_slice(&tag).is_ok()
+        hashed.clone().verify_slice(&tag).is_ok()
     });
     if matches {
         Ok(id.to_owned())
@@ -142,6 +160,20 @@ mod tests {
                 1_700_000_000,
             ),
             (HeaderMap::new(), &body[..], 1_700_000_000),
+            // A timestamp at the end of the range must not overflow the freshness check.
+            (headers("msg_1", i64::MIN, &sig), &body[..], 1_700_000_000),
+            (headers("msg_1", i64::MAX, &sig), &body[..], 1_700_000_000),
+            (headers("msg_1", 1_700_000_000, &sig), &body[..], i64::MIN),
+            // More candidates than any sender needs are refused before hashing.
+            (
+                headers(
+                    "msg_1",
+                    1_700_000_000,
+                    &format!("{} {sig}", ["v1,AAAA"; MAX_SIGNATURES].join(" ")),
+                ),
+                &body[..],
+                1_700_000_000,
+            ),
         ] {
             assert!(matches!(
                 verify(key, &h, b, now),

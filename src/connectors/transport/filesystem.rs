@@ -4,24 +4,60 @@
 //!
 //! Writes are durable: the file is fsynced before it is renamed, and its directory after, so a
 //! power loss never leaves a final name with partial content.
+//!
+//! The folder is shared with the tenant and its ERP, who can put anything there. Files are
+//! opened non-blocking and checked on the handle to be regular files (directories where a
+//! directory is meant), so a named pipe or a device never blocks a thread — even one swapped
+//! in between a listing and the open. Every operation runs on a blocking thread under the
+//! org's own lane (a few threads at most) and within the config's timeout: an operation that
+//! hangs anyway (a dead network mount) costs its own org a thread of its lane, never the
+//! process's shared blocking pool, and a retry waits for the lane instead of leaving another
+//! thread behind.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, OpenOptions};
+use cap_std::fs::{Dir, File, OpenOptions, OpenOptionsExt};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use super::{Sha256Digest, Transport};
 use crate::connectors::{ConnectorError, ErrorCode};
 use crate::domain::FieldError;
 
+/// Blocking file operations one org may have running at once (timed-out ones included, until
+/// their threads return).
+pub const LANE_THREADS: usize = 4;
+
+/// Per-org lanes for blocking file work, shared by every transport of the process.
+#[derive(Debug, Default)]
+pub struct Lanes(Mutex<HashMap<String, Arc<Semaphore>>>);
+
+impl Lanes {
+    /// The lane of one org's folder.
+    pub fn of(&self, org_slug: &str) -> Arc<Semaphore> {
+        let mut lanes = match self.0.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        lanes
+            .entry(org_slug.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(LANE_THREADS)))
+            .clone()
+    }
+}
+
 /// One org's dropzone folder.
 #[derive(Clone)]
 pub struct FilesystemTransport {
     dir: Arc<Dir>,
+    lane: Arc<Semaphore>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for FilesystemTransport {
@@ -69,38 +105,112 @@ fn parent(path: &str) -> &str {
     }
 }
 
+/// `O_NONBLOCK`: opening a FIFO never waits for its other end (a write-only open with no
+/// reader fails at once; a read-only open returns at once and the type check refuses it).
+/// For regular files it changes nothing.
+fn nonblocking(options: &mut OpenOptions) -> &mut OpenOptions {
+    options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+}
+
+fn not_regular(what: &str) -> io::Error {
+    io::Error::other(format!("is not a regular {what}"))
+}
+
+/// Opens an existing regular file for reading; anything else is refused without blocking.
+fn open_regular(dir: &Dir, rel: &str) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    let file = dir.open_with(rel, nonblocking(&mut options))?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular("file"));
+    }
+    Ok(file)
+}
+
 impl FilesystemTransport {
-    /// Opens (creating if needed) the org's folder under `root`.
-    pub async fn open(root: &Path, org_slug: &str) -> Result<Self, ConnectorError> {
+    /// Opens (creating if needed) the org's folder under `root`; every operation runs in
+    /// `lane` and gives up after `timeout`.
+    pub async fn open(
+        root: &Path,
+        org_slug: &str,
+        lane: Arc<Semaphore>,
+        timeout: Duration,
+    ) -> Result<Self, ConnectorError> {
         let path = org_root(root, org_slug);
-        tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&path).map_err(|e| map_io(e, "/"))?;
-            Dir::open_ambient_dir(&path, ambient_authority()).map_err(|e| map_io(e, "/"))
+        let dir = run_in_lane(&lane, timeout, "/", move || {
+            std::fs::create_dir_all(&path)?;
+            let dir = Dir::open_ambient_dir(&path, ambient_authority())?;
+            if !dir.dir_metadata()?.is_dir() {
+                return Err(not_regular("folder"));
+            }
+            Ok(dir)
         })
-        .await
-        .map_err(|e| ConnectorError::with_detail(ErrorCode::IoError, e))?
-        .map(|dir| Self { dir: Arc::new(dir) })
+        .await?;
+        Ok(Self {
+            dir: Arc::new(dir),
+            lane,
+            timeout,
+        })
     }
 
-    /// Runs blocking filesystem work off the async threads.
+    /// Runs blocking filesystem work off the async threads, in the org's lane, within the
+    /// timeout.
     async fn blocking<T, F>(&self, path: &str, work: F) -> Result<T, ConnectorError>
     where
         T: Send + 'static,
         F: FnOnce(&Dir) -> io::Result<T> + Send + 'static,
     {
         let dir = self.dir.clone();
-        let shown = path.to_owned();
-        tokio::task::spawn_blocking(move || work(&dir))
-            .await
-            .map_err(|e| ConnectorError::with_detail(ErrorCode::IoError, e))?
-            .map_err(|e| map_io(e, &shown))
+        run_in_lane(&self.lane, self.timeout, path, move || work(&dir)).await
     }
+}
+
+/// Runs `work` on a blocking thread holding a place in `lane` until the thread returns (so a
+/// hung operation keeps its place, and retries wait instead of piling up threads); answers
+/// `CONNECTION_TIMEOUT` (transient) when the lane or the work takes longer than `timeout`.
+async fn run_in_lane<T, F>(
+    lane: &Arc<Semaphore>,
+    timeout: Duration,
+    path: &str,
+    work: F,
+) -> Result<T, ConnectorError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = |what: &str| {
+        ConnectorError::with_detail(
+            ErrorCode::ConnectionTimeout,
+            format!("{what} {path} took longer than {} s", timeout.as_secs()),
+        )
+    };
+    let place = tokio::time::timeout_at(deadline, lane.clone().acquire_owned())
+        .await
+        .map_err(|_| timed_out("waiting for earlier file operations before"))?
+        .map_err(|e| ConnectorError::with_detail(ErrorCode::IoError, e))?;
+    let task = tokio::task::spawn_blocking(move || {
+        let result = work();
+        drop(place);
+        result
+    });
+    tokio::time::timeout_at(deadline, task)
+        .await
+        .map_err(|_| timed_out("the file operation on"))?
+        .map_err(|e| ConnectorError::with_detail(ErrorCode::IoError, e))?
+        .map_err(|e| map_io(e, path))
 }
 
 /// fsyncs a directory so a rename in it survives a power loss. (`open_dir` would give an
 /// `O_PATH` handle, which cannot be fsynced; a read-only open of the directory can.)
 fn sync_dir(dir: &Dir, rel_dir: &str) -> io::Result<()> {
-    dir.open(rel_dir)?.sync_all()
+    let mut options = OpenOptions::new();
+    options.read(true);
+    let handle = dir.open_with(rel_dir, nonblocking(&mut options))?;
+    if !handle.metadata()?.is_dir() {
+        return Err(not_regular("folder"));
+    }
+    handle.sync_all()
 }
 
 #[async_trait]
@@ -110,8 +220,14 @@ impl Transport for FilesystemTransport {
         let bytes = bytes.to_vec();
         self.blocking(path, move |dir| {
             let mut options = OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            let mut file = dir.open_with(&rel, &options)?;
+            // Truncation happens only after the type check: on a FIFO or device it would
+            // mean something else.
+            options.write(true).create(true);
+            let mut file = dir.open_with(&rel, nonblocking(&mut options))?;
+            if !file.metadata()?.is_file() {
+                return Err(not_regular("file"));
+            }
+            file.set_len(0)?;
             file.write_all(&bytes)?;
             file.sync_all()
         })
@@ -143,7 +259,7 @@ impl Transport for FilesystemTransport {
     async fn sha256_if_exists(&self, path: &str) -> Result<Option<Sha256Digest>, ConnectorError> {
         let rel = relative(path).to_owned();
         self.blocking(path, move |dir| {
-            let mut file = match dir.open(&rel) {
+            let mut file = match open_regular(dir, &rel) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
@@ -182,7 +298,12 @@ impl Transport for FilesystemTransport {
 
     async fn read(&self, path: &str) -> Result<Vec<u8>, ConnectorError> {
         let rel = relative(path).to_owned();
-        self.blocking(path, move |dir| dir.read(&rel)).await
+        self.blocking(path, move |dir| {
+            let mut bytes = Vec::new();
+            open_regular(dir, &rel)?.read_to_end(&mut bytes)?;
+            Ok(bytes)
+        })
+        .await
     }
 
     async fn read_limited(
@@ -192,7 +313,7 @@ impl Transport for FilesystemTransport {
     ) -> Result<Option<Vec<u8>>, ConnectorError> {
         let rel = relative(path).to_owned();
         self.blocking(path, move |dir| {
-            let mut file = dir.open(&rel)?;
+            let mut file = open_regular(dir, &rel)?;
             if file.metadata()?.len() > limit {
                 return Ok(None);
             }

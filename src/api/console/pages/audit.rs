@@ -10,6 +10,7 @@ use crate::api::console::session::ConsoleUser;
 use crate::api::console::views::{Html, error_page, page, pager, time};
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
+use crate::domain::page::listing;
 use crate::domain::user::Role;
 
 /// `GET /ui/audit?action=&cursor=`.
@@ -22,21 +23,16 @@ pub async fn list(
         .get("action")
         .map(|a| a.trim().to_owned())
         .filter(|a| !a.is_empty());
+    let listing = listing(user.auth.org_id(), "audit", action.as_deref());
     let found = async {
         user.auth.require(Role::CONNECTOR_MANAGERS)?;
-        if action
-            .as_deref()
-            .is_some_and(|a| a.len() > 64 || !a.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(ApiError::invalid(
-                "action",
-                "must be 1-64 visible ASCII characters",
-            ));
-        }
-        Ok(state
-            .store
-            .list_audit(user.auth.org_id(), action.as_deref(), page_request(&query)?)
-            .await?)
+        let page = page_request(&state, &listing, &query)?;
+        Ok::<_, ApiError>(
+            state
+                .audit
+                .list(user.auth.org_id(), action.as_deref(), page)
+                .await?,
+        )
     };
     let entries = match found.await {
         Ok(entries) => entries,
@@ -66,7 +62,7 @@ pub async fn list(
                 }
             }
         }
-        (pager("/ui/audit", &format!("action={}", urlencode(&filter)), entries.next_cursor.as_deref()))
+        (pager("/ui/audit", &format!("action={}", urlencode(&filter)), entries.next_seq.map(|s| state.cursors.seal(&listing, s)).as_deref()))
     };
     Html(
         StatusCode::OK,

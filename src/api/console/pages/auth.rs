@@ -124,6 +124,10 @@ pub async fn logout(
     if !user.csrf_ok(&state, fields.get(CSRF_FIELD).map(String::as_str)) {
         return error_page(&state, Some(&user), super::forged()).into_response();
     }
+    // The cookie's token must stop working, not just leave this browser: revoke it.
+    if let Err(err) = state.login.logout(&user.auth.session).await {
+        return error_page(&state, Some(&user), ApiError::from(err)).into_response();
+    }
     with_cookie(
         Redirect::to("/ui/login").into_response(),
         set_cookie(&state, SESSION_COOKIE, "", 0),

@@ -19,6 +19,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
 use crate::api::state::AppState;
 use crate::domain::export::{Export, ExportStatus};
+use crate::domain::page::listing;
 use crate::domain::user::Role;
 
 async fn list_page(
@@ -30,13 +31,23 @@ async fn list_page(
 ) -> Response {
     let render = async {
         let filter: Option<ExportStatus> = status_filter(query.get("status"))?;
+        let listing = listing(
+            user.auth.org_id(),
+            "exports",
+            filter.map(ExportStatus::as_str),
+        );
         let exports = state
             .orders
-            .list_exports(user.auth.org_id(), filter, page_request(query)?)
+            .list_exports(
+                user.auth.org_id(),
+                filter,
+                page_request(state, &listing, query)?,
+            )
             .await?;
-        Ok::<_, ApiError>((filter, exports))
+        let next = exports.next_seq.map(|s| state.cursors.seal(&listing, s));
+        Ok::<_, ApiError>((filter, exports, next))
     };
-    let (filter, exports) = match render.await {
+    let (filter, exports, next) = match render.await {
         Ok(found) => found,
         Err(err) => return error_page(state, Some(user), err).into_response(),
     };
@@ -69,7 +80,7 @@ async fn list_page(
                 }
             }
         }
-        (pager("/ui/exports", &format!("status={filter_text}"), exports.next_cursor.as_deref()))
+        (pager("/ui/exports", &format!("status={filter_text}"), next.as_deref()))
     };
     Html(code, page(state, Some(user), "Exports", content)).into_response()
 }

@@ -35,13 +35,19 @@ where
     }
 }
 
-/// The page request from `limit` and `cursor`.
-pub fn page_request(query: &Fields) -> Result<crate::domain::page::PageRequest, ApiError> {
-    Ok(crate::domain::page::PageRequest::parse(
+/// The page request from `limit` and `cursor` (sealed for `listing`).
+pub fn page_request(
+    state: &crate::api::state::AppState,
+    listing: &str,
+    query: &Fields,
+) -> Result<crate::domain::page::PageRequest, ApiError> {
+    crate::api::extract::page_request(
+        &state.cursors,
+        listing,
         query.get("limit").map(String::as_str),
         query
             .get("cursor")
             .map(String::as_str)
             .filter(|c| !c.is_empty()),
-    )?)
+    )
 }

@@ -18,6 +18,7 @@ use crate::api::extract::parse_uuid;
 use crate::api::state::AppState;
 use crate::domain::draft::{DraftOrder, DraftStatus};
 use crate::domain::export::Export;
+use crate::domain::page::listing;
 use crate::domain::user::Role;
 use crate::service::orders::PushKind;
 
@@ -29,14 +30,20 @@ pub async fn list(
 ) -> Response {
     let render = async {
         let filter: Option<DraftStatus> = status_filter(query.get("status"))?;
-        let page_req = page_request(&query)?;
+        let listing = listing(
+            user.auth.org_id(),
+            "drafts",
+            filter.map(DraftStatus::as_str),
+        );
+        let page_req = page_request(&state, &listing, &query)?;
         let drafts = state
             .orders
             .list(user.auth.org_id(), filter, page_req)
             .await?;
-        Ok::<_, ApiError>((filter, drafts))
+        let next = drafts.next_seq.map(|s| state.cursors.seal(&listing, s));
+        Ok::<_, ApiError>((filter, drafts, next))
     };
-    let (filter, drafts) = match render.await {
+    let (filter, drafts, next) = match render.await {
         Ok(found) => found,
         Err(err) => return error_page(&state, Some(&user), err).into_response(),
     };
@@ -62,7 +69,7 @@ pub async fn list(
                 }
             }
         }
-        (pager("/ui/drafts", &format!("status={filter_text}"), drafts.next_cursor.as_deref()))
+        (pager("/ui/drafts", &format!("status={filter_text}"), next.as_deref()))
     };
     Html(StatusCode::OK, page(&state, Some(&user), "Orders", content)).into_response()
 }

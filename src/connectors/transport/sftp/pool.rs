@@ -5,8 +5,9 @@
 //!
 //! Bounds: at most `max_per_connection` sessions per connection, each shared by up to
 //! `max_in_flight` concurrent operations (SFTP multiplexes requests) before another is opened
-//! and never by more than `max_operations`, and `max_total` sessions in the process (a
-//! semaphore every session holds a permit of, pooled or not). Idle sessions
+//! and never by more than `max_operations`, and `max_total` pooled sessions in the process (a
+//! semaphore every pooled session holds a permit of); connection tests' one-off sessions have
+//! a budget of their own (`max_test_sessions`). Idle sessions
 //! close after `idle_timeout`; dead ones (server gone, keepalive unanswered) are skipped and
 //! dropped.
 
@@ -34,8 +35,12 @@ pub struct PoolLimits {
     /// sftp-server (9.2) answered a 33rd concurrent open with a bare `Failure`, which would
     /// fail an export for good (IO_ERROR).
     pub max_operations: usize,
-    /// Sessions open in the whole process.
+    /// Pooled sessions (deliveries, ack polls) open in the whole process.
     pub max_total: usize,
+    /// One-off sessions of connection tests open in the whole process: a budget of their own,
+    /// so tests (which anyone managing connectors can start, against any server) never take
+    /// sessions that deliveries need.
+    pub max_test_sessions: usize,
     /// Unused sessions are closed after this long.
     pub idle_timeout: Duration,
 }
@@ -47,6 +52,7 @@ impl Default for PoolLimits {
             max_in_flight: 8,
             max_operations: 32,
             max_total: 64,
+            max_test_sessions: 16,
             idle_timeout: Duration::from_secs(120),
         }
     }
@@ -110,6 +116,7 @@ struct Entry {
 pub struct SessionPool {
     limits: PoolLimits,
     permits: Arc<Semaphore>,
+    test_permits: Arc<Semaphore>,
     entries: Mutex<HashMap<Uuid, Entry>>,
     connects: AtomicUsize,
 }
@@ -181,6 +188,7 @@ impl SessionPool {
         Self {
             limits,
             permits: Arc::new(Semaphore::new(limits.max_total)),
+            test_permits: Arc::new(Semaphore::new(limits.max_test_sessions)),
             entries: Mutex::new(HashMap::new()),
             connects: AtomicUsize::new(0),
         }
@@ -288,21 +296,30 @@ impl SessionPool {
         found
     }
 
-    async fn permit(&self, target: &SftpTarget) -> Result<OwnedSemaphorePermit, ConnectorError> {
-        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+    async fn permit(
+        &self,
+        target: &SftpTarget,
+        pooled: bool,
+    ) -> Result<OwnedSemaphorePermit, ConnectorError> {
+        let (permits, what) = if pooled {
+            (&self.permits, "too many SFTP sessions open in this process")
+        } else {
+            (
+                &self.test_permits,
+                "too many SFTP connection tests running in this process",
+            )
+        };
+        if let Ok(p) = permits.clone().try_acquire_owned() {
             return Ok(p);
         }
-        self.evict_one_idle();
-        tokio::time::timeout(target.timeout, self.permits.clone().acquire_owned())
+        if pooled {
+            self.evict_one_idle();
+        }
+        tokio::time::timeout(target.timeout, permits.clone().acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
-            .ok_or_else(|| {
-                ConnectorError::with_detail(
-                    ErrorCode::ConnectionTimeout,
-                    "too many SFTP sessions open in this process",
-                )
-            })
+            .ok_or_else(|| ConnectorError::with_detail(ErrorCode::ConnectionTimeout, what))
     }
 
     async fn open(
@@ -310,8 +327,9 @@ impl SessionPool {
         target: &SftpTarget,
         blocked: &[IpNet],
         freed: Arc<Notify>,
+        pooled: bool,
     ) -> Result<Arc<PooledSession>, ConnectorError> {
-        let permit = self.permit(target).await?;
+        let permit = self.permit(target, pooled).await?;
         self.connects.fetch_add(1, Ordering::Relaxed);
         let session = SftpSession::connect(target, blocked).await?;
         Ok(Arc::new(PooledSession {
@@ -333,7 +351,7 @@ impl SessionPool {
         self.prune();
         let Some(key) = key else {
             return Ok(Lease {
-                session: self.open(target, blocked, Arc::default()).await?,
+                session: self.open(target, blocked, Arc::default(), false).await?,
                 reused: false,
             });
         };
@@ -376,7 +394,7 @@ impl SessionPool {
             id: key.id,
             changed: changed.clone(),
         };
-        let opened = self.open(target, blocked, changed.clone()).await;
+        let opened = self.open(target, blocked, changed.clone(), true).await;
         if let Ok(session) = &opened
             && let Ok(mut entries) = self.entries.lock()
             && let Some(entry) = entries.get_mut(&key.id)
