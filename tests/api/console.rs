@@ -535,3 +535,29 @@ async fn the_http_connector_form_shows_a_generated_secret_once() {
         .verify(&last.body, &last.headers)
         .unwrap();
 }
+
+/// Direction controls in an order's text are shown as visible markers, never applied: they
+/// could make a page show a different order number than the one stored.
+#[tokio::test]
+async fn bidi_controls_in_order_text_are_shown_not_applied() {
+    let app = crate::common::spawn_app().await;
+    let (_, user, token) = app.org_with("acme", Role::Admin).await;
+    let body = serde_json::json!({"external_order_number": "PO-1\u{202E}9876",
+        "customer": {"name": "Acme \u{2067}Ltd\u{2069}"},
+        "lines": [{"line_no": 1, "internal_sku": "SKU", "qty": 1, "uom": "PCE",
+                   "description": "abc\u{202D}def"}]});
+    let resp = app.post_json("/api/v1/draft-orders", &token, &body).await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let browser = Browser::sign_in(&app, "acme", user.email.as_str()).await;
+    for path in [format!("/ui/drafts/{id}"), "/ui/drafts".to_owned()] {
+        let html = browser.page(&path).await;
+        for raw in ['\u{202E}', '\u{2067}', '\u{202D}'] {
+            assert!(!html.contains(raw), "{path} carries {raw:?} unmarked");
+        }
+        assert!(html.contains("PO-1⟦U+202E⟧9876"), "{path}");
+    }
+}

@@ -313,9 +313,12 @@ async fn an_admin_configures_the_connector_pushes_orders_and_retries_a_failure()
     button(&c, "Approve").await.click().await.unwrap();
     button(&c, "Push to ERP").await.click().await.unwrap();
     wait_text(&c, ".notice", "Pushed").await;
+    wait_text(&c, "#live", "PUSHING").await;
+    let url = c.current_url().await.unwrap();
     app.deliver_all().await;
-    c.refresh().await.unwrap();
-    wait_text(&c, "dl.facts", "ERROR").await;
+    // The draft's page follows the delivery by itself.
+    wait_text(&c, "#live", "ERROR").await;
+    assert_eq!(c.current_url().await.unwrap(), url, "the page was reloaded");
     c.find(Locator::Css("a[href^='/ui/exports/']"))
         .await
         .unwrap()
@@ -335,8 +338,7 @@ async fn an_admin_configures_the_connector_pushes_orders_and_retries_a_failure()
     button(&c, "Retry push").await.click().await.unwrap();
     wait_text(&c, ".notice", "Pushed again").await;
     app.deliver_all().await;
-    c.refresh().await.unwrap();
-    wait_text(&c, "dl.facts", "PUSHED").await;
+    wait_text(&c, "#live", "PUSHED").await;
     assert_eq!(std::fs::read_dir(&orders).unwrap().count(), 1);
 
     // Lists, filters and the audit log.
@@ -411,5 +413,11 @@ async fn a_viewer_sees_no_actions_and_secrets_never_reach_the_page() {
         "a viewer is offered the connector page"
     );
     shot(&c, "viewer-draft").await;
+    // The error page is checked like every other.
+    c.goto(&app.url(&format!("/ui/drafts/{}", uuid::Uuid::new_v4())))
+        .await
+        .unwrap();
+    wait_text(&c, "h1", "Not found").await;
+    shot(&c, "not-found").await;
     c.close().await.unwrap();
 }

@@ -52,6 +52,34 @@ pub fn status(text: &str) -> Markup {
     html! { span class={ "status status-" (text.to_lowercase()) } { (text) } }
 }
 
+/// Text from outside (a customer's order, an ERP's answer), or a dash. Unicode direction
+/// controls are shown as visible markers: invisible, they could make the page show an order
+/// number or message other than the one stored ("Trojan Source").
+pub fn outside(text: Option<&str>) -> Markup {
+    html! {
+        @match text {
+            Some(t) => (crate::domain::text::reveal_bidi(t)),
+            None => "—",
+        }
+    }
+}
+
+/// A part of a page that reloads itself every two seconds while `pending` (a status that is
+/// about to change): htmx fetches `url` and swaps in its element with the same `id`. Without
+/// htmx the page still works; it just does not update by itself.
+pub fn refreshing(id: &str, url: &str, pending: bool, content: Markup) -> Markup {
+    let select = format!("#{id}");
+    html! {
+        div id=(id) aria-live="polite"
+            hx-get=[pending.then_some(url)]
+            hx-trigger=[pending.then_some("every 2s")]
+            hx-select=[pending.then_some(select.as_str())]
+            hx-swap=[pending.then_some("outerHTML")] {
+            (content)
+        }
+    }
+}
+
 /// A timestamp in UTC, or a dash.
 pub fn time(at: Option<DateTime<Utc>>) -> Markup {
     html! {

@@ -25,7 +25,7 @@ pub struct AuditPage {
 #[utoipa::path(get, path = "/api/v1/audit-log", tag = "audit", security(("bearer" = [])),
     params(
         ("limit" = Option<u32>, Query, description = "1-200, default 50"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page of this same listing (same filters); opaque, and any other value is 422"),
         ("action" = Option<String>, Query, description = "only entries with this action, e.g. EXPORT_SENT"),
     ),
     responses(

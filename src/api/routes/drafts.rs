@@ -177,7 +177,7 @@ pub async fn create(
     params(
         ("status" = Option<DraftStatus>, Query, description = "only drafts in this status"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "1-200, default 50"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page of this same listing (same filters); opaque, and any other value is 422"),
     ),
     responses((status = 200, body = DraftPage), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]

@@ -86,7 +86,7 @@ pub struct ExportPage {
     params(
         ("status" = Option<ExportStatus>, Query, description = "only exports in this status"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "1-200, default 50"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page of this same listing (same filters); opaque, and any other value is 422"),
     ),
     responses((status = 200, body = ExportPage), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]

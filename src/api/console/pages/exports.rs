@@ -13,7 +13,8 @@ use serde_json::Value;
 use super::{Fields, csrf, forged, page_request, status_filter};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
 use crate::api::console::views::{
-    Html, Notice, error_page, notice, page, pager, status, status_filter_form, time,
+    Html, Notice, error_page, notice, outside, page, pager, refreshing, status,
+    status_filter_form, time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -52,6 +53,10 @@ async fn list_page(
         Err(err) => return error_page(state, Some(user), err).into_response(),
     };
     let filter_text = filter.map(ExportStatus::as_str).unwrap_or_default();
+    let self_url = match query.get("cursor") {
+        Some(c) => format!("/ui/exports?status={filter_text}&cursor={c}"),
+        None => format!("/ui/exports?status={filter_text}"),
+    };
     let content = html! {
         (notice(message))
         @if Role::DRAFT_WRITERS.contains(&user.auth.user.role) {
@@ -64,6 +69,7 @@ async fn list_page(
         @if exports.items.is_empty() {
             p { "No exports" @if filter.is_some() { " with this status" } "." }
         } @else {
+            (refreshing("rows", &self_url, exports.items.iter().any(|e| e.status == ExportStatus::Pending), html! {
             table {
                 caption { "Exports, newest first" }
                 thead { tr { th scope="col" { "File" } th scope="col" { "Status" } th scope="col" { "Attempts" } th scope="col" { "ERP order" } th scope="col" { "Created" } } }
@@ -73,12 +79,13 @@ async fn list_page(
                             td { a href={ "/ui/exports/" (e.id) } { (e.file_name) } }
                             td { (status(e.status.as_str())) }
                             td { (e.attempts) }
-                            td { (e.erp_order_id.as_deref().unwrap_or("—")) }
+                            td { (outside(e.erp_order_id.as_deref())) }
                             td { (time(Some(e.created_at))) }
                         }
                     }
                 }
             }
+            }))
         }
         (pager("/ui/exports", &format!("status={filter_text}"), next.as_deref()))
     };
@@ -173,7 +180,7 @@ fn live(e: &Export) -> Markup {
                 dt { "Dropzone path" } dd { (e.dropzone_path.as_deref().unwrap_or("—")) }
                 dt { "Sent" } dd { (time(e.sent_at)) }
                 dt { "Acknowledged" } dd { (time(e.acked_at)) }
-                dt { "ERP order" } dd { (e.erp_order_id.as_deref().unwrap_or("—")) }
+                dt { "ERP order" } dd { (outside(e.erp_order_id.as_deref())) }
                 @if pending { dt { "Next attempt" } dd { (time(Some(e.next_attempt_at))) } }
             }
             @if e.export_storage_key.is_some() {
@@ -186,8 +193,8 @@ fn live(e: &Export) -> Markup {
                 p { "The file is archived when the first delivery attempt starts." }
             }
             @if let Some(error) = &e.error_json {
-                p.notice.error role="alert" { (error_words(error)) }
-                details { summary { "Error as recorded" } pre { (serde_json::to_string_pretty(error).unwrap_or_default()) } }
+                p.notice.error role="alert" { (outside(Some(&error_words(error)))) }
+                details { summary { "Error as recorded" } pre { (crate::domain::text::reveal_bidi(&serde_json::to_string_pretty(error).unwrap_or_default())) } }
             }
         }
     }

@@ -11,7 +11,8 @@ use uuid::Uuid;
 use super::{Fields, csrf, forged, page_request, status_filter};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
 use crate::api::console::views::{
-    Html, Notice, error_page, notice, page, pager, status, status_filter_form, time,
+    Html, Notice, error_page, notice, outside, page, pager, refreshing, status,
+    status_filter_form, time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -48,26 +49,32 @@ pub async fn list(
         Err(err) => return error_page(&state, Some(&user), err).into_response(),
     };
     let filter_text = filter.map(DraftStatus::as_str).unwrap_or_default();
+    let self_url = match query.get("cursor") {
+        Some(c) => format!("/ui/drafts?status={filter_text}&cursor={c}"),
+        None => format!("/ui/drafts?status={filter_text}"),
+    };
     let content = html! {
         (status_filter_form("/ui/drafts", &DraftStatus::ALL.map(DraftStatus::as_str), filter_text))
         @if drafts.items.is_empty() {
             p { "No draft orders" @if filter.is_some() { " with this status" } "." }
         } @else {
+            (refreshing("rows", &self_url, drafts.items.iter().any(|d| d.status == DraftStatus::Pushing), html! {
             table {
                 caption { "Draft orders, newest first" }
                 thead { tr { th scope="col" { "Order" } th scope="col" { "Customer" } th scope="col" { "Status" } th scope="col" { "ERP order" } th scope="col" { "Created" } } }
                 tbody {
                     @for d in &drafts.items {
                         tr {
-                            td { a href={ "/ui/drafts/" (d.id) } { (label(d)) } }
-                            td { (d.customer.name.as_deref().unwrap_or("—")) }
+                            td { a href={ "/ui/drafts/" (d.id) } { (crate::domain::text::reveal_bidi(&label(d))) } }
+                            td { (outside(d.customer.name.as_deref())) }
                             td { (status(d.status.as_str())) }
-                            td { (d.erp_order_id.as_deref().unwrap_or("—")) }
+                            td { (outside(d.erp_order_id.as_deref())) }
                             td { (time(Some(d.created_at))) }
                         }
                     }
                 }
             }
+            }))
         }
         (pager("/ui/drafts", &format!("status={filter_text}"), next.as_deref()))
     };
@@ -105,6 +112,7 @@ fn history(d: &DraftOrder, exports: &[Export]) -> Markup {
         }
         if let Some(at) = e.acked_at {
             let id = e.erp_order_id.as_deref().unwrap_or("no number");
+            let id = crate::domain::text::reveal_bidi(id);
             events.push((at, format!("Acknowledged by the ERP as {id}")));
         }
         if e.status == crate::domain::export::ExportStatus::Failed {
@@ -128,15 +136,18 @@ fn draft_page(
     message: Option<&Notice>,
 ) -> Response {
     let may_act = Role::ORDER_OPERATORS.contains(&user.auth.user.role);
+    let pending = d.status == DraftStatus::Pushing
+        || exports.iter().any(|e| e.status == crate::domain::export::ExportStatus::Pending);
     let content = html! {
         (notice(message))
+        (refreshing("live", &format!("/ui/drafts/{}", d.id), pending, html! {
         dl.facts {
-            dt { "Status" } dd { (status(d.status.as_str())) }
-            dt { "Order number" } dd { (d.header.external_order_number.as_deref().unwrap_or("—")) }
-            dt { "Customer" } dd { (d.customer.name.as_deref().unwrap_or("—")) " " (d.customer.erp_customer_number.as_deref().map(|n| format!("({n})")).unwrap_or_default()) }
+            dt { "Status" } dd { (status(d.status.as_str())) @if pending { " (updates by itself)" } }
+            dt { "Order number" } dd { (outside(d.header.external_order_number.as_deref())) }
+            dt { "Customer" } dd { (outside(d.customer.name.as_deref())) " " (d.customer.erp_customer_number.as_deref().map(|n| crate::domain::text::reveal_bidi(n).into_owned()).map(|n| format!("({n})")).unwrap_or_default()) }
             dt { "Order date" } dd { (d.header.order_date.map(|x| x.to_string()).unwrap_or_else(|| "—".into())) }
             dt { "Currency" } dd { (d.header.currency.as_deref().unwrap_or("—")) }
-            dt { "ERP order" } dd { (d.erp_order_id.as_deref().unwrap_or("—")) }
+            dt { "ERP order" } dd { (outside(d.erp_order_id.as_deref())) }
             dt { "Id" } dd { code { (d.id) } }
         }
         @if may_act && !actions(d).is_empty() {
@@ -148,22 +159,6 @@ fn draft_page(
                         // A double submit answers the same export instead of a conflict.
                         input type="hidden" name="idempotency_key" value=(Uuid::new_v4());
                         button type="submit" { (text) }
-                    }
-                }
-            }
-        }
-        h2 { "Lines" }
-        table {
-            thead { tr { th scope="col" { "#" } th scope="col" { "SKU" } th scope="col" { "Description" } th scope="col" { "Quantity" } th scope="col" { "Unit" } th scope="col" { "Unit price" } } }
-            tbody {
-                @for l in &d.lines {
-                    tr {
-                        td { (l.line_no) }
-                        td { (l.internal_sku) }
-                        td { (l.description.as_deref().unwrap_or("—")) }
-                        td.num { (l.qty.as_str()) }
-                        td { (l.uom) }
-                        td.num { (l.unit_price.as_ref().map(|p| p.as_str()).unwrap_or("—")) " " (l.currency.as_deref().unwrap_or_default()) }
                     }
                 }
             }
@@ -186,8 +181,25 @@ fn draft_page(
                 }
             }
         }
+        }))
+        h2 { "Lines" }
+        table {
+            thead { tr { th scope="col" { "#" } th scope="col" { "SKU" } th scope="col" { "Description" } th scope="col" { "Quantity" } th scope="col" { "Unit" } th scope="col" { "Unit price" } } }
+            tbody {
+                @for l in &d.lines {
+                    tr {
+                        td { (l.line_no) }
+                        td { (outside(Some(&l.internal_sku))) }
+                        td { (outside(l.description.as_deref())) }
+                        td.num { (l.qty.as_str()) }
+                        td { (outside(Some(&l.uom))) }
+                        td.num { (l.unit_price.as_ref().map(|p| p.as_str()).unwrap_or("—")) " " (l.currency.as_deref().unwrap_or_default()) }
+                    }
+                }
+            }
+        }
     };
-    let title = format!("Order {}", label(d));
+    let title = format!("Order {}", crate::domain::text::reveal_bidi(&label(d)));
     Html(status_code, page(state, Some(user), &title, content)).into_response()
 }
 
