@@ -16,9 +16,11 @@ use crate::config::Settings;
 use crate::connectors::{ConnectorEnv, Registry};
 use crate::crypto::Keyring;
 use crate::crypto::cursor::Cursors;
+use crate::service::ack_poll::AckPollService;
 use crate::service::acks::CallbackService;
 use crate::service::audit::AuditService;
 use crate::service::connections::{ConnectionService, KeyCheckError};
+use crate::service::delivery::DeliveryService;
 use crate::service::login::LoginService;
 use crate::service::orders::OrderService;
 use crate::store::{self, Store, StoreError};
@@ -63,6 +65,10 @@ pub struct App {
     pub orders: OrderService,
     /// The audit log.
     pub audit: AuditService,
+    /// Delivering exports.
+    pub delivery: DeliveryService,
+    /// Reading acknowledgement files.
+    pub ack_polls: AckPollService,
     /// Acknowledgements the ERP sends to us (signed callbacks).
     pub callbacks: CallbackService,
     /// Notified on every push, so an in-process delivery worker starts at once.
@@ -124,6 +130,15 @@ impl App {
         );
         let callbacks = CallbackService::new(store.clone(), registry.clone(), connections.clone());
         let audit_store = store.clone();
+        let ack_polls =
+            AckPollService::new(store.clone(), connections.clone(), settings.ack_poll_lease);
+        let delivery = DeliveryService::new(
+            store.clone(),
+            connections.clone(),
+            archive.clone(),
+            settings.delivery_policy(),
+            settings.export_lease,
+        );
         Ok(Arc::new(App {
             settings,
             store,
@@ -137,6 +152,8 @@ impl App {
             login,
             orders,
             audit: AuditService::new(audit_store),
+            delivery,
+            ack_polls,
             callbacks,
             wake_delivery,
             announce_pushes,

@@ -108,6 +108,12 @@ pub struct Settings {
     pub export_retry_base: Duration,
     /// How long a claimed export stays reserved.
     pub export_lease: Duration,
+    /// Consecutive transient failures that open a connection's circuit.
+    pub circuit_failures_to_open: u32,
+    /// First cool-down of an open circuit (doubles per reopening).
+    pub circuit_cool_down: Duration,
+    /// Longest cool-down of an open circuit.
+    pub circuit_cool_down_max: Duration,
     /// Whole-request timeout. Above the longest connection test (120 s) so tests can finish.
     pub request_timeout: Duration,
     /// Time a client has to send a request's headers.
@@ -218,6 +224,18 @@ fn parse_object_storage(url: &str) -> Result<ObjectStorage, ConfigError> {
 }
 
 impl Settings {
+    /// The retry schedule and circuit breaker these settings describe.
+    pub fn delivery_policy(&self) -> crate::domain::delivery::DeliveryPolicy {
+        crate::domain::delivery::DeliveryPolicy {
+            max_attempts: self.export_max_attempts,
+            retry_base: self.export_retry_base,
+            failures_to_open: self.circuit_failures_to_open,
+            cool_down_base: self.circuit_cool_down,
+            cool_down_max: self.circuit_cool_down_max.max(self.circuit_cool_down),
+            ..Default::default()
+        }
+    }
+
     /// Reads the process environment (call `dotenvy` first to include `.env`).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(&|name| std::env::var(name).ok())
@@ -292,6 +310,19 @@ impl Settings {
                 1,
             )?),
             export_lease: Duration::from_secs(parse_num(lookup, "EXPORT_LEASE_SECS", 60, 5)?),
+            circuit_failures_to_open: parse_num(lookup, "CIRCUIT_FAILURES_TO_OPEN", 5, 1)?,
+            circuit_cool_down: Duration::from_secs(parse_num(
+                lookup,
+                "CIRCUIT_COOL_DOWN_SECS",
+                5,
+                1,
+            )?),
+            circuit_cool_down_max: Duration::from_secs(parse_num(
+                lookup,
+                "CIRCUIT_COOL_DOWN_MAX_SECS",
+                30,
+                1,
+            )?),
             request_timeout: Duration::from_secs(parse_num(
                 lookup,
                 "REQUEST_TIMEOUT_SECS",

@@ -37,6 +37,12 @@ pub mod metric {
     pub const ACK_OLDEST_POLL: &str = "orderflow_ack_oldest_successful_poll_timestamp_seconds";
     /// Counter: connection tests by result.
     pub const CONNECTION_TESTS: &str = "orderflow_connection_tests_total";
+    /// Gauge: active connections by health (`healthy`, `degraded`, `open`, `half_open`).
+    pub const CONNECTION_HEALTH: &str = "orderflow_connections";
+    /// Counter: circuits opened.
+    pub const CIRCUIT_OPENINGS: &str = "orderflow_circuit_openings_total";
+    /// Histogram: push → first claim.
+    pub const QUEUE_WAIT: &str = "orderflow_export_queue_wait_seconds";
 }
 
 const DEFAULT_FILTER: &str = "info,sqlx=warn,russh=warn,russh_sftp=warn";

@@ -277,6 +277,7 @@ impl From<crate::service::ServiceError> for ApiError {
             S::Busy { retry_after_secs } => ApiError::Unavailable { retry_after_secs },
             S::Conflict(message) => ApiError::conflict(message),
             S::ConflictWith { message, details } => ApiError::Conflict { message, details },
+            S::Unreachable(message) => ApiError::Dependency(message),
             S::Dependency(cause) => {
                 tracing::error!(error = %cause, "dependency failed");
                 ApiError::Dependency("A storage service the request needs failed".into())

@@ -57,6 +57,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .routes(routes!(routes::connectors::disable))
         .routes(routes!(routes::connectors::enable))
         .routes(routes!(routes::connectors::poll_acks))
+        .routes(routes!(routes::connectors::retry_now))
         .routes(routes!(routes::drafts::create, routes::drafts::list))
         .routes(routes!(routes::drafts::details))
         .routes(routes!(routes::drafts::approve))

@@ -89,6 +89,12 @@ pub mod action {
     pub const EXPORT_REJECTED: &str = "EXPORT_REJECTED";
     /// An ack file could not be read (moved to `error/`).
     pub const ACK_FILE_MALFORMED: &str = "ACK_FILE_MALFORMED";
+    /// A connection's circuit opened (it is not tried until its next probe).
+    pub const CIRCUIT_OPENED: &str = "CIRCUIT_OPENED";
+    /// A connection's circuit closed (deliveries resume).
+    pub const CIRCUIT_CLOSED: &str = "CIRCUIT_CLOSED";
+    /// Someone closed a connection's circuit by hand ("retry now").
+    pub const CIRCUIT_RESET: &str = "CIRCUIT_RESET";
     /// An ack file names no export of this org (moved to `error/`).
     pub const ACK_FILE_UNMATCHED: &str = "ACK_FILE_UNMATCHED";
 }

@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -121,17 +120,6 @@ pub fn delivery_error(code: &str, message: &str, at: DateTime<Utc>, attempt: u32
     })
 }
 
-/// The wait before attempt `attempt + 1` after `attempt` failed transiently: `base` doubling
-/// per attempt, capped at an hour, times a jitter factor in `[0.75, 1.25)` (`unit` in `[0, 1)`)
-/// so exports that failed together do not retry together.
-pub fn backoff(base: Duration, attempt: u32, unit: f64) -> Duration {
-    let doublings = attempt.saturating_sub(1).min(20);
-    let raw = base
-        .saturating_mul(1u32 << doublings)
-        .min(Duration::from_secs(3600));
-    raw.mul_f64(0.75 + 0.5 * unit.clamp(0.0, 1.0))
-}
-
 /// A validated `Idempotency-Key`: 1-255 visible ASCII characters.
 pub fn parse_idempotency_key(raw: &str) -> Result<String, FieldError> {
     let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
@@ -148,17 +136,6 @@ pub fn parse_idempotency_key(raw: &str) -> Result<String, FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_with_bounded_jitter() {
-        let base = Duration::from_secs(5);
-        assert_eq!(backoff(base, 1, 0.5), Duration::from_secs(5));
-        assert_eq!(backoff(base, 2, 0.5), Duration::from_secs(10));
-        assert_eq!(backoff(base, 4, 0.5), Duration::from_secs(40));
-        assert_eq!(backoff(base, 1, 0.0), Duration::from_millis(3750));
-        assert!(backoff(base, 1, 0.999) < Duration::from_millis(6250));
-        assert_eq!(backoff(base, 40, 0.5), Duration::from_secs(3600));
-    }
 
     #[test]
     fn names_keys_and_statuses() {

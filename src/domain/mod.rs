@@ -3,6 +3,7 @@
 pub mod ack;
 pub mod audit;
 pub mod connection;
+pub mod delivery;
 pub mod draft;
 pub mod export;
 pub mod order;

@@ -42,6 +42,8 @@ impl Role {
     pub const DRAFT_WRITERS: &'static [Role] = &[Role::Admin, Role::Ops, Role::Integrator];
     /// Roles that approve, push and retry drafts.
     pub const ORDER_OPERATORS: &'static [Role] = &[Role::Admin, Role::Ops];
+    /// May tell a failing connection to be tried again now ("retry now").
+    pub const DELIVERY_OPERATORS: &'static [Role] = &[Role::Admin, Role::Integrator, Role::Ops];
 }
 
 impl fmt::Display for Role {

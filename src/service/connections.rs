@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::limits::{KeyedLimit, Place};
+use super::targets::{OpenConfigs, Target};
 use crate::connectors::{
     ConnectionKey, Connector, ConnectorConfig, ConnectorContext, ConnectorEnv, Learned, Registry,
     TestResult, run_test,
@@ -51,6 +52,52 @@ pub struct ConnectionDetails {
     pub secrets_set: Vec<String>,
 }
 
+/// How a connection is doing, as users see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConnectionHealth {
+    /// `healthy`, `degraded` (recent deliveries failed), `open` (not tried until the next
+    /// probe) or `half_open` (a probe is on its way).
+    pub state: crate::domain::delivery::Health,
+    /// When it entered that state.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Transient failures since the last success.
+    pub consecutive_failures: u32,
+    /// The last failure's code.
+    pub last_error_code: Option<String>,
+    /// The last failure's message.
+    pub last_error_message: Option<String>,
+    /// When an open circuit tries the connection again.
+    pub next_probe_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Exports waiting for the connection (PENDING).
+    pub queued_exports: i64,
+}
+
+impl ConnectionHealth {
+    fn of(circuit: Option<&crate::domain::delivery::Circuit>, queued_exports: i64) -> Self {
+        use crate::domain::delivery::Health;
+        match circuit {
+            None => Self {
+                state: Health::Healthy,
+                since: None,
+                consecutive_failures: 0,
+                last_error_code: None,
+                last_error_message: None,
+                next_probe_at: None,
+                queued_exports,
+            },
+            Some(c) => Self {
+                state: c.health(),
+                since: Some(c.since),
+                consecutive_failures: c.consecutive_failures,
+                last_error_code: c.last_error.as_ref().map(|(code, _)| code.clone()),
+                last_error_message: c.last_error.as_ref().map(|(_, m)| m.clone()),
+                next_probe_at: c.next_probe_at,
+                queued_exports,
+            },
+        }
+    }
+}
+
 /// The configured keys do not match the database's configs.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyCheckError {
@@ -85,6 +132,7 @@ pub struct ConnectionService {
     registry: Arc<Registry>,
     env: Arc<ConnectorEnv>,
     slow_work: Arc<KeyedLimit<Uuid>>,
+    open_configs: Arc<OpenConfigs>,
 }
 
 /// Connection tests and acknowledgement polls one org may have running at once. Each may wait
@@ -145,7 +193,49 @@ impl ConnectionService {
             registry,
             env,
             slow_work: KeyedLimit::new(SLOW_WORK_PER_ORG),
+            open_configs: Arc::default(),
         }
+    }
+
+    /// A stored connection ready to use — for deliveries, acknowledgement polls and tests of
+    /// the stored config alike: its connector type, its config (decrypted once per config
+    /// version) and its context. A disabled connection, a foreign org or an unreadable config
+    /// is an error a delivery can record.
+    pub fn open_target(
+        &self,
+        connection: &Connection,
+        org: &Org,
+    ) -> Result<Target, crate::connectors::ConnectorError> {
+        use crate::connectors::{ConnectorError, ErrorCode};
+        if connection.status != ConnectionStatus::Active {
+            return Err(ConnectorError::new(ErrorCode::ConnectionDisabled));
+        }
+        if connection.org_id != org.id {
+            return Err(ConnectorError::with_detail(
+                ErrorCode::ConfigUnreadable,
+                "the connection belongs to another org",
+            ));
+        }
+        let connector = self
+            .registry
+            .by_type(&connection.connector_type)
+            .cloned()
+            .ok_or_else(|| {
+                ConnectorError::with_detail(
+                    ErrorCode::ConfigUnreadable,
+                    format!("unknown connector type {}", connection.connector_type),
+                )
+            })?;
+        let config = self
+            .open_configs
+            .get_or_open(connection, || self.open(connection))
+            .map_err(|_| ConnectorError::new(ErrorCode::ConfigUnreadable))?;
+        Ok(Target {
+            connection: connection.clone(),
+            connector,
+            config,
+            ctx: self.context(org, Some(connection)),
+        })
     }
 
     /// A place for one slow piece of work (a connection test, an ack poll) of the org, or
@@ -473,6 +563,65 @@ impl ConnectionService {
         Ok(self.store.list_connections(org_id).await?)
     }
 
+    /// The health of each of these connections (of one org), in order.
+    pub async fn health(
+        &self,
+        connections: &[Connection],
+    ) -> Result<Vec<ConnectionHealth>, ServiceError> {
+        let ids: Vec<Uuid> = connections.iter().map(|c| c.id).collect();
+        let circuits = self.store.circuits(&ids).await?;
+        let mut out = Vec::with_capacity(connections.len());
+        for c in connections {
+            let queued = self.store.queued_exports(c.id).await?;
+            out.push(ConnectionHealth::of(circuits.get(&c.id), queued));
+        }
+        Ok(out)
+    }
+
+    /// The health of the org's active connection, if it has one (for the console's banner).
+    pub async fn active_health(
+        &self,
+        org_id: Uuid,
+    ) -> Result<Option<(Connection, ConnectionHealth)>, ServiceError> {
+        let Some(active) = self.store.active_connection(org_id).await? else {
+            return Ok(None);
+        };
+        let health = self.health(std::slice::from_ref(&active)).await?;
+        Ok(health.into_iter().next().map(|h| (active, h)))
+    }
+
+    /// "Retry now": closes the active connection's circuit by hand and makes its waiting
+    /// exports due at once. Audited.
+    pub async fn retry_now(
+        &self,
+        actor: &Actor,
+        org_id: Uuid,
+        slug: &str,
+    ) -> Result<ConnectionHealth, ServiceError> {
+        let connection = self.active_for_slug(org_id, slug).await?;
+        let before = self.health(std::slice::from_ref(&connection)).await?;
+        let audit = Self::entry(
+            org_id,
+            actor,
+            action::CIRCUIT_RESET,
+            Some(connection.id),
+            json!({ "health_before": before.first().map(|h| h.state) }),
+        );
+        if !self
+            .store
+            .reset_circuit(org_id, connection.id, crate::store::now(), &audit)
+            .await?
+        {
+            return Err(ServiceError::NotFound("No such connection".into()));
+        }
+        tracing::info!(org_id = %org_id, connection_id = %connection.id, "circuit closed by hand: deliveries resume now");
+        let after = self.health(std::slice::from_ref(&connection)).await?;
+        after
+            .into_iter()
+            .next()
+            .ok_or_else(|| ServiceError::Internal("health vanished".into()))
+    }
+
     /// The org's active connection of this connector type (404 if none).
     pub async fn active_for_slug(
         &self,
@@ -539,7 +688,10 @@ impl ConnectionService {
             }
             None => {
                 let active = active.ok_or_else(|| Self::no_active(connector.as_ref()))?;
-                (self.open(&active)?, Some(active))
+                let target = self
+                    .open_target(&active, &org)
+                    .map_err(|_| ServiceError::ConfigUnreadable)?;
+                ((*target.config).clone(), Some(active))
             }
         };
         let ctx = self.context(&org, tested_connection.as_ref());

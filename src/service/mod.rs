@@ -2,13 +2,16 @@
 //! log; they know nothing about HTTP.
 
 pub mod accounts;
+pub mod ack_poll;
 pub mod acks;
 pub mod audit;
 pub mod connections;
+pub mod delivery;
 pub mod limits;
 pub mod login;
 pub mod orders;
 mod push_batch;
+pub mod targets;
 
 use crate::domain::FieldError;
 use crate::store::StoreError;
@@ -57,6 +60,10 @@ pub enum ServiceError {
         /// e.g. `{"erp_export_id": …}`.
         details: serde_json::Value,
     },
+    /// The tenant's own server (an ERP, an SFTP host) could not be reached or refused; the
+    /// message says what happened there.
+    #[error("{0}")]
+    Unreachable(String),
     /// Something the service depends on (object storage) failed.
     #[error("{0}")]
     Dependency(String),

@@ -75,10 +75,12 @@ pub struct ClaimRequest<'a> {
     pub lease_until: DateTime<Utc>,
     /// At most this many exports.
     pub limit: u32,
-    /// At most this many of one connection.
+    /// At most this many of a connection not in `allowances`.
     pub per_connection: u32,
     /// Connections to skip (the worker is already busy with as many as it allows).
     pub exclude_connections: &'a [Uuid],
+    /// At most this many of these connections.
+    pub allowances: &'a [(Uuid, u32)],
 }
 
 /// What one delivery attempt ended with.
@@ -92,6 +94,14 @@ pub enum AttemptOutcome<'a> {
     /// A transient failure: due again at `next_attempt_at`.
     Retry {
         /// When to try again.
+        next_attempt_at: DateTime<Utc>,
+        /// The error (`{code, message, at, attempt}`).
+        error: &'a Value,
+    },
+    /// The connection failed, not the export: back in the queue, due at `next_attempt_at`,
+    /// the attempt given back.
+    Requeue {
+        /// When it may be tried again.
         next_attempt_at: DateTime<Utc>,
         /// The error (`{code, message, at, attempt}`).
         error: &'a Value,
@@ -534,11 +544,15 @@ macro_rules! impl_export_store {
                         _ => None,
                     })
                     .collect();
+                // Retries count the attempt; requeues give it back (the column is subtracted).
                 let retried: Vec<_> = attempts
                     .iter()
                     .filter_map(|a| match &a.outcome {
                         AttemptOutcome::Retry { next_attempt_at, error } => {
-                            Some((a, *next_attempt_at, *error))
+                            Some((a, *next_attempt_at, *error, 0_i32))
+                        }
+                        AttemptOutcome::Requeue { next_attempt_at, error } => {
+                            Some((a, *next_attempt_at, *error, 1_i32))
                         }
                         _ => None,
                     })
@@ -584,13 +598,15 @@ macro_rules! impl_export_store {
                 if !retried.is_empty() {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "UPDATE erp_export SET next_attempt_at = v.column2, error_json = v.column3, \
+                         attempts = erp_export.attempts - v.column4, \
                          lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
                     );
                     q.push_bind(now).push(" FROM (");
-                    q.push_values(&retried, |mut row, (a, next, error)| {
+                    q.push_values(&retried, |mut row, (a, next, error, refund)| {
                         row.push_bind(a.export.id)
                             .push_bind(*next)
-                            .push_bind(sqlx::types::Json($crate::store::storable(error)));
+                            .push_bind(sqlx::types::Json($crate::store::storable(error)))
+                            .push_bind(*refund);
                     });
                     tail(&mut q);
                     let rows: Vec<(uuid::Uuid, uuid::Uuid)> =

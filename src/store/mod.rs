@@ -11,6 +11,7 @@ mod audit;
 mod connections;
 mod error;
 mod exports;
+mod health;
 mod orders;
 mod postgres;
 pub(crate) mod rows;
@@ -31,6 +32,7 @@ pub use exports::{
     AckApply, ArchiveRecord, AttemptOutcome, ClaimRequest, ExportStore, FinishedAttempt, NewPush,
     PushOutcome,
 };
+pub use health::{CircuitWrite, HealthStore};
 pub use orders::OrderStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -38,7 +40,15 @@ pub use sqlite::SqliteStore;
 /// The service's database: one trait per aggregate, and the housekeeping every backend has.
 #[async_trait]
 pub trait Store:
-    AccountStore + AuditStore + ConnectionStore + OrderStore + ExportStore + Send + Sync + 'static
+    AccountStore
+    + AuditStore
+    + ConnectionStore
+    + OrderStore
+    + ExportStore
+    + HealthStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Applies pending migrations (idempotent).
     async fn migrate(&self) -> Result<(), StoreError>;

@@ -13,6 +13,7 @@ use super::accounts::impl_account_store;
 use super::audit::impl_audit_store;
 use super::connections::impl_connection_store;
 use super::exports::{export_columns, impl_export_store};
+use super::health::impl_health_store;
 use super::orders::impl_order_store;
 use super::{ClaimRequest, StoreError, impl_store};
 use crate::domain::export::Export;
@@ -26,8 +27,9 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
-/// Reads up to 4×limit due candidates, keeps at most `per_connection` of each connection,
-/// and leases the first `limit` of those, locking only those (`SKIP LOCKED`: a row another
+/// Reads up to 4×limit due candidates (skipping connections whose circuit is not closed),
+/// keeps at most each connection's allowance (`per_connection` for those not listed), and
+/// leases the first `limit` of those round-robin across connections, locking only those (`SKIP LOCKED`: a row another
 /// worker holds is left to it; one it leased meanwhile fails the re-checked lease test).
 /// Locking every candidate instead wrote a lock into up to four times as many rows as a
 /// claim takes — most of a claim's cost.
@@ -37,17 +39,25 @@ const CLAIM: &str = concat!(
         WHERE status = 'PENDING' AND next_attempt_at <= $1
           AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
           AND NOT (erp_connection_id = ANY($2))
+          AND NOT EXISTS (SELECT 1 FROM connection_health h
+              WHERE h.connection_id = erp_export.erp_connection_id AND h.state <> 'closed')
         ORDER BY next_attempt_at, seq LIMIT $3
     ), ranked AS (
-        SELECT id, next_attempt_at, seq, row_number() OVER (
+        SELECT id, erp_connection_id, next_attempt_at, seq, row_number() OVER (
             PARTITION BY erp_connection_id ORDER BY next_attempt_at, seq) AS rn
         FROM candidates
+    ), allowed AS (
+        SELECT r.id, r.rn, r.next_attempt_at, r.seq FROM ranked r
+        LEFT JOIN UNNEST($8::uuid[], $9::int8[]) AS a(connection_id, allowance)
+            ON a.connection_id = r.erp_connection_id
+        WHERE r.rn <= COALESCE(a.allowance, $4)
     ), locked AS (
         -- An id array, not a join: a join to the chosen rows was planned as a hash join
-        -- over a scan of the whole table.
+        -- over a scan of the whole table. Round-robin: every connection's first export
+        -- before any connection's second.
         SELECT e.id AS locked_id FROM erp_export e
         WHERE e.id = ANY(ARRAY(
-                SELECT id FROM ranked WHERE rn <= $4 ORDER BY next_attempt_at, seq LIMIT $5))
+                SELECT id FROM allowed ORDER BY rn, next_attempt_at, seq LIMIT $5))
           AND e.status = 'PENDING'
           AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $1)
         FOR UPDATE OF e SKIP LOCKED
@@ -152,7 +162,21 @@ const SESSION_SETTINGS: &str = "SELECT set_config(s.name, v.value, false)
     JOIN pg_settings s ON s.name = v.name
     WHERE s.source = 'default'";
 
+/// A probe: the connection's next PENDING export, due or not (the circuit decides when the
+/// connection is tried), whose lease is free.
+const CLAIM_PROBE: &str = concat!(
+    "UPDATE erp_export SET lease_owner = $2, lease_expires_at = $3, attempts = attempts + 1,
+        updated_at = $4
+    WHERE id = (SELECT id FROM erp_export
+        WHERE erp_connection_id = $1 AND status = 'PENDING'
+          AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
+        ORDER BY next_attempt_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING ",
+    export_columns!()
+);
+
 impl PostgresStore {
+    const CLAIM_PROBE: &str = CLAIM_PROBE;
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
     /// Plain pushes are recorded together ([`PUSH_MANY`]).
     const PUSHES_TOGETHER: bool = true;
@@ -351,6 +375,20 @@ impl PostgresStore {
             .bind(i64::from(claim.limit))
             .bind(claim.worker)
             .bind(claim.lease_until)
+            .bind(
+                claim
+                    .allowances
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                claim
+                    .allowances
+                    .iter()
+                    .map(|(_, n)| i64::from(*n))
+                    .collect::<Vec<_>>(),
+            )
             // Planned for each claim: a plan cached while the queue was short would keep
             // scanning however long it grows.
             .persistent(false)
@@ -366,3 +404,4 @@ impl_audit_store!(PostgresStore);
 impl_connection_store!(PostgresStore);
 impl_order_store!(PostgresStore, sqlx::Postgres);
 impl_export_store!(PostgresStore, sqlx::Postgres);
+impl_health_store!(PostgresStore, sqlx::Postgres);

@@ -13,6 +13,7 @@ use super::accounts::impl_account_store;
 use super::audit::impl_audit_store;
 use super::connections::impl_connection_store;
 use super::exports::{export_columns, impl_export_store};
+use super::health::impl_health_store;
 use super::orders::impl_order_store;
 use super::{ClaimRequest, StoreError, impl_store};
 use crate::domain::export::Export;
@@ -25,20 +26,29 @@ pub struct SqliteStore {
 
 /// SQLite's claim: the same candidate selection as PostgreSQL's, inside a `BEGIN IMMEDIATE`
 /// transaction (the write lock is taken first, so no other worker sees the same candidates).
-/// Excluded connections come as a JSON array of hex ids (SQLite has no arrays).
+/// Excluded connections come as a JSON array of hex ids, allowances as `[[hex id, n], …]`
+/// (SQLite has no arrays).
 const CLAIM: &str = concat!(
     "WITH candidates AS (
         SELECT id, erp_connection_id, next_attempt_at, seq FROM erp_export
         WHERE status = 'PENDING' AND next_attempt_at <= $1
           AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
           AND lower(hex(erp_connection_id)) NOT IN (SELECT value FROM json_each($2))
+          AND NOT EXISTS (SELECT 1 FROM connection_health h
+              WHERE h.connection_id = erp_export.erp_connection_id AND h.state <> 'closed')
         ORDER BY next_attempt_at, seq LIMIT $3
     ), ranked AS (
-        SELECT id, next_attempt_at, seq, row_number() OVER (
+        SELECT id, erp_connection_id, next_attempt_at, seq, row_number() OVER (
             PARTITION BY erp_connection_id ORDER BY next_attempt_at, seq) AS rn
         FROM candidates
+    ), allowances AS (
+        SELECT json_extract(value, '$[0]') AS connection, json_extract(value, '$[1]') AS allowance
+        FROM json_each($8)
     ), chosen AS (
-        SELECT id FROM ranked WHERE rn <= $4 ORDER BY next_attempt_at, seq LIMIT $5
+        SELECT r.id FROM ranked r
+        LEFT JOIN allowances a ON a.connection = lower(hex(r.erp_connection_id))
+        WHERE r.rn <= COALESCE(a.allowance, $4)
+        ORDER BY r.rn, r.next_attempt_at, r.seq LIMIT $5
     )
     UPDATE erp_export SET lease_owner = $6, lease_expires_at = $7, attempts = attempts + 1,
         updated_at = $1
@@ -47,7 +57,21 @@ const CLAIM: &str = concat!(
     export_columns!()
 );
 
+/// A probe: the connection's next PENDING export, due or not (the circuit decides when the
+/// connection is tried), whose lease is free.
+const CLAIM_PROBE: &str = concat!(
+    "UPDATE erp_export SET lease_owner = $2, lease_expires_at = $3, attempts = attempts + 1,
+        updated_at = $4
+    WHERE id = (SELECT id FROM erp_export
+        WHERE erp_connection_id = $1 AND status = 'PENDING'
+          AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
+        ORDER BY next_attempt_at, seq LIMIT 1 )
+    RETURNING ",
+    export_columns!()
+);
+
 impl SqliteStore {
+    const CLAIM_PROBE: &str = CLAIM_PROBE;
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
     /// One writer at a time: a batch would share nothing.
     const PUSHES_TOGETHER: bool = false;
@@ -125,6 +149,12 @@ impl SqliteStore {
             .map(|id| id.simple().to_string())
             .collect();
         let exclude = serde_json::to_string(&exclude).unwrap_or_else(|_| "[]".into());
+        let allowances: Vec<(String, u32)> = claim
+            .allowances
+            .iter()
+            .map(|(id, n)| (id.simple().to_string(), *n))
+            .collect();
+        let allowances = serde_json::to_string(&allowances).unwrap_or_else(|_| "[]".into());
         let mut tx = self.begin_write().await?;
         let rows: Vec<super::rows::ExportRow> = sqlx::query_as(CLAIM)
             .bind(claim.now)
@@ -134,6 +164,7 @@ impl SqliteStore {
             .bind(i64::from(claim.limit))
             .bind(claim.worker)
             .bind(claim.lease_until)
+            .bind(allowances)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -147,3 +178,4 @@ impl_audit_store!(SqliteStore);
 impl_connection_store!(SqliteStore);
 impl_order_store!(SqliteStore, sqlx::Sqlite);
 impl_export_store!(SqliteStore, sqlx::Sqlite);
+impl_health_store!(SqliteStore, sqlx::Sqlite);

@@ -1,52 +1,37 @@
-//! The delivery worker (SPEC §7): claims due exports with a lease and delivers each one —
-//! render, archive (and record the hash), deliver, then mark SENT and the draft PUSHED with an
-//! audit row in one transaction. Transient failures retry with exponential backoff and jitter
-//! up to `EXPORT_MAX_ATTEMPTS`; permanent ones fail at once (the draft goes ERROR).
+//! The delivery worker: schedules deliveries (the use case is `service::delivery`). It claims
+//! due exports into a bounded number of slots, delivers each batch concurrently and records
+//! what finished together.
 //!
-//! Exactly once: a claim reserves an export for one worker (`FOR UPDATE SKIP LOCKED` on
-//! PostgreSQL); an export whose worker died is claimed again once its lease runs out, and the
-//! dropzone write is idempotent (the same bytes under the same name count as delivered), so a
-//! crash between writing and recording never makes a second file.
-//!
-//! Fairness: at most `concurrency` deliveries run at once and at most `per_connection` for
-//! one connection; a connection at its limit is left out of the next claim, so one slow or
-//! dead dropzone cannot take every slot.
-//!
-//! Throughput: the database work is done per claimed batch, not per export — connections,
-//! orgs and drafts are loaded once, archive records written in one statement — and finished
-//! attempts are recorded together (one transaction for whatever finished meanwhile).
+//! Fairness: slots are shared between the connections with work. Each connection may have at
+//! most its share in flight — the slots divided among the connections that hold some, less for
+//! a connection whose deliveries take long (its recent attempt time, or the age of its oldest
+//! attempt still running, against half a second), and a connection this worker has not seen
+//! deliver starts small and doubles with every delivery (slow start). So a connection alone in
+//! the queue soon uses every slot, while ERPs that hang hold one slot each instead of all of
+//! them. Claims take exports round-robin across connections, each within its allowance, and
+//! skip connections whose circuit is open; open circuits are probed with one export when their
+//! cool-down ends.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::{FutureExt, StreamExt};
-use serde_json::json;
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::connectors::{
-    ConnectionKey, Connector, ConnectorConfig, ConnectorContext, ConnectorError, Delivery,
-    ErrorCode, Learned, Rendered, run_export,
-};
-use crate::domain::ack::AckOutcome;
-use crate::domain::audit::{Actor, NewAuditEntry, action};
-use crate::domain::connection::{Connection, ConnectionStatus};
-use crate::domain::draft::DraftOrder;
-use crate::domain::export::{Export, ExportStatus, backoff, delivery_error, storage_key};
-use crate::domain::org::Org;
-use crate::service::acks::Verdict;
-use crate::store::{ArchiveRecord, AttemptOutcome, ClaimRequest, FinishedAttempt, StoreError};
-use crate::telemetry::metric;
+pub use crate::service::delivery::Step;
+use crate::service::delivery::{Finished, Prepared};
+use crate::store::StoreError;
 
 /// How much delivery runs at once.
 #[derive(Debug, Clone, Copy)]
 pub struct DeliveryLimits {
     /// Deliveries in flight in this process.
     pub concurrency: usize,
-    /// Deliveries in flight to one connection.
+    /// Deliveries in flight to one connection at most (its share may be less).
     pub per_connection: usize,
     /// Longest sleep between looks at the queue when nothing wakes the worker.
     pub poll_interval: Duration,
@@ -54,14 +39,6 @@ pub struct DeliveryLimits {
 
 impl Default for DeliveryLimits {
     fn default() -> Self {
-        // A connection's exports are claimed half its limit at a time, so the limit sets the
-        // batch size and with it the database work per export: 64 (batches of 32) delivered
-        // 1.5-1.8x what 32 did in the pipeline bench to a filesystem and to OpenSSH, 128
-        // another 5-10% over HTTP and SFTP, and 256 another 9-17% over HTTP and 11-18% to
-        // OpenSSH (where a batch of 64 waited on the previous one: the connection was
-        // excluded from claims while it was being prepared), with push→SENT during a burst
-        // halved. One dead dropzone still holds at most half the slots. An ERP that cannot
-        // take that many requests at once wants a lower DELIVERY_PER_CONNECTION.
         Self {
             concurrency: 512,
             per_connection: 256,
@@ -88,21 +65,15 @@ const PUSH_GATHER: Duration = Duration::from_millis(3);
 const RECORD_GATHER: Duration = Duration::from_millis(2);
 /// Most attempts recorded in one transaction.
 const RECORD_BATCH: usize = 256;
-
-/// What one delivery step did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Nothing was due.
-    Idle,
-    /// Delivered: SENT.
-    Sent(Uuid),
-    /// A transient failure; due again later.
-    Retrying(Uuid, ErrorCode),
-    /// Failed for good.
-    Failed(Uuid, ErrorCode),
-    /// Another worker took the export over (our lease ran out); nothing recorded.
-    LostLease(Uuid),
-}
+/// How often open circuits are asked whether a probe is due.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// A delivery that takes longer than this makes its connection count as slow: its share
+/// shrinks in proportion.
+const SLOW_AFTER_MS: f64 = 500.0;
+/// In-flight deliveries a connection starts with before it has delivered anything here.
+const SLOW_START: usize = 4;
+/// A connection's figures are forgotten after this long without deliveries.
+const FORGET_AFTER: Duration = Duration::from_secs(120);
 
 /// The worker failed to talk to its own database (the loop retries; a lease that runs out
 /// hands the export to the next claim).
@@ -110,60 +81,45 @@ pub enum Step {
 #[error("delivery worker: {0}")]
 pub struct WorkerError(#[from] StoreError);
 
-/// The longest `Retry-After` honoured: an ERP asking for a day is retried sooner, within
-/// the attempts budget, rather than holding the export hostage.
-const RETRY_AFTER_CAP: Duration = Duration::from_secs(15 * 60);
-
-/// An attempt's failure, before it is classified as retry or final.
+/// What this worker knows of one connection's deliveries.
 #[derive(Debug, Clone)]
-struct Failure {
-    code: ErrorCode,
-    message: String,
-    retry_after: Option<Duration>,
-    details: Option<serde_json::Map<String, serde_json::Value>>,
+struct Load {
+    /// Claimed and not yet finished.
+    in_flight: usize,
+    /// The last time one finished, or the first claim while none was in flight.
+    progress_at: Instant,
+    /// Recent attempt time (moving average), once one finished.
+    recent_ms: Option<f64>,
+    /// Deliveries finished here since the figures were (re)started.
+    finished: usize,
 }
 
-impl From<ConnectorError> for Failure {
-    fn from(err: ConnectorError) -> Self {
-        Failure {
-            code: err.code,
-            message: err.message,
-            retry_after: err.retry_after,
-            details: err.details,
+impl Load {
+    fn new(now: Instant) -> Self {
+        Self {
+            in_flight: 0,
+            progress_at: now,
+            recent_ms: None,
+            finished: 0,
         }
     }
-}
 
-/// A delivered export: where it went, and the ERP's verdict when its answer carried one.
-#[derive(Debug, Clone)]
-struct SentTo {
-    path: String,
-    ack: Option<AckOutcome>,
-}
-
-fn failure(code: ErrorCode, detail: impl std::fmt::Display) -> Failure {
-    ConnectorError::with_detail(code, detail).into()
-}
-
-/// A claimed connection, opened once per batch.
-struct Target {
-    connection: Connection,
-    connector: Arc<dyn Connector>,
-    config: ConnectorConfig,
-    ctx: ConnectorContext,
-}
-
-/// An export ready to deliver: where, and the exact bytes (archived and recorded).
-struct Job {
-    export: Export,
-    target: Arc<Target>,
-    content: Rendered,
-}
-
-/// A finished attempt on its way to being recorded.
-struct Done {
-    export: Export,
-    result: Result<SentTo, Failure>,
+    /// How many may be in flight at once, given the share of one connection now.
+    fn cap(&self, now: Instant, share: usize, max: usize) -> usize {
+        let waiting_ms = if self.in_flight > 0 {
+            now.duration_since(self.progress_at).as_secs_f64() * 1000.0
+        } else {
+            0.0
+        };
+        let latency = self.recent_ms.unwrap_or(0.0).max(waiting_ms);
+        let weighted = if latency > SLOW_AFTER_MS {
+            (share as f64 * SLOW_AFTER_MS / latency) as usize
+        } else {
+            share
+        };
+        let started = SLOW_START.max(self.finished.saturating_mul(2));
+        weighted.min(started).min(max).max(1)
+    }
 }
 
 /// Delivers exports for one process.
@@ -172,7 +128,7 @@ pub struct DeliveryWorker {
     id: Uuid,
     limits: DeliveryLimits,
     slots: Arc<Semaphore>,
-    busy: Mutex<HashMap<Uuid, usize>>,
+    loads: Mutex<HashMap<Uuid, Load>>,
     lanes: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
     freed: Notify,
 }
@@ -186,6 +142,14 @@ impl std::fmt::Debug for DeliveryWorker {
     }
 }
 
+/// Who may be claimed for, and how many each.
+struct Allowances {
+    /// Per known connection: how many more may be claimed (0: excluded).
+    known: Vec<(Uuid, u32)>,
+    /// For a connection not in `known`.
+    newcomer: u32,
+}
+
 impl DeliveryWorker {
     /// A worker with its own lease identity.
     pub fn new(app: Arc<App>, limits: DeliveryLimits) -> Arc<Self> {
@@ -194,7 +158,7 @@ impl DeliveryWorker {
             id: Uuid::new_v4(),
             slots: Arc::new(Semaphore::new(limits.concurrency.max(1))),
             limits,
-            busy: Mutex::new(HashMap::new()),
+            loads: Mutex::new(HashMap::new()),
             lanes: Mutex::new(HashMap::new()),
             freed: Notify::new(),
         })
@@ -205,67 +169,92 @@ impl DeliveryWorker {
         self.id
     }
 
-    fn claim_request<'a>(&self, limit: u32, exclude: &'a [Uuid]) -> ClaimRequest<'a> {
-        let now = crate::store::now();
-        let lease = chrono::Duration::from_std(self.app.settings.export_lease)
-            .unwrap_or(chrono::Duration::seconds(60));
-        ClaimRequest {
-            worker: self.id,
-            now,
-            lease_until: now + lease,
-            limit,
-            per_connection: u32::try_from(self.batch_per_connection()).unwrap_or(u32::MAX),
-            exclude_connections: exclude,
+    fn loads(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Load>> {
+        match self.loads.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
         }
     }
 
-    /// A connection's exports are claimed half its limit at a time, and not while half its
-    /// limit is in flight: at most its limit is ever in flight or waiting, so a slow or dead
-    /// dropzone holds a bounded share of the slots, and a busy one always has the next batch
-    /// claimed before the current one drains.
-    fn batch_per_connection(&self) -> usize {
+    /// A connection's exports are claimed at most half its limit at a time, so a busy one
+    /// has its next batch claimed before the current one drains.
+    fn batch(&self) -> usize {
         (self.limits.per_connection / 2).max(1)
     }
 
-    /// One step, for tests and tools: claims one due export, delivers it and records it.
+    /// What each connection may have claimed now (see the module docs).
+    fn allowances(&self) -> Allowances {
+        let now = Instant::now();
+        let mut loads = self.loads();
+        loads.retain(|_, l| l.in_flight > 0 || now.duration_since(l.progress_at) < FORGET_AFTER);
+        let busy = loads.values().filter(|l| l.in_flight > 0).count();
+        // Room for one more connection than those busy now.
+        let share = (self.limits.concurrency / (busy + 1)).max(1);
+        let max = self.limits.per_connection;
+        let known = loads
+            .iter()
+            .map(|(id, l)| {
+                let room = l.cap(now, share, max).saturating_sub(l.in_flight);
+                (
+                    *id,
+                    u32::try_from(room.min(self.batch())).unwrap_or(u32::MAX),
+                )
+            })
+            .collect();
+        Allowances {
+            known,
+            newcomer: u32::try_from(SLOW_START.min(share).min(self.batch())).unwrap_or(1),
+        }
+    }
+
+    /// One step, for tests and tools: takes a due probe or one due export, delivers it and
+    /// records it.
     pub async fn deliver_one(&self) -> Result<Step, WorkerError> {
-        let claimed = self
-            .app
-            .store
-            .claim_exports(&self.claim_request(1, &[]))
-            .await?;
+        let service = &self.app.delivery;
+        let mut claimed = service.claim_probes(self.id).await?;
+        if claimed.is_empty() {
+            claimed = service.claim(self.id, 1, u32::MAX, &[], &[]).await?;
+        }
         if claimed.is_empty() {
             return Ok(Step::Idle);
         }
         let mut finished = Vec::new();
-        for prepared in self.prepare(claimed).await? {
+        for prepared in service.prepare(self.id, claimed).await? {
             finished.push(match prepared {
-                Ok(job) => self.deliver(job).await,
-                Err((export, result)) => (export, result),
+                Prepared::Ready(job) => service.deliver(job).await,
+                Prepared::Done(done) => done,
             });
         }
-        let done = finished
-            .into_iter()
-            .map(|(export, result)| Done { export, result })
-            .collect();
-        Ok(self.record(done).await?.pop().unwrap_or(Step::Idle))
+        Ok(service
+            .record(self.id, finished)
+            .await?
+            .pop()
+            .unwrap_or(Step::Idle))
     }
 
     /// Delivers until `shutdown` turns true, then lets deliveries in progress finish.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut notifications = self.subscribe().await;
-        let (done_tx, done_rx) = mpsc::unbounded_channel::<Done>();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Finished>();
         let recorder = tokio::spawn(self.clone().record_loop(done_rx));
         let mut tasks = tokio::task::JoinSet::new();
         let mut next_gauge = tokio::time::Instant::now();
+        let mut next_probe = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
             }
             while tasks.try_join_next().is_some() {}
-            if tokio::time::Instant::now() >= next_gauge {
-                self.update_queue_gauge().await;
-                next_gauge = tokio::time::Instant::now() + Duration::from_secs(5);
+            let now = tokio::time::Instant::now();
+            if now >= next_gauge {
+                self.app.delivery.update_gauges().await;
+                next_gauge = now + Duration::from_secs(5);
+            }
+            if now >= next_probe {
+                if let Err(err) = self.probe_and_spawn(&mut tasks, &done_tx).await {
+                    tracing::warn!(error = %err, "taking circuit probes failed; retrying");
+                }
+                next_probe = now + PROBE_EVERY;
             }
             let full = match self.claim_and_spawn(&mut tasks, &done_tx).await {
                 Ok(full) => full,
@@ -279,7 +268,7 @@ impl DeliveryWorker {
                 // The claim filled every free slot: there may be more work right away.
                 continue;
             }
-            let sleep = self.sleep_for().await;
+            let sleep = self.sleep_for().await.min(PROBE_EVERY);
             let pushed = tokio::select! {
                 () = self.app.wake_delivery.notified() => true,
                 () = self.freed.notified() => false,
@@ -305,7 +294,7 @@ impl DeliveryWorker {
     }
 
     async fn subscribe(&self) -> Option<futures::stream::BoxStream<'static, ()>> {
-        match self.app.store.export_notifications().await {
+        match self.app.delivery.notifications().await {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot listen for pushes; polling instead");
@@ -318,7 +307,7 @@ impl DeliveryWorker {
     /// the poll interval.
     async fn sleep_for(&self) -> Duration {
         let poll = self.limits.poll_interval;
-        match self.app.store.next_due_at().await {
+        match self.app.delivery.next_due_at().await {
             Ok(Some(due)) => (due - Utc::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
@@ -327,38 +316,35 @@ impl DeliveryWorker {
         }
     }
 
-    async fn update_queue_gauge(&self) {
-        if let Ok(depth) = self.app.store.queue_depth().await {
-            metrics::gauge!(metric::EXPORT_QUEUE_DEPTH).set(depth as f64);
-        }
-    }
-
-    /// Claims as many exports as there are free slots, prepares them as a batch and starts
-    /// their deliveries; true when the claim came back full.
+    /// Claims as many exports as there are free slots, each connection within its allowance,
+    /// and starts them as a batch; true when the claim came back full.
     async fn claim_and_spawn(
         self: &Arc<Self>,
         tasks: &mut tokio::task::JoinSet<()>,
-        done: &mpsc::UnboundedSender<Done>,
+        done: &mpsc::UnboundedSender<Finished>,
     ) -> Result<bool, WorkerError> {
         let free = self.slots.available_permits();
         if free == 0 {
             return Ok(false);
         }
-        let exclude: Vec<Uuid> = self
-            .busy
-            .lock()
-            .map(|b| {
-                b.iter()
-                    .filter(|(_, n)| **n >= self.batch_per_connection())
-                    .map(|(id, _)| *id)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let allowances = self.allowances();
+        let exclude: Vec<Uuid> = allowances
+            .known
+            .iter()
+            .filter(|(_, room)| *room == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        let allowed: Vec<(Uuid, u32)> = allowances
+            .known
+            .iter()
+            .filter(|(_, room)| *room > 0)
+            .copied()
+            .collect();
         let limit = u32::try_from(free).unwrap_or(u32::MAX);
         let claimed = self
             .app
-            .store
-            .claim_exports(&self.claim_request(limit, &exclude))
+            .delivery
+            .claim(self.id, limit, allowances.newcomer, &exclude, &allowed)
             .await?;
         let full = claimed.len() >= free;
         tracing::debug!(
@@ -367,51 +353,80 @@ impl DeliveryWorker {
             excluded = exclude.len(),
             "claimed exports"
         );
+        self.spawn_batch(claimed, tasks, done);
+        Ok(full)
+    }
+
+    /// Takes the probes that are due and starts them.
+    async fn probe_and_spawn(
+        self: &Arc<Self>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        done: &mpsc::UnboundedSender<Finished>,
+    ) -> Result<(), WorkerError> {
+        let probes = self.app.delivery.claim_probes(self.id).await?;
+        self.spawn_batch(probes, tasks, done);
+        Ok(())
+    }
+
+    /// Takes slots for claimed exports now (so the next claim already sees them) and prepares
+    /// and delivers them in a task of their own while the loop goes on claiming.
+    fn spawn_batch(
+        self: &Arc<Self>,
+        claimed: Vec<crate::domain::export::Export>,
+        tasks: &mut tokio::task::JoinSet<()>,
+        done: &mpsc::UnboundedSender<Finished>,
+    ) {
         if claimed.is_empty() {
-            return Ok(false);
+            return;
         }
-        // Slots and per-connection counts are taken now, so the next claim already sees them;
-        // preparing (database reads, rendering, archiving) and delivering run in a task of
-        // their own, and the loop goes on claiming.
         let mut reserved = Vec::with_capacity(claimed.len());
         for export in claimed {
-            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-                // More claimed than free slots cannot happen (the claim's limit); if it did,
-                // the lease simply runs out and the export is claimed again.
-                break;
-            };
-            self.busy_add(export.erp_connection_id, 1);
+            // A probe may find every slot taken: it waits in the batch for one instead.
+            let slot = self.slots.clone().try_acquire_owned().ok();
+            self.started(export.erp_connection_id);
             reserved.push((export, slot));
         }
         let worker = self.clone();
         let done = done.clone();
         tasks.spawn(async move { worker.run_batch(reserved, done).await });
-        Ok(full)
     }
 
-    /// Changes a connection's count of exports in flight; the new count.
-    fn busy_add(&self, connection: Uuid, delta: isize) -> usize {
-        let Ok(mut busy) = self.busy.lock() else {
-            return 0;
-        };
-        let n = busy.entry(connection).or_default();
-        *n = n.saturating_add_signed(delta);
-        let now = *n;
-        if now == 0 {
-            busy.remove(&connection);
+    fn started(&self, connection: Uuid) {
+        let now = Instant::now();
+        let mut loads = self.loads();
+        let load = loads.entry(connection).or_insert_with(|| Load::new(now));
+        if load.in_flight == 0 {
+            load.progress_at = now;
         }
-        now
+        load.in_flight += 1;
     }
 
-    /// A delivery finished: wakes the claim loop when that can change what a claim takes —
-    /// the connection dropped below its claiming threshold, or every slot had been taken.
-    /// Waking it for every finished delivery would make a claim that finds nothing new (and
-    /// walks the queue past the busy connection's exports) each time.
-    fn finished(&self, connection: Uuid, slot: tokio::sync::OwnedSemaphorePermit) {
-        let in_flight = self.busy_add(connection, -1);
+    /// A delivery finished (or was dropped): its connection's figures move, its slot is freed,
+    /// and the claim loop is woken when that can change what a claim takes.
+    fn finished(
+        &self,
+        connection: Uuid,
+        took: Option<Duration>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
+        let now = Instant::now();
+        {
+            let mut loads = self.loads();
+            let load = loads.entry(connection).or_insert_with(|| Load::new(now));
+            load.in_flight = load.in_flight.saturating_sub(1);
+            load.progress_at = now;
+            if let Some(took) = took {
+                let ms = took.as_secs_f64() * 1000.0;
+                load.recent_ms = Some(match load.recent_ms {
+                    Some(avg) => avg * 0.8 + ms * 0.2,
+                    None => ms,
+                });
+                load.finished = load.finished.saturating_add(1);
+            }
+        }
         let was_full = self.slots.available_permits() == 0;
         drop(slot);
-        if was_full || in_flight + 1 == self.batch_per_connection() {
+        if was_full || took.is_some() {
             self.freed.notify_one();
         }
     }
@@ -420,66 +435,63 @@ impl DeliveryWorker {
     /// connection's lane), handing every outcome to the recorder and freeing its slot.
     async fn run_batch(
         self: Arc<Self>,
-        reserved: Vec<(Export, tokio::sync::OwnedSemaphorePermit)>,
-        done: mpsc::UnboundedSender<Done>,
+        reserved: Vec<(crate::domain::export::Export, Option<OwnedSemaphorePermit>)>,
+        done: mpsc::UnboundedSender<Finished>,
     ) {
-        let (exports, mut slots): (Vec<Export>, Vec<_>) = reserved.into_iter().unzip();
-        let connections: Vec<Uuid> = exports.iter().map(|e| e.erp_connection_id).collect();
-        let started = std::time::Instant::now();
-        let batch = match self.prepare(exports).await {
+        let service = &self.app.delivery;
+        let mut slots: HashMap<Uuid, Option<OwnedSemaphorePermit>> = HashMap::new();
+        let mut exports = Vec::with_capacity(reserved.len());
+        for (export, slot) in reserved {
+            slots.insert(export.id, slot);
+            exports.push(export);
+        }
+        let connections: Vec<(Uuid, Uuid)> = exports
+            .iter()
+            .map(|e| (e.id, e.erp_connection_id))
+            .collect();
+        let batch = match service.prepare(self.id, exports).await {
             Ok(batch) => batch,
             Err(err) => {
                 tracing::warn!(error = %err, "preparing deliveries failed; their leases will run out and they are claimed again");
-                for connection in connections {
-                    self.busy_add(connection, -1);
+                for (id, connection) in connections {
+                    self.finished(connection, None, slots.remove(&id).flatten());
                 }
-                drop(slots);
-                self.freed.notify_one();
                 return;
             }
         };
-        tracing::debug!(
-            prepare_ms = started.elapsed().as_millis() as u64,
-            "prepared batch"
-        );
         // Exports dropped while preparing (lease lost) give their slots back now.
-        let prepared_connections: Vec<Uuid> = batch
-            .iter()
-            .map(|p| match p {
-                Ok(job) => job.export.erp_connection_id,
-                Err((export, _)) => export.erp_connection_id,
-            })
-            .collect();
-        let mut remaining = connections;
-        for c in &prepared_connections {
-            if let Some(pos) = remaining.iter().position(|x| x == c) {
-                remaining.swap_remove(pos);
+        for (id, connection) in &connections {
+            if !batch.iter().any(|p| p.export().id == *id) {
+                self.finished(*connection, None, slots.remove(id).flatten());
             }
         }
-        for connection in remaining {
-            self.busy_add(connection, -1);
-            slots.pop();
-        }
-        let deliveries = batch.into_iter().zip(slots).map(|(prepared, slot)| {
+        let deliveries = batch.into_iter().map(|prepared| {
+            let slot = slots.remove(&prepared.export().id).flatten();
             let worker = self.clone();
             let done = done.clone();
             async move {
-                let connection = match &prepared {
-                    Ok(job) => job.export.erp_connection_id,
-                    Err((export, _)) => export.erp_connection_id,
+                let connection = prepared.export().erp_connection_id;
+                // A probe that found no free slot waits for one here.
+                let slot = match slot {
+                    Some(slot) => Some(slot),
+                    None => worker.slots.clone().acquire_owned().await.ok(),
                 };
-                let lane = worker.lane(connection);
-                let finished = match prepared {
-                    Ok(job) => match lane.acquire_owned().await {
-                        Ok(_lane) => Some(worker.deliver(job).await),
-                        Err(_) => None,
-                    },
-                    Err(failed) => Some(failed),
+                let started = Instant::now();
+                let (finished, tried) = match prepared {
+                    Prepared::Ready(job) => {
+                        let lane = worker.lane(connection);
+                        match lane.acquire_owned().await {
+                            Ok(_lane) => (Some(worker.app.delivery.deliver(job).await), true),
+                            Err(_) => (None, false),
+                        }
+                    }
+                    Prepared::Done(finished) => (Some(finished), false),
                 };
-                if let Some((export, result)) = finished {
-                    let _ = done.send(Done { export, result });
+                let took = tried.then(|| started.elapsed());
+                if let Some(finished) = finished {
+                    let _ = done.send(finished);
                 }
-                worker.finished(connection, slot);
+                worker.finished(connection, took, slot);
             }
         });
         futures::future::join_all(deliveries).await;
@@ -497,240 +509,8 @@ impl DeliveryWorker {
             .clone()
     }
 
-    /// Opens each claimed export's connection (once per connection), renders what was never
-    /// archived, archives it and records the hashes in one statement. An export that cannot be
-    /// prepared comes back with its failure; one whose lease ran out is dropped.
-    #[allow(clippy::type_complexity)]
-    async fn prepare(
-        &self,
-        claimed: Vec<Export>,
-    ) -> Result<Vec<Result<Job, (Export, Result<SentTo, Failure>)>>, WorkerError> {
-        let app = &self.app;
-        let mut connection_ids: Vec<Uuid> = claimed.iter().map(|e| e.erp_connection_id).collect();
-        connection_ids.sort_unstable();
-        connection_ids.dedup();
-        let mut org_ids: Vec<Uuid> = claimed.iter().map(|e| e.org_id).collect();
-        org_ids.sort_unstable();
-        org_ids.dedup();
-        let to_render: Vec<Uuid> = claimed
-            .iter()
-            .filter(|e| e.export_storage_key.is_none() || e.content_sha256.is_none())
-            .map(|e| e.draft_order_id)
-            .collect();
-        // Read at once: each read is a round trip on the way from claim to delivery.
-        let (orgs, connections, drafts) = futures::try_join!(
-            app.store.orgs_by_ids(&org_ids),
-            app.store.connections_by_ids(&connection_ids),
-            app.store.drafts_by_ids(&to_render),
-        )?;
-        let orgs: HashMap<Uuid, Org> = orgs.into_iter().map(|o| (o.id, o)).collect();
-        let drafts: HashMap<Uuid, DraftOrder> = drafts.into_iter().map(|d| (d.id, d)).collect();
-        let mut targets: HashMap<Uuid, Result<Arc<Target>, Failure>> = HashMap::new();
-        for connection in connections {
-            let target = self.open(connection.clone(), orgs.get(&connection.org_id));
-            targets.insert(connection.id, target.map(Arc::new));
-        }
-
-        // Rendering and archiving run concurrently: archive writes are I/O, and a batch
-        // archived one by one would hold up every delivery behind it.
-        let max_attempts = app.settings.export_max_attempts;
-        let contents = futures::future::join_all(claimed.into_iter().map(|export| {
-            let target = match targets.get(&export.erp_connection_id) {
-                // Every claim counts an attempt. More claims than attempts allowed means
-                // earlier attempts ended without an outcome being recorded (a crash, a
-                // lease that ran out): the export stops here instead of looping forever.
-                _ if export.attempts > max_attempts => Err(failure(
-                    ErrorCode::AttemptsExhausted,
-                    format!(
-                        "claimed {} times, {max_attempts} allowed, without a recorded outcome; \
-                         check the ERP for the order before pushing it again",
-                        export.attempts
-                    ),
-                )),
-                Some(Ok(t)) if t.connection.org_id == export.org_id => Ok(t.clone()),
-                Some(Err(f)) => Err(f.clone()),
-                _ => Err(failure(
-                    ErrorCode::ConfigUnreadable,
-                    "the connection is gone",
-                )),
-            };
-            let drafts = &drafts;
-            async move {
-                let target = match target {
-                    Ok(t) => t,
-                    Err(f) => return (export, Err(f)),
-                };
-                let content = self
-                    .content(&export, &target, drafts)
-                    .await
-                    .map(|c| (c, target));
-                (export, content)
-            }
-        }))
-        .await;
-        let mut prepared = Vec::with_capacity(contents.len());
-        let mut fresh = Vec::new();
-        for (export, content) in contents {
-            match content {
-                Ok(((content, is_new), target)) => {
-                    if is_new {
-                        fresh.push(export.id);
-                    }
-                    prepared.push(Ok(Job {
-                        export,
-                        target,
-                        content,
-                    }));
-                }
-                Err(f) => prepared.push(Err((export, Err(f)))),
-            }
-        }
-        let keys: Vec<(Uuid, String, String)> = prepared
-            .iter()
-            .filter_map(|p| p.as_ref().ok())
-            .filter(|j| fresh.contains(&j.export.id))
-            .map(|j| {
-                (
-                    j.export.id,
-                    storage_key(j.export.org_id, &j.export.file_name),
-                    j.content.sha256.clone(),
-                )
-            })
-            .collect();
-        let records: Vec<ArchiveRecord<'_>> = keys
-            .iter()
-            .map(|(id, key, sha)| ArchiveRecord {
-                id: *id,
-                storage_key: key,
-                content_sha256: sha,
-            })
-            .collect();
-        let held = app.store.record_archives(self.id, &records).await?;
-        Ok(prepared
-            .into_iter()
-            .filter(|p| match p {
-                Ok(job) => !fresh.contains(&job.export.id) || held.contains(&job.export.id),
-                Err(_) => true,
-            })
-            .collect())
-    }
-
-    /// The connection's connector and decrypted config.
-    fn open(&self, connection: Connection, org: Option<&Org>) -> Result<Target, Failure> {
-        if connection.status != ConnectionStatus::Active {
-            return Err(ConnectorError::new(ErrorCode::ConnectionDisabled).into());
-        }
-        let org = org.ok_or_else(|| failure(ErrorCode::ConfigUnreadable, "the org is gone"))?;
-        let connector = self
-            .app
-            .registry
-            .by_type(&connection.connector_type)
-            .cloned()
-            .ok_or_else(|| {
-                failure(
-                    ErrorCode::ConfigUnreadable,
-                    format!("unknown connector type {}", connection.connector_type),
-                )
-            })?;
-        let config = self
-            .app
-            .connections
-            .open(&connection)
-            .map_err(|_| ConnectorError::new(ErrorCode::ConfigUnreadable))?;
-        let ctx = ConnectorContext {
-            org_id: org.id,
-            org_slug: org.slug.clone(),
-            connection: Some(ConnectionKey {
-                id: connection.id,
-                version: connection.config_version,
-            }),
-            env: self.app.connector_env.clone(),
-        };
-        Ok(Target {
-            connection,
-            connector,
-            config,
-            ctx,
-        })
-    }
-
-    /// The bytes to deliver: the archived file when an earlier attempt archived it (so every
-    /// attempt delivers the same bytes), else freshly rendered and archived (true).
-    async fn content(
-        &self,
-        export: &Export,
-        target: &Target,
-        drafts: &HashMap<Uuid, DraftOrder>,
-    ) -> Result<(Rendered, bool), Failure> {
-        let app = &self.app;
-        if let (Some(key), Some(sha)) = (&export.export_storage_key, &export.content_sha256) {
-            let bytes = app
-                .archive
-                .get(key)
-                .await
-                .map_err(|e| failure(ErrorCode::StorageUnavailable, e))?;
-            let archived = Rendered::new(bytes);
-            if &archived.sha256 == sha {
-                return Ok((archived, false));
-            }
-            tracing::warn!(export_id = %export.id, "archived file does not match its recorded hash; rendering again");
-        }
-        let draft = drafts
-            .get(&export.draft_order_id)
-            .filter(|d| d.org_id == export.org_id)
-            .ok_or_else(|| failure(ErrorCode::SchemaInvalid, "the draft order is gone"))?;
-        let order = draft.to_approved(&target.ctx.org_slug).ok_or_else(|| {
-            failure(
-                ErrorCode::SchemaInvalid,
-                "the draft order was never approved",
-            )
-        })?;
-        let rendered = target.connector.render(&order)?;
-        app.archive
-            .put(
-                &storage_key(export.org_id, &export.file_name),
-                rendered.bytes.clone(),
-            )
-            .await
-            .map_err(|e| failure(ErrorCode::StorageUnavailable, e))?;
-        Ok((rendered, true))
-    }
-
-    /// Delivers one prepared export (never outliving its lease: another worker may take the
-    /// export over after it).
-    async fn deliver(&self, job: Job) -> (Export, Result<SentTo, Failure>) {
-        let delivery = Delivery {
-            export_id: job.export.id,
-            file_name: &job.export.file_name,
-            content: &job.content,
-        };
-        let limit = self.app.settings.export_lease.mul_f64(0.8);
-        let target = &job.target;
-        let result = run_export(
-            target.connector.as_ref(),
-            &target.ctx,
-            &target.config,
-            &delivery,
-            limit,
-        )
-        .await;
-        let result = match result {
-            Ok(delivered) => {
-                if delivered.learned.host_key_fingerprint.is_some() {
-                    self.record_learned(target, &delivered.learned).await;
-                }
-                Ok(SentTo {
-                    path: delivered.dropzone_path,
-                    ack: delivered.ack,
-                })
-            }
-            Err(err) => Err(err.into()),
-        };
-        (job.export, result)
-    }
-
     /// Records finished attempts as they come, together whatever finished meanwhile.
-    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Done>) {
+    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Finished>) {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             let gather = tokio::time::sleep(RECORD_GATHER);
@@ -744,264 +524,10 @@ impl DeliveryWorker {
                     () = &mut gather => break,
                 }
             }
-            if let Err(err) = self.record(batch).await {
+            if let Err(err) = self.app.delivery.record(self.id, batch).await {
                 tracing::warn!(error = %err, "recording deliveries failed; their leases will run out and they are delivered again");
             }
         }
-    }
-
-    /// Classifies and records finished attempts in one transaction; their steps.
-    async fn record(&self, batch: Vec<Done>) -> Result<Vec<Step>, WorkerError> {
-        tracing::debug!(finished = batch.len(), "recording attempts");
-        let now = crate::store::now();
-        let settings = &self.app.settings;
-        let mut planned = Vec::with_capacity(batch.len());
-        for done in &batch {
-            let export = &done.export;
-            let entry = |action: &'static str, details: serde_json::Value| {
-                NewAuditEntry::export(export.org_id, export.id, Actor::system(), action, details)
-            };
-            let plan = match &done.result {
-                Ok(SentTo { path, .. }) => (
-                    PlannedOutcome::Sent(path.clone()),
-                    entry(
-                        action::EXPORT_SENT,
-                        json!({ "draft_order_id": export.draft_order_id, "file_name": export.file_name,
-                                "dropzone_path": path, "attempt": export.attempts }),
-                    ),
-                    Step::Sent(export.id),
-                ),
-                Err(fail) => {
-                    let mut error =
-                        delivery_error(fail.code.as_str(), &fail.message, now, export.attempts);
-                    if let (Some(details), Some(obj)) = (&fail.details, error.as_object_mut()) {
-                        for (k, v) in details {
-                            obj.entry(k.clone()).or_insert_with(|| v.clone());
-                        }
-                    }
-                    if fail.code.is_transient() && export.attempts < settings.export_max_attempts {
-                        let wait =
-                            backoff(settings.export_retry_base, export.attempts, rand::random())
-                                .max(fail.retry_after.unwrap_or_default().min(RETRY_AFTER_CAP));
-                        let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                        (
-                            PlannedOutcome::Retry(next, error.clone()),
-                            entry(
-                                action::EXPORT_RETRY_SCHEDULED,
-                                json!({ "error": error, "next_attempt_at": next }),
-                            ),
-                            Step::Retrying(export.id, fail.code),
-                        )
-                    } else {
-                        (
-                            PlannedOutcome::Failed(error.clone()),
-                            entry(action::EXPORT_FAILED, json!({ "error": error })),
-                            Step::Failed(export.id, fail.code),
-                        )
-                    }
-                }
-            };
-            planned.push(plan);
-        }
-        let attempts: Vec<FinishedAttempt<'_>> = batch
-            .iter()
-            .zip(&planned)
-            .map(|(done, (outcome, audit, _))| FinishedAttempt {
-                export: &done.export,
-                outcome: outcome.as_outcome(),
-                audit,
-            })
-            .collect();
-        let started = std::time::Instant::now();
-        let recorded = match self.app.store.finish_attempts(self.id, &attempts).await {
-            Ok(recorded) => recorded,
-            Err(err) => self.record_one_by_one(&attempts, err).await?,
-        };
-        tracing::debug!(
-            record_ms = started.elapsed().as_millis() as u64,
-            "recorded batch"
-        );
-        self.apply_answers(&batch, &recorded, now).await;
-        let mut steps = Vec::with_capacity(batch.len());
-        for (done, (_, _, step)) in batch.into_iter().zip(planned) {
-            let step = if recorded.contains(&done.export.id) {
-                count(&done.export, &step, now);
-                step
-            } else {
-                Step::LostLease(done.export.id)
-            };
-            steps.push(step);
-        }
-        Ok(steps)
-    }
-
-    /// A batch the database refused is recorded attempt by attempt, so one bad row can never
-    /// keep another org's outcome from being recorded (and its export from being delivered
-    /// again after the lease). An attempt refused even alone is recorded with its error cut
-    /// down to code and headline; only a database that refuses that too leaves it to the lease.
-    async fn record_one_by_one(
-        &self,
-        attempts: &[FinishedAttempt<'_>],
-        err: StoreError,
-    ) -> Result<Vec<Uuid>, WorkerError> {
-        if err.is_unreachable() {
-            return Err(err.into());
-        }
-        tracing::warn!(error = %err, attempts = attempts.len(), "the database refused a batch of outcomes; recording each attempt on its own");
-        let mut recorded = Vec::with_capacity(attempts.len());
-        for attempt in attempts {
-            if attempts.len() > 1 {
-                match self
-                    .app
-                    .store
-                    .finish_attempts(self.id, std::slice::from_ref(attempt))
-                    .await
-                {
-                    Ok(ids) => {
-                        recorded.extend(ids);
-                        continue;
-                    }
-                    Err(e) if e.is_unreachable() => return Err(e.into()),
-                    Err(e) => {
-                        tracing::warn!(export_id = %attempt.export.id, error = %e, "the database refused an attempt's outcome; recording it without the peer's details")
-                    }
-                }
-            }
-            let plain = plain_outcome(attempt);
-            let audit = NewAuditEntry {
-                details: json!({ "error": plain.error() }),
-                ..attempt.audit.clone()
-            };
-            let retry = FinishedAttempt {
-                export: attempt.export,
-                outcome: plain.as_outcome(),
-                audit: &audit,
-            };
-            match self
-                .app
-                .store
-                .finish_attempts(self.id, std::slice::from_ref(&retry))
-                .await
-            {
-                Ok(ids) => recorded.extend(ids),
-                Err(e) => {
-                    tracing::error!(export_id = %attempt.export.id, error = %e, "could not record an attempt at all; its lease runs out and the claim counts it")
-                }
-            }
-        }
-        Ok(recorded)
-    }
-
-    /// Applies the verdicts that came with the ERP's answers (HTTP `response` mode) to the
-    /// exports just recorded SENT, through the same path as ack files. A crash in between
-    /// leaves the export SENT: the verdict is lost, never applied twice.
-    async fn apply_answers(&self, batch: &[Done], recorded: &[Uuid], now: chrono::DateTime<Utc>) {
-        let verdicts: Vec<Verdict> = batch
-            .iter()
-            .filter(|d| recorded.contains(&d.export.id))
-            .filter_map(|d| {
-                let ack = d.result.as_ref().ok()?.ack.clone()?;
-                let mut export = d.export.clone();
-                export.status = ExportStatus::Sent;
-                export.sent_at = Some(now);
-                let mut via = serde_json::Map::new();
-                via.insert("via".into(), json!("http_response"));
-                Some(Verdict {
-                    export,
-                    outcome: ack,
-                    via,
-                })
-            })
-            .collect();
-        if verdicts.is_empty() {
-            return;
-        }
-        if let Err(err) = crate::service::acks::apply(&self.app.store, &verdicts).await {
-            tracing::warn!(error = %err, "could not apply the ERP's answers; the exports stay SENT");
-        }
-    }
-
-    async fn record_learned(&self, target: &Target, learned: &Learned) {
-        if let Err(err) = self
-            .app
-            .connections
-            .record_learned(
-                &Actor::system(),
-                &target.connection,
-                target.config.clone(),
-                learned,
-                None,
-            )
-            .await
-        {
-            tracing::warn!(connection_id = %target.connection.id, error = %err, "could not record the host key learned during an export");
-        }
-    }
-}
-
-/// An outcome before it borrows into [`AttemptOutcome`].
-enum PlannedOutcome {
-    Sent(String),
-    Retry(chrono::DateTime<Utc>, serde_json::Value),
-    Failed(serde_json::Value),
-}
-
-/// An attempt's outcome with nothing from the peer in it: a delivered path stays (it is ours),
-/// an error keeps only its code, headline, time and attempt number.
-fn plain_outcome(attempt: &FinishedAttempt<'_>) -> PlannedOutcome {
-    let plain = |error: &serde_json::Value| {
-        let code = error["code"].as_str().unwrap_or("IO_ERROR");
-        let headline = serde_json::from_value::<ErrorCode>(json!(code))
-            .map(ErrorCode::message)
-            .unwrap_or("Delivery failed");
-        json!({ "code": code, "message": headline, "at": error["at"], "attempt": error["attempt"] })
-    };
-    match &attempt.outcome {
-        AttemptOutcome::Sent { dropzone_path } => {
-            PlannedOutcome::Sent(crate::domain::text::clean(dropzone_path, 1024))
-        }
-        AttemptOutcome::Retry {
-            next_attempt_at,
-            error,
-        } => PlannedOutcome::Retry(*next_attempt_at, plain(error)),
-        AttemptOutcome::Failed { error } => PlannedOutcome::Failed(plain(error)),
-    }
-}
-
-impl PlannedOutcome {
-    fn error(&self) -> serde_json::Value {
-        match self {
-            PlannedOutcome::Sent(_) => serde_json::Value::Null,
-            PlannedOutcome::Retry(_, error) | PlannedOutcome::Failed(error) => error.clone(),
-        }
-    }
-
-    fn as_outcome(&self) -> AttemptOutcome<'_> {
-        match self {
-            PlannedOutcome::Sent(path) => AttemptOutcome::Sent {
-                dropzone_path: path,
-            },
-            PlannedOutcome::Retry(next, error) => AttemptOutcome::Retry {
-                next_attempt_at: *next,
-                error,
-            },
-            PlannedOutcome::Failed(error) => AttemptOutcome::Failed { error },
-        }
-    }
-}
-
-/// Metrics for a recorded attempt.
-fn count(export: &Export, step: &Step, now: chrono::DateTime<Utc>) {
-    match step {
-        Step::Sent(_) => {
-            metrics::counter!(metric::EXPORTS, "status" => "SENT").increment(1);
-            let latency = (now - export.created_at).to_std().unwrap_or_default();
-            metrics::histogram!(metric::EXPORT_DELIVERY).record(latency.as_secs_f64());
-        }
-        Step::Failed(..) => {
-            metrics::counter!(metric::EXPORTS, "status" => "FAILED").increment(1);
-        }
-        _ => {}
     }
 }
 
@@ -1024,5 +550,42 @@ async fn next_notification(
             }
         },
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_shrink_for_slow_connections_and_grow_with_deliveries() {
+        let now = Instant::now();
+        let fresh = Load::new(now);
+        // Unknown connections start small.
+        assert_eq!(fresh.cap(now, 512, 256), SLOW_START);
+        // A fast connection that delivered a lot may use its whole share, up to the limit.
+        let fast = Load {
+            recent_ms: Some(5.0),
+            finished: 1000,
+            ..Load::new(now)
+        };
+        assert_eq!(fast.cap(now, 512, 256), 256);
+        assert_eq!(fast.cap(now, 10, 256), 10);
+        // One whose attempts take 10 s gets a twentieth of its share, at least one.
+        let slow = Load {
+            recent_ms: Some(10_000.0),
+            finished: 1000,
+            ..Load::new(now)
+        };
+        assert_eq!(slow.cap(now, 512, 256), 25);
+        assert_eq!(slow.cap(now, 10, 256), 1);
+        // One with an attempt running for 5 s and nothing finished counts as that slow.
+        let hanging = Load {
+            in_flight: 4,
+            progress_at: now - Duration::from_secs(5),
+            ..Load::new(now)
+        };
+        assert_eq!(hanging.cap(now, 100, 256), SLOW_START);
+        assert_eq!(hanging.cap(now, 10, 256), 1);
     }
 }

@@ -196,6 +196,26 @@ async fn response_mode(db: TestDb) {
         next - chrono::Utc::now() > chrono::Duration::seconds(100),
         "{next}"
     );
+    // The wait is the whole connection's, and the attempt is given back: the ERP was busy,
+    // the export did nothing wrong.
+    assert_eq!(pending["attempts"], 0);
+    let health = &app.get_json(CONNECTOR, &token).await["health"];
+    assert_eq!(health["state"], "open", "{health}");
+    assert_eq!(health["last_error_code"], "ERP_UNAVAILABLE");
+    assert_eq!(health["queued_exports"], 1);
+    // An operator who knows better tries again now.
+    let resp = app
+        .post_empty(&format!("{CONNECTOR}/retry-now"), &token)
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["state"], "healthy");
+    app.deliver_all().await;
+    assert_eq!(
+        export(&app, &token, pending["id"].as_str().unwrap()).await["status"],
+        "ACKED"
+    );
+    assert_eq!(audit_count(&app, &token, "CIRCUIT_OPENED").await, 1);
+    assert_eq!(audit_count(&app, &token, "CIRCUIT_RESET").await, 1);
 
     // A 4xx other than those is final: FAILED with the ERP's answer.
     erp.script([Answer::status(422, r#"{"error": "unknown sku"}"#)]);

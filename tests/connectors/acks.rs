@@ -1,4 +1,4 @@
-//! ERP acknowledgements (SPEC §8, issue 9) read by `workers::acks::poll_once` from a real
+//! ERP acknowledgements (SPEC §8, issue 9) read by `service::ack_poll` from a real
 //! folder: the local filesystem, the in-process SFTP server and, when present, OpenSSH. Every
 //! rule is checked on every target; the database rules on SQLite and PostgreSQL.
 
@@ -13,7 +13,7 @@ use orderflow::domain::export::{Export, ExportStatus};
 use orderflow::domain::org::Org;
 use orderflow::domain::page::PageRequest;
 use orderflow::domain::user::Role;
-use orderflow::workers::acks::{AckCounts, AckPollError, poll_once};
+use orderflow::service::ack_poll::{AckCounts, AckPollError};
 use orderflow::workers::delivery::Step;
 use serde_json::{Value, json};
 
@@ -214,7 +214,12 @@ impl Bed {
     }
 
     async fn poll(&self) -> AckCounts {
-        poll_once(&self.app.app, &self.connection).await.unwrap()
+        self.app
+            .app
+            .ack_polls
+            .poll_once(&self.connection)
+            .await
+            .unwrap()
     }
 
     async fn draft(&self, e: &Export) -> Value {
@@ -611,7 +616,7 @@ async fn a_connection_without_ack_path_is_not_polled_and_its_files_stay() {
             json!({"status": "ACKED", "erp_order_id": "SO-1"}),
         );
         assert!(matches!(
-            poll_once(&bed.app.app, &bed.connection).await,
+            bed.app.app.ack_polls.poll_once(&bed.connection).await,
             Err(AckPollError::NoInbox)
         ));
         assert_eq!(bed.erp.files(""), BTreeSet::from([ack(&e.file_name)]));
@@ -657,7 +662,7 @@ async fn two_pollers(db: TestDb) {
         let mut total = AckCounts::default();
         let mut busy = 0;
         for _ in 0..20 {
-            match poll_once(&app, &connection).await {
+            match app.ack_polls.poll_once(&connection).await {
                 Ok(c) => {
                     total.processed += c.processed;
                     total.rejected += c.rejected;

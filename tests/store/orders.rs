@@ -343,6 +343,7 @@ fn claim<'a>(
         limit,
         per_connection,
         exclude_connections: exclude,
+        allowances: &[],
     }
 }
 

@@ -13,11 +13,11 @@ use uuid::Uuid;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{AuthUser, body_bytes, parse_json, parse_uuid};
 use crate::api::state::AppState;
-use crate::connectors::{ErrorCode, TestResult};
+use crate::connectors::TestResult;
 use crate::domain::connection::{Connection, ConnectionStatus};
 use crate::domain::user::Role;
-use crate::service::connections::SaveOutcome;
-use crate::workers::acks::{self, AckCounts};
+use crate::service::ack_poll::AckCounts;
+use crate::service::connections::{ConnectionHealth, SaveOutcome};
 
 /// A connector type from the registry.
 #[derive(Serialize, ToSchema)]
@@ -42,10 +42,12 @@ pub struct ConnectionSummary {
     last_test_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// How deliveries to it are doing (its circuit breaker and queue).
+    health: ConnectionHealth,
 }
 
-impl From<&Connection> for ConnectionSummary {
-    fn from(c: &Connection) -> Self {
+impl ConnectionSummary {
+    fn new(c: &Connection, health: ConnectionHealth) -> Self {
         Self {
             id: c.id,
             connector_type: c.connector_type.clone(),
@@ -53,7 +55,19 @@ impl From<&Connection> for ConnectionSummary {
             last_test_at: c.last_test_at,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            health,
         }
+    }
+
+    async fn of(state: &AppState, c: &Connection) -> Result<Self, ApiError> {
+        let health = state
+            .connections
+            .health(std::slice::from_ref(c))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("no health for a connection"))?;
+        Ok(Self::new(c, health))
     }
 }
 
@@ -141,8 +155,13 @@ pub async fn list(
 ) -> Result<Json<Vec<ConnectionSummary>>, ApiError> {
     auth.require(Role::CONNECTOR_MANAGERS)?;
     let connections = state.connections.list(auth.org_id()).await?;
+    let health = state.connections.health(&connections).await?;
     Ok(Json(
-        connections.iter().map(ConnectionSummary::from).collect(),
+        connections
+            .iter()
+            .zip(health)
+            .map(|(c, h)| ConnectionSummary::new(c, h))
+            .collect(),
     ))
 }
 
@@ -208,7 +227,7 @@ pub async fn details(
     auth.require(Role::CONNECTOR_MANAGERS)?;
     let details = state.connections.details(auth.org_id(), &slug).await?;
     Ok(Json(ConnectionDetailsView {
-        summary: ConnectionSummary::from(&details.connection),
+        summary: ConnectionSummary::of(&state, &details.connection).await?,
         config: details.config,
         secrets_set: details.secrets_set,
     }))
@@ -250,7 +269,7 @@ pub async fn disable(
         .connections
         .disable(&auth.actor(), auth.org_id(), &slug)
         .await?;
-    Ok(Json(ConnectionSummary::from(&connection)))
+    Ok(Json(ConnectionSummary::of(&state, &connection).await?))
 }
 
 /// Re-activates a connection; 409 if another one is active.
@@ -268,7 +287,7 @@ pub async fn enable(
         .connections
         .enable(&auth.actor(), auth.org_id(), id)
         .await?;
-    Ok(Json(ConnectionSummary::from(&connection)))
+    Ok(Json(ConnectionSummary::of(&state, &connection).await?))
 }
 
 /// Runs one acknowledgement poll of the active connection now (instead of waiting for the
@@ -283,53 +302,26 @@ pub async fn poll_acks(
     auth: AuthUser,
     Path(slug): Path<String>,
 ) -> Result<Json<AckCounts>, ApiError> {
-    poll_acks_now(&state, &auth, &slug).await.map(Json)
+    auth.require(Role::DRAFT_WRITERS)?;
+    Ok(Json(state.ack_polls.poll_now(auth.org_id(), &slug).await?))
 }
 
-/// One acknowledgement poll of the org's active connection of type `slug`, for the API and the
-/// console alike: waits up to 30 s for a poll already running, then polls.
-pub async fn poll_acks_now(
-    state: &AppState,
-    auth: &AuthUser,
-    slug: &str,
-) -> Result<AckCounts, ApiError> {
-    auth.require(Role::DRAFT_WRITERS)?;
-    let connection = state
-        .connections
-        .active_for_slug(auth.org_id(), slug)
-        .await?;
-    let _place = state.connections.enter_slow_work(auth.org_id())?;
-    // A poll already running (the background poller, another request) ends soon: wait for it.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        match acks::poll_once(state, &connection).await {
-            Ok(counts) => return Ok(counts),
-            Err(acks::AckPollError::Busy) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            Err(acks::AckPollError::Busy) => {
-                return Err(ApiError::conflict(
-                    "Another acknowledgement poll of this connection is still running",
-                ));
-            }
-            Err(acks::AckPollError::NoInbox) => {
-                return Err(ApiError::conflict(
-                    "The connection reads no acknowledgement folder (no ack_path, or its type is acknowledged by answers or callbacks); there is nothing to poll",
-                ));
-            }
-            Err(acks::AckPollError::Connector(err)) if err.code == ErrorCode::ConfigUnreadable => {
-                return Err(ApiError::Internal {
-                    public: "Configuration error",
-                    cause: err.to_string(),
-                });
-            }
-            Err(acks::AckPollError::Connector(err)) => {
-                return Err(ApiError::Dependency(format!(
-                    "{}: {}",
-                    err.code, err.message
-                )));
-            }
-            Err(acks::AckPollError::Store(err)) => return Err(err.into()),
-        }
-    }
+/// "Retry now": closes the active connection's circuit and makes its waiting exports due at
+/// once (audited). Its health afterwards.
+#[utoipa::path(post, path = "/api/v1/connectors/{slug}/retry-now", tag = "connectors", security(("bearer" = [])),
+    params(("slug" = String, Path)),
+    responses((status = 200, body = ConnectionHealth), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn retry_now(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(slug): Path<String>,
+) -> Result<Json<ConnectionHealth>, ApiError> {
+    auth.require(Role::DELIVERY_OPERATORS)?;
+    Ok(Json(
+        state
+            .connections
+            .retry_now(&auth.actor(), auth.org_id(), &slug)
+            .await?,
+    ))
 }

@@ -20,7 +20,6 @@ use crate::connectors::transport::Transport;
 use crate::connectors::transport::sftp::SftpTransport;
 use crate::connectors::transport::sftp::pool::SessionPool;
 use crate::domain::export::ExportStatus;
-use crate::workers::acks::poll_once;
 
 /// `bench acks` options.
 /// Where the ack files are (HTTP connections take callbacks, not files).
@@ -138,7 +137,7 @@ pub(super) async fn run(o: AcksBench) -> anyhow::Result<()> {
         .context("the connection disappeared")?;
     eprintln!("polling…");
     let start = Instant::now();
-    let counts = poll_once(&bench.app, &connection).await?;
+    let counts = bench.app.ack_polls.poll_once(&connection).await?;
     let elapsed = start.elapsed().as_secs_f64();
     anyhow::ensure!(
         counts.processed == o.files as u64,

@@ -488,8 +488,15 @@ pub async fn act(
     let actor = user.auth.actor();
     let org_id = user.auth.org_id();
     if action == "poll-acks" {
-        return match crate::api::routes::connectors::poll_acks_now(&state, &user.auth, &slug).await
-        {
+        let polled = match user.auth.require(Role::DRAFT_WRITERS) {
+            Ok(()) => state
+                .ack_polls
+                .poll_now(org_id, &slug)
+                .await
+                .map_err(ApiError::from),
+            Err(refused) => Err(refused),
+        };
+        return match polled {
             Ok(c) => {
                 let n = Notice::Done(format!(
                     "Acknowledgements checked: {} booked, {} rejected, {} unreadable, {} unmatched, {} waiting for delivery.",

@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::{Fields, csrf, forged, page_request, status_filter};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
 use crate::api::console::views::{
-    Html, Notice, error_page, notice, outside, page, pager, refreshing, status,
-    status_filter_form, time,
+    Html, Notice, error_page, notice, outside, page, pager, refreshing, status, status_filter_form,
+    time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -112,17 +112,7 @@ pub async fn poll_acks(
     }
     let outcome = async {
         user.auth.require(Role::DRAFT_WRITERS)?;
-        let connections = state.connections.list(user.auth.org_id()).await?;
-        let active = connections
-            .iter()
-            .find(|c| c.status == crate::domain::connection::ConnectionStatus::Active)
-            .ok_or_else(|| ApiError::conflict("There is no active connector to poll"))?;
-        let slug = state
-            .registry
-            .by_type(&active.connector_type)
-            .map(|c| c.slug())
-            .ok_or_else(|| ApiError::conflict("The active connector's type is unknown"))?;
-        crate::api::routes::connectors::poll_acks_now(&state, &user.auth, slug).await
+        Ok::<_, ApiError>(state.ack_polls.poll_active(user.auth.org_id()).await?)
     };
     let (code, n) = match outcome.await {
         Ok(c) => (

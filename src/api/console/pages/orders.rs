@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{Fields, csrf, forged, page_request, status_filter};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
 use crate::api::console::views::{
-    Html, Notice, error_page, notice, outside, page, pager, refreshing, status,
-    status_filter_form, time,
+    Html, Notice, error_page, notice, outside, page, pager, refreshing, status, status_filter_form,
+    time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -137,7 +137,9 @@ fn draft_page(
 ) -> Response {
     let may_act = Role::ORDER_OPERATORS.contains(&user.auth.user.role);
     let pending = d.status == DraftStatus::Pushing
-        || exports.iter().any(|e| e.status == crate::domain::export::ExportStatus::Pending);
+        || exports
+            .iter()
+            .any(|e| e.status == crate::domain::export::ExportStatus::Pending);
     let content = html! {
         (notice(message))
         (refreshing("live", &format!("/ui/drafts/{}", d.id), pending, html! {

@@ -108,6 +108,9 @@ struct Entry {
     version: i64,
     sessions: Vec<Arc<PooledSession>>,
     connecting: usize,
+    /// The last connect failed: only one connect at a time until one succeeds, so a server
+    /// that hangs or refuses costs one attempt in flight, not one per waiting export.
+    failing: bool,
     /// Woken when a connect finishes (every waiter) or an operation ends (one waiter).
     changed: Arc<Notify>,
 }
@@ -267,7 +270,14 @@ impl SessionPool {
             s.in_use.fetch_add(1, Ordering::AcqRel);
             return Plan::Reuse(s.clone());
         }
-        if entry.sessions.len() + entry.connecting < self.limits.max_per_connection {
+        let connect_cap = if entry.failing {
+            1
+        } else {
+            self.limits.max_per_connection
+        };
+        if entry.sessions.len() + entry.connecting < self.limits.max_per_connection
+            && entry.connecting < connect_cap
+        {
             entry.connecting += 1;
             return Plan::Connect;
         }
@@ -322,6 +332,9 @@ impl SessionPool {
             .ok_or_else(|| ConnectorError::with_detail(ErrorCode::ConnectionTimeout, what))
     }
 
+    /// Opens a session. A test's session takes its permit before connecting (its budget
+    /// bounds tests in progress); a pooled one only once connected, so connects hanging on
+    /// servers that never answer hold no permit that deliveries elsewhere need.
     async fn open(
         &self,
         target: &SftpTarget,
@@ -329,9 +342,23 @@ impl SessionPool {
         freed: Arc<Notify>,
         pooled: bool,
     ) -> Result<Arc<PooledSession>, ConnectorError> {
-        let permit = self.permit(target, pooled).await?;
+        let early = if pooled {
+            None
+        } else {
+            Some(self.permit(target, false).await?)
+        };
         self.connects.fetch_add(1, Ordering::Relaxed);
         let session = SftpSession::connect(target, blocked).await?;
+        let permit = match early {
+            Some(permit) => permit,
+            None => match self.permit(target, true).await {
+                Ok(permit) => permit,
+                Err(err) => {
+                    session.close().await;
+                    return Err(err);
+                }
+            },
+        };
         Ok(Arc::new(PooledSession {
             session,
             in_use: AtomicUsize::new(1),
@@ -395,12 +422,14 @@ impl SessionPool {
             changed: changed.clone(),
         };
         let opened = self.open(target, blocked, changed.clone(), true).await;
-        if let Ok(session) = &opened
-            && let Ok(mut entries) = self.entries.lock()
+        if let Ok(mut entries) = self.entries.lock()
             && let Some(entry) = entries.get_mut(&key.id)
             && entry.version == key.version
         {
-            entry.sessions.push(session.clone());
+            entry.failing = opened.is_err();
+            if let Ok(session) = &opened {
+                entry.sessions.push(session.clone());
+            }
         }
         drop(slot);
         match opened {
