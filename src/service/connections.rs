@@ -599,6 +599,29 @@ impl ConnectionService {
         slug: &str,
     ) -> Result<ConnectionHealth, ServiceError> {
         let connection = self.active_for_slug(org_id, slug).await?;
+        self.reset_circuit(actor, connection).await
+    }
+
+    /// [`ConnectionService::retry_now`] for the org's active connection, whatever its type.
+    pub async fn retry_active(
+        &self,
+        actor: &Actor,
+        org_id: Uuid,
+    ) -> Result<ConnectionHealth, ServiceError> {
+        let connection = self
+            .store
+            .active_connection(org_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("No active connection".into()))?;
+        self.reset_circuit(actor, connection).await
+    }
+
+    async fn reset_circuit(
+        &self,
+        actor: &Actor,
+        connection: Connection,
+    ) -> Result<ConnectionHealth, ServiceError> {
+        let org_id = connection.org_id;
         let before = self.health(std::slice::from_ref(&connection)).await?;
         let audit = Self::entry(
             org_id,

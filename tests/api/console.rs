@@ -561,3 +561,71 @@ async fn bidi_controls_in_order_text_are_shown_not_applied() {
         assert!(html.contains("PO-1⟦U+202E⟧9876"), "{path}");
     }
 }
+
+/// While the org's ERP cannot be reached, the orders and exports pages say so; OPS may close
+/// the circuit by hand ("Retry now", audited), a viewer only sees the banner.
+#[tokio::test]
+async fn an_open_circuit_shows_a_banner_and_ops_can_retry_now() {
+    use crate::common::http_erp::{Answer, HttpErp, Tls};
+    let erp = HttpErp::start(Tls::Https).await;
+    erp.script([Answer::Status(
+        503,
+        "maintenance".into(),
+        vec![("retry-after".into(), "600".into())],
+    )]);
+    let app = crate::common::spawn_app_on(
+        crate::common::TestDb::sqlite().await,
+        &[("CONNECTOR_BLOCKED_NETWORKS", "192.0.2.0/24")],
+    )
+    .await;
+    let (org, _, admin) = app.org_with("acme", Role::Admin).await;
+    let config = json!({"url": erp.url(Tls::Https), "ca_certificate_pem": erp.ca.pem()});
+    let resp = app
+        .post_json("/api/v1/connectors/http-json-v1", &admin, &config)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let id = approved_draft(&app, &admin).await;
+    let resp = app
+        .post_empty(&format!("/api/v1/draft-orders/{id}/push"), &admin)
+        .await;
+    assert_eq!(resp.status(), 202);
+    app.deliver_all().await;
+
+    let ops = app.user(&org, "ops@acme.test", Role::Ops).await;
+    let viewer = app.user(&org, "viewer@acme.test", Role::Viewer).await;
+    let as_viewer = Browser::sign_in(&app, "acme", viewer.email.as_str()).await;
+    for path in ["/ui/drafts", "/ui/exports"] {
+        let html = as_viewer.page(path).await;
+        assert!(
+            html.contains("Connection health") && html.contains("status-open"),
+            "{path}"
+        );
+        assert!(!html.contains("Retry now"), "a viewer is offered Retry now");
+    }
+    let as_ops = Browser::sign_in(&app, "acme", ops.email.as_str()).await;
+    assert!(as_ops.page("/ui/exports").await.contains("Retry now"));
+    let resp = as_ops
+        .submit("/ui/exports", "/ui/health/retry-now", &[])
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let health = &app
+        .get_json("/api/v1/connectors/http-json-v1", &admin)
+        .await["health"];
+    assert_eq!(health["state"], "healthy", "{health}");
+    assert!(
+        !as_ops
+            .page("/ui/drafts")
+            .await
+            .contains("Connection health")
+    );
+    // The export goes out at once now.
+    app.deliver_all().await;
+    let draft = app
+        .get_json(&format!("/api/v1/draft-orders/{id}"), &admin)
+        .await;
+    assert_eq!(draft["status"], "PUSHED", "{draft}");
+    let audit = app
+        .get_json("/api/v1/audit-log?action=CIRCUIT_RESET", &admin)
+        .await;
+    assert_eq!(audit["items"][0]["actor"], "ops@acme.test");
+}

@@ -8,5 +8,10 @@ mod acks;
 mod crash;
 mod hardening;
 mod harness;
+mod noisy_neighbours;
 mod s3;
+// The in-process SFTP server of the connector tests; only part of it is used here.
+#[allow(dead_code)]
+#[path = "../connectors/sftp_server.rs"]
+mod sftp_server;
 mod workers;

@@ -47,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/connector/{slug}", post(connector::submit))
         .route("/ui/connector/{slug}/{action}", post(connector::act))
         .route("/ui/connections/{id}/enable", post(connector::enable))
+        .route("/ui/health/retry-now", post(connector::retry_now))
         .route("/ui/audit", get(audit::list))
         .route("/ui/assets/{name}", get(asset))
         .layer(axum::middleware::from_fn(security_headers));

@@ -80,6 +80,55 @@ pub fn refreshing(id: &str, url: &str, pending: bool, content: Markup) -> Markup
     }
 }
 
+/// A connection's health as facts (inside a `dl`).
+pub fn health_facts(h: &crate::service::connections::ConnectionHealth) -> Markup {
+    html! {
+        dt { "Deliveries" } dd { (status(h.state.as_str())) (health_words(h)) }
+        @if let Some(code) = &h.last_error_code {
+            dt { "Last error" } dd { (code) ": " (outside(h.last_error_message.as_deref())) }
+        }
+        dt { "Waiting exports" } dd { (h.queued_exports) }
+        @if let Some(at) = h.next_probe_at { dt { "Next try" } dd { (time(Some(at))) } }
+    }
+}
+
+fn health_words(h: &crate::service::connections::ConnectionHealth) -> String {
+    use crate::domain::delivery::Health;
+    match h.state {
+        Health::Healthy => String::new(),
+        Health::Degraded => format!(
+            " — {} delivery attempts in a row failed; retrying",
+            h.consecutive_failures
+        ),
+        Health::Open => {
+            " — the ERP cannot be reached; exports wait and are tried again at the next try".into()
+        }
+        Health::HalfOpen => " — one export is trying the ERP now".into(),
+    }
+}
+
+/// A banner over the orders and exports pages while the org's connection is not healthy,
+/// with "Retry now" for the roles that may use it.
+pub fn health_banner(
+    state: &AppState,
+    user: &ConsoleUser,
+    health: Option<&crate::service::connections::ConnectionHealth>,
+) -> Markup {
+    let Some(h) = health.filter(|h| h.state != crate::domain::delivery::Health::Healthy) else {
+        return html! {};
+    };
+    let may_retry = Role::DELIVERY_OPERATORS.contains(&user.auth.user.role);
+    html! {
+        section.notice.error.banner role="status" aria-label="Connection health" {
+            p { "Deliveries to your ERP: " (status(h.state.as_str())) (health_words(h)) }
+            dl.facts { (health_facts(h)) }
+            @if may_retry {
+                (action_form(state, user, "/ui/health/retry-now", "Retry now"))
+            }
+        }
+    }
+}
+
 /// A timestamp in UTC, or a dash.
 pub fn time(at: Option<DateTime<Utc>>) -> Markup {
     html! {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::{Fields, csrf, forged};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
 use crate::api::console::views::{
-    Html, Notice, action_form, error_page, notice, page, status, time,
+    Html, Notice, action_form, error_page, health_facts, notice, page, status, time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -250,6 +250,15 @@ async fn render(
             Err(ServiceError::NotFound(_)) => None,
             Err(err) => return error_page(state, Some(user), err.into()).into_response(),
         };
+        let health = match &details {
+            Some(d) => state
+                .connections
+                .health(std::slice::from_ref(&d.connection))
+                .await
+                .ok()
+                .and_then(|h| h.into_iter().next()),
+            None => None,
+        };
         let schema = connector.config_schema();
         let empty = Map::new();
         // What was just submitted belongs to its own type's form only.
@@ -280,6 +289,7 @@ async fn render(
                 @if let Some(d) = &details {
                     dl.facts {
                         dt { "Status" } dd { (status(d.connection.status.as_str())) }
+                        @if let Some(h) = &health { (health_facts(h)) }
                         dt { "Last successful test" } dd { (time(d.connection.last_test_at)) }
                         @if has("host_key_fingerprint") {
                             dt { "Host key fingerprint" } dd {
@@ -298,6 +308,9 @@ async fn render(
                     }
                     div.actions {
                         (action_form(state, user, &format!("/ui/connector/{slug}/test"), "Test connection"))
+                        @if health.as_ref().is_some_and(|h| h.state != crate::domain::delivery::Health::Healthy) {
+                            (action_form(state, user, "/ui/health/retry-now", "Retry now"))
+                        }
                         @if has("ack_path") {
                             (action_form(state, user, &format!("/ui/connector/{slug}/poll-acks"), "Check acknowledgements now"))
                         }
@@ -595,4 +608,40 @@ pub async fn enable(
         Ok(()) => Redirect::to("/ui/connector?done=enabled").into_response(),
         Err(err) => refused(&state, &user, err, None).await,
     }
+}
+
+/// `POST /ui/health/retry-now`: closes the org's active connection's circuit by hand, then
+/// back to the page the button was on.
+pub async fn retry_now(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    headers: axum::http::HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Response {
+    if !user.csrf_ok(&state, csrf(&fields)) {
+        return error_page(&state, Some(&user), forged()).into_response();
+    }
+    let done = async {
+        user.auth.require(Role::DELIVERY_OPERATORS)?;
+        state
+            .connections
+            .retry_active(&user.auth.actor(), user.auth.org_id())
+            .await?;
+        Ok::<_, ApiError>(())
+    };
+    match done.await {
+        Ok(()) => Redirect::to(back_to(&headers)).into_response(),
+        Err(err) => error_page(&state, Some(&user), err).into_response(),
+    }
+}
+
+/// The console page a form was sent from (its `Referer`, same-origin paths under `/ui/`
+/// only), else the orders page.
+fn back_to(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(axum::http::header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.find("/ui/").map(|i| &r[i..]))
+        .filter(|p| p.bytes().all(|b| b.is_ascii_graphic()) && !p.contains("//"))
+        .unwrap_or("/ui/drafts")
 }

@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::{Fields, csrf, forged, page_request, status_filter};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
 use crate::api::console::views::{
-    Html, Notice, error_page, notice, outside, page, pager, refreshing, status, status_filter_form,
-    time,
+    Html, Notice, error_page, health_banner, notice, outside, page, pager, refreshing, status,
+    status_filter_form, time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -46,9 +46,10 @@ async fn list_page(
             )
             .await?;
         let next = exports.next_seq.map(|s| state.cursors.seal(&listing, s));
-        Ok::<_, ApiError>((filter, exports, next))
+        let health = state.connections.active_health(user.auth.org_id()).await?;
+        Ok::<_, ApiError>((filter, exports, next, health))
     };
-    let (filter, exports, next) = match render.await {
+    let (filter, exports, next, health) = match render.await {
         Ok(found) => found,
         Err(err) => return error_page(state, Some(user), err).into_response(),
     };
@@ -58,6 +59,7 @@ async fn list_page(
         None => format!("/ui/exports?status={filter_text}"),
     };
     let content = html! {
+        (health_banner(state, user, health.as_ref().map(|(_, h)| h)))
         (notice(message))
         @if Role::DRAFT_WRITERS.contains(&user.auth.user.role) {
             form.inline method="post" action="/ui/acks/poll" {

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{Fields, csrf, forged, page_request, status_filter};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
 use crate::api::console::views::{
-    Html, Notice, error_page, notice, outside, page, pager, refreshing, status, status_filter_form,
-    time,
+    Html, Notice, error_page, health_banner, notice, outside, page, pager, refreshing, status,
+    status_filter_form, time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -42,9 +42,10 @@ pub async fn list(
             .list(user.auth.org_id(), filter, page_req)
             .await?;
         let next = drafts.next_seq.map(|s| state.cursors.seal(&listing, s));
-        Ok::<_, ApiError>((filter, drafts, next))
+        let health = state.connections.active_health(user.auth.org_id()).await?;
+        Ok::<_, ApiError>((filter, drafts, next, health))
     };
-    let (filter, drafts, next) = match render.await {
+    let (filter, drafts, next, health) = match render.await {
         Ok(found) => found,
         Err(err) => return error_page(&state, Some(&user), err).into_response(),
     };
@@ -54,6 +55,7 @@ pub async fn list(
         None => format!("/ui/drafts?status={filter_text}"),
     };
     let content = html! {
+        (health_banner(&state, &user, health.as_ref().map(|(_, h)| h)))
         (status_filter_form("/ui/drafts", &DraftStatus::ALL.map(DraftStatus::as_str), filter_text))
         @if drafts.items.is_empty() {
             p { "No draft orders" @if filter.is_some() { " with this status" } "." }
