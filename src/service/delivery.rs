@@ -34,7 +34,8 @@ use crate::domain::export::{Export, ExportStatus, delivery_error, storage_key};
 use crate::domain::org::Org;
 use crate::service::acks::Verdict;
 use crate::store::{
-    ArchiveRecord, AttemptOutcome, CircuitWrite, ClaimRequest, FinishedAttempt, Store, StoreError,
+    ArchiveRecord, AttemptOutcome, CircuitWrite, ClaimRequest, FinishedAttempt, QueueChange, Store,
+    StoreError,
 };
 use crate::telemetry::metric;
 
@@ -262,6 +263,7 @@ impl DeliveryService {
                 org_id,
                 connection_id: connection,
                 circuit: &closed,
+                queue: QueueChange::Keep,
             };
             self.store.save_circuits(&[write], &[]).await?;
         }
@@ -536,11 +538,21 @@ impl DeliveryService {
                 audit,
             })
             .collect();
+        let started = std::time::Instant::now();
         let recorded = match self.store.finish_attempts(worker, &attempts).await {
             Ok(recorded) => recorded,
             Err(err) => self.record_one_by_one(worker, &attempts, err).await?,
         };
+        let outcomes_ms = started.elapsed().as_millis() as u64;
+        let changed = changes.len();
         self.record_circuits(&circuits, changes).await;
+        tracing::debug!(
+            attempts = attempts.len(),
+            outcomes_ms,
+            circuits = changed,
+            total_ms = started.elapsed().as_millis() as u64,
+            "recorded attempts"
+        );
         self.apply_answers(&batch, &recorded, now).await;
         let mut steps = Vec::with_capacity(batch.len());
         for (done, (_, _, step)) in batch.into_iter().zip(planned) {
@@ -568,10 +580,18 @@ impl DeliveryService {
             let Some(circuit) = circuits.get(connection_id) else {
                 continue;
             };
+            let queue = match steps.last() {
+                Some(CircuitChange::Opened(c)) => c
+                    .next_probe_at
+                    .map_or(QueueChange::Keep, QueueChange::DeferTo),
+                Some(CircuitChange::Closed(c)) => QueueChange::DueNow(c.since),
+                _ => QueueChange::Keep,
+            };
             writes.push(CircuitWrite {
                 org_id: *org_id,
                 connection_id: *connection_id,
                 circuit,
+                queue,
             });
             for step in steps {
                 let (what, c) = match step {

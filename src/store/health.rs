@@ -21,6 +21,20 @@ pub struct CircuitWrite<'a> {
     pub connection_id: Uuid,
     /// Its circuit now.
     pub circuit: &'a Circuit,
+    /// What becomes of the connection's waiting exports.
+    pub queue: QueueChange,
+}
+
+/// What a circuit's change does to its connection's waiting exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueChange {
+    /// Nothing.
+    Keep,
+    /// The circuit opened: none is due before the probe. Exports left due would be walked
+    /// past by every claim while the connection cannot be tried.
+    DeferTo(DateTime<Utc>),
+    /// The circuit closed: every one is due now, so the backlog drains at once.
+    DueNow(DateTime<Utc>),
 }
 
 /// Circuits and health.
@@ -77,6 +91,10 @@ pub(super) const UPSERT_CIRCUIT: &str = "INSERT INTO connection_health (connecti
     since = excluded.since, next_probe_at = excluded.next_probe_at, probe_until = NULL, \
     last_error_code = excluded.last_error_code, \
     last_error_message = excluded.last_error_message, updated_at = excluded.updated_at";
+/// Whether any probe is due (a read, so the usual "none" costs no write lock on SQLite).
+pub(super) const PROBE_DUE: &str = "SELECT EXISTS (SELECT 1 FROM connection_health \
+    WHERE (state = 'open' AND next_probe_at <= $1) \
+       OR (state = 'half_open' AND probe_until <= $1))";
 pub(super) const TAKE_PROBES: &str = "UPDATE connection_health SET state = 'half_open', \
     probe_until = $2, updated_at = $1 \
     WHERE (state = 'open' AND next_probe_at <= $1) \
@@ -89,6 +107,8 @@ pub(super) const CONNECTION_OF_ORG: &str =
     "SELECT id FROM erp_connection WHERE org_id = $1 AND id = $2";
 pub(super) const MAKE_QUEUE_DUE: &str = "UPDATE erp_export SET next_attempt_at = $2 \
     WHERE erp_connection_id = $1 AND status = 'PENDING' AND next_attempt_at > $2";
+pub(super) const DEFER_QUEUE: &str = "UPDATE erp_export SET next_attempt_at = $2 \
+    WHERE erp_connection_id = $1 AND status = 'PENDING' AND next_attempt_at < $2";
 pub(super) const QUEUED_EXPORTS: &str =
     "SELECT COUNT(*) FROM erp_export WHERE erp_connection_id = $1 AND status = 'PENDING'";
 pub(super) const HEALTH_COUNTS: &str = "SELECT COALESCE(h.state, 'closed'), \
@@ -199,6 +219,20 @@ macro_rules! impl_health_store {
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                    let (sql, at) = match w.queue {
+                        $crate::store::QueueChange::Keep => continue,
+                        $crate::store::QueueChange::DeferTo(at) => {
+                            ($crate::store::health::DEFER_QUEUE, at)
+                        }
+                        $crate::store::QueueChange::DueNow(at) => {
+                            ($crate::store::health::MAKE_QUEUE_DUE, at)
+                        }
+                    };
+                    sqlx::query(sql)
+                        .bind(w.connection_id)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 let audits: Vec<_> = audits.iter().collect();
                 $crate::store::audit::insert_audits!(&mut *tx, $db, &audits);
@@ -211,6 +245,13 @@ macro_rules! impl_health_store {
                 now: chrono::DateTime<chrono::Utc>,
                 probe_until: chrono::DateTime<chrono::Utc>,
             ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
+                let due: bool = sqlx::query_scalar($crate::store::health::PROBE_DUE)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?;
+                if !due {
+                    return Ok(Vec::new());
+                }
                 Ok(sqlx::query_scalar($crate::store::health::TAKE_PROBES)
                     .bind(now)
                     .bind(probe_until)

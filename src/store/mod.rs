@@ -32,7 +32,7 @@ pub use exports::{
     AckApply, ArchiveRecord, AttemptOutcome, ClaimRequest, ExportStore, FinishedAttempt, NewPush,
     PushOutcome,
 };
-pub use health::{CircuitWrite, HealthStore};
+pub use health::{CircuitWrite, HealthStore, QueueChange};
 pub use orders::OrderStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -24,12 +24,11 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-/// SQLite's claim: the same candidate selection as PostgreSQL's, inside a `BEGIN IMMEDIATE`
-/// transaction (the write lock is taken first, so no other worker sees the same candidates).
-/// Excluded connections come as a JSON array of hex ids, allowances as `[[hex id, n], …]`
-/// (SQLite has no arrays).
-const CLAIM: &str = concat!(
-    "WITH candidates AS (
+/// SQLite's claim, first half: the same candidate selection as PostgreSQL's, read outside any
+/// write transaction (WAL readers never wait), so walking past exports that cannot be taken
+/// now does not hold the one write lock everyone shares. Excluded connections come as a JSON
+/// array of hex ids, allowances as `[[hex id, n], …]` (SQLite has no arrays).
+const CLAIM_CANDIDATES: &str = "WITH candidates AS (
         SELECT id, erp_connection_id, next_attempt_at, seq FROM erp_export
         WHERE status = 'PENDING' AND next_attempt_at <= $1
           AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
@@ -43,16 +42,22 @@ const CLAIM: &str = concat!(
         FROM candidates
     ), allowances AS (
         SELECT json_extract(value, '$[0]') AS connection, json_extract(value, '$[1]') AS allowance
-        FROM json_each($8)
+        FROM json_each($6)
     ), chosen AS (
         SELECT r.id FROM ranked r
         LEFT JOIN allowances a ON a.connection = lower(hex(r.erp_connection_id))
         WHERE r.rn <= COALESCE(a.allowance, $4)
         ORDER BY r.rn, r.next_attempt_at, r.seq LIMIT $5
     )
-    UPDATE erp_export SET lease_owner = $6, lease_expires_at = $7, attempts = attempts + 1,
+    SELECT id FROM chosen";
+
+/// SQLite's claim, second half, in a `BEGIN IMMEDIATE` transaction: leases the candidates
+/// still free (another process may have taken one meanwhile), ids as a JSON array.
+const CLAIM_LEASE: &str = concat!(
+    "UPDATE erp_export SET lease_owner = $2, lease_expires_at = $3, attempts = attempts + 1,
         updated_at = $1
-    WHERE id IN (SELECT id FROM chosen)
+    WHERE id IN (SELECT unhex(value) FROM json_each($4))
+      AND status = 'PENDING' AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
     RETURNING ",
     export_columns!()
 );
@@ -155,16 +160,26 @@ impl SqliteStore {
             .map(|(id, n)| (id.simple().to_string(), *n))
             .collect();
         let allowances = serde_json::to_string(&allowances).unwrap_or_else(|_| "[]".into());
-        let mut tx = self.begin_write().await?;
-        let rows: Vec<super::rows::ExportRow> = sqlx::query_as(CLAIM)
+        let candidates: Vec<uuid::Uuid> = sqlx::query_scalar(CLAIM_CANDIDATES)
             .bind(claim.now)
             .bind(exclude)
             .bind(i64::from(claim.limit) * 4)
             .bind(i64::from(claim.per_connection))
             .bind(i64::from(claim.limit))
+            .bind(allowances)
+            .fetch_all(&self.pool)
+            .await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = candidates.iter().map(|id| id.simple().to_string()).collect();
+        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<super::rows::ExportRow> = sqlx::query_as(CLAIM_LEASE)
+            .bind(claim.now)
             .bind(claim.worker)
             .bind(claim.lease_until)
-            .bind(allowances)
+            .bind(ids)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -3,6 +3,7 @@
 
 mod acks;
 mod crypto;
+mod fairness;
 mod harness;
 mod openssh;
 mod pipeline;
@@ -34,6 +35,9 @@ pub enum BenchCommand {
     /// Acknowledgement polling: N SENT exports and their ack files in one folder, one
     /// `poll_once` timed over all of them.
     Acks(acks::AcksBench),
+    /// Many orgs, some of whose ERPs hang: healthy push→SENT latency without and with them,
+    /// and how fast the hanging ERPs' backlog drains once they answer again.
+    Fairness(fairness::FairnessBench),
 }
 
 /// How to reach an SFTP server (shared by the SFTP benchmarks). The host may be on loopback:
@@ -168,6 +172,7 @@ pub(super) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Sftp(options) => sftp::run(options).await,
         BenchCommand::Pipeline(options) => pipeline::run(options).await,
         BenchCommand::Acks(options) => acks::run(options).await,
+        BenchCommand::Fairness(options) => fairness::run(options).await,
     }
 }
 
