@@ -1,6 +1,6 @@
 //! The one place the application is built: database, keyring, connector registry, archive and
 //! services, for `serve`, `worker`, the CLI and the tests alike. Building also checks that the
-//! configured encryption keys fit the database (issue 7), so a wrong key stops the process at
+//! configured encryption keys fit the database, so a wrong key stops the process at
 //! start instead of answering 500 for every connection later.
 
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use crate::service::audit::AuditService;
 use crate::service::connections::{ConnectionService, KeyCheckError};
 use crate::service::delivery::DeliveryService;
 use crate::service::login::LoginService;
+use crate::service::operations::OperationsService;
 use crate::service::orders::OrderService;
 use crate::store::{self, Store, StoreError};
 
@@ -69,6 +70,8 @@ pub struct App {
     pub delivery: DeliveryService,
     /// Reading acknowledgement files.
     pub ack_polls: AckPollService,
+    /// Readiness and metrics.
+    pub operations: OperationsService,
     /// Acknowledgements the ERP sends to us (signed callbacks).
     pub callbacks: CallbackService,
     /// Notified on every push, so an in-process delivery worker starts at once.
@@ -130,6 +133,7 @@ impl App {
         );
         let callbacks = CallbackService::new(store.clone(), registry.clone(), connections.clone());
         let audit_store = store.clone();
+        let operations = OperationsService::new(store.clone(), crate::telemetry::metrics_handle());
         let ack_polls =
             AckPollService::new(store.clone(), connections.clone(), settings.ack_poll_lease);
         let delivery = DeliveryService::new(
@@ -154,6 +158,7 @@ impl App {
             audit: AuditService::new(audit_store),
             delivery,
             ack_polls,
+            operations,
             callbacks,
             wake_delivery,
             announce_pushes,

@@ -1,4 +1,4 @@
-//! Settings read from the environment (and a `.env` file, loaded by `main`), SPEC §1.
+//! Settings read from the environment (and a `.env` file, loaded by `main`).
 //!
 //! Loading goes through a lookup function so tests can pass a map instead of mutating the
 //! process environment.
@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use crate::crypto::{KeyError, Keyring, SecretString};
 
-/// Default `CONNECTOR_BLOCKED_NETWORKS` (SPEC §1): loopback, unspecified ("this network"),
+/// Default `CONNECTOR_BLOCKED_NETWORKS`: loopback, unspecified ("this network"),
 /// link-local, and the cloud metadata addresses (AWS/GCP/Azure `169.254.169.254`, AWS IPv6
 /// `fd00:ec2::254`, Alibaba `100.100.100.200`). IPv6 forms that embed an IPv4 address are judged
 /// by that address (`connectors::network::is_blocked`).

@@ -8,7 +8,7 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
 
-/// Metric names (SPEC §9).
+/// Metric names.
 pub mod metric {
     /// Counter: HTTP requests by method, route, status.
     pub const HTTP_REQUESTS: &str = "http_requests_total";

@@ -1,4 +1,4 @@
-//! The API's one error type and its single mapping to HTTP (SPEC §3).
+//! The API's one error type and its single mapping to HTTP.
 //!
 //! Every error body is `{"error": {"code", "message", "details", "request_id"}}`. Internal
 //! failures are logged with their cause and answered with a generic message.

@@ -1,4 +1,4 @@
-//! The HTTP API (SPEC §2-§5, §9): router, middleware, error mapping and handlers.
+//! The HTTP API: router, middleware, error mapping and handlers.
 
 /// The admin console (HTML at `/ui/`).
 pub mod console;
@@ -79,7 +79,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         tracing::info_span!("request", request_id, path = %Bounded(req.uri().path()))
     });
 
-    let document = openapi::finalize(openapi, &state.registry);
+    let document = openapi::finalize(openapi, state.connections.registry());
     router
         .merge(console::router())
         .fallback(|| async { ApiError::NotFound("No such endpoint".into()) })

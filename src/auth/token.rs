@@ -1,4 +1,4 @@
-//! HS256 access tokens with `sub`, `org_id`, `role`, `iat`, `exp` (SPEC §2).
+//! HS256 access tokens with `sub`, `org_id`, `role`, `iat`, `exp`.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The `orderflow` command line (SPEC §1-§2). Output meant for scripts goes alone on stdout;
+//! The `orderflow` command line. Output meant for scripts goes alone on stdout;
 //! human messages go to stderr.
 
 pub(crate) mod admin;

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Why a connection test or an export failed (SPEC §5, §7).
+/// Why a connection test or an export failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -111,7 +111,7 @@ impl ErrorCode {
         }
     }
 
-    /// Whether a later retry may succeed without anyone changing anything (SPEC §7: timeout,
+    /// Whether a later retry may succeed without anyone changing anything (timeout,
     /// refused, DNS and a lost connection; everything else, `IO_ERROR` included, needs a person).
     pub fn is_transient(self) -> bool {
         matches!(

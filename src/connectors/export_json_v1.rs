@@ -1,4 +1,4 @@
-//! The export JSON v1 document (SPEC §6) every connector type sends: `schemas/orderflow_export_json_v1.schema.json`,
+//! The export JSON v1 document every connector type sends: `schemas/orderflow_export_json_v1.schema.json`,
 //! rendered from an approved order and validated against that schema before anything is sent.
 
 use std::sync::OnceLock;

@@ -395,7 +395,7 @@ pub async fn run_export(
     outcome
 }
 
-/// The outcome of a connection test, in the API's shape (SPEC §5).
+/// The outcome of a connection test, in the API's shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TestResult {
     /// Whether the test passed.

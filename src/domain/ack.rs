@@ -1,4 +1,4 @@
-//! ERP acknowledgements (SPEC §8): what an ack or error file says, and the rules for reading
+//! ERP acknowledgements: what an ack or error file says, and the rules for reading
 //! one. No I/O: the poller lists, reads and moves files; this decides what they mean.
 
 use serde_json::{Map, Value};
@@ -57,7 +57,7 @@ pub enum AckOutcome {
 }
 
 impl AckOutcome {
-    /// `error_json` for a rejection (SPEC §7): `{"code": "ERP_REJECTED", "error_code",
+    /// `error_json` for a rejection: `{"code": "ERP_REJECTED", "error_code",
     /// "message", "processed_at"}`.
     pub fn error_json(&self) -> Option<Value> {
         match self {
@@ -123,7 +123,7 @@ fn free_text(body: &Map<String, Value>, field: &str, max: usize) -> Option<Strin
 
 /// Reads a file's body: a JSON object whose `status` matches the name's prefix.
 ///
-/// Malformed means what SPEC §8 and issue 9 list — not JSON, not an object, `status` missing
+/// Malformed means: not JSON, not an object, `status` missing
 /// or unknown, a prefix contradicting the body, over 1 MiB — plus an identifier that is not a
 /// string or number or is absurdly long. Missing `erp_order_id`, `error_code`, `message` or
 /// `processed_at` is not malformed: the ERP's verdict is the information that matters, and

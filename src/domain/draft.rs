@@ -1,4 +1,4 @@
-//! Draft orders (SPEC §7): what arrives from OrderFlow's intake, its validation, and its
+//! Draft orders: what arrives from OrderFlow's intake, its validation, and its
 //! status rules. No I/O.
 
 use std::collections::HashSet;
@@ -353,7 +353,8 @@ fn date(field: &str, value: Option<String>) -> Result<Option<NaiveDate>, FieldEr
 }
 
 impl DraftInput {
-    /// Validates every field (SPEC §7 and the export schema's limits), naming the first bad one.
+    /// Validates every field (the draft rules and the export schema's limits), naming the first
+    /// bad one.
     pub fn validate(self) -> Result<NewDraft, FieldError> {
         if self.lines.is_empty() {
             return Err(FieldError::new("lines", "must contain at least one line"));

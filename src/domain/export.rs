@@ -1,4 +1,4 @@
-//! Exports (SPEC §7): one delivery of a draft to the org's ERP connection, its status rules,
+//! Exports: one delivery of a draft to the org's ERP connection, its status rules,
 //! its error record and the retry schedule. No I/O.
 
 use std::fmt;
@@ -105,7 +105,7 @@ pub struct Export {
     pub seq: i64,
 }
 
-/// The object storage key of an export file (SPEC §7): `exports/<org_id>/<file name>`.
+/// The object storage key of an export file: `exports/<org_id>/<file name>`.
 pub fn storage_key(org_id: Uuid, file_name: &str) -> String {
     format!("exports/{org_id}/{file_name}")
 }

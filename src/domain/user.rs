@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::FieldError;
 
-/// What a user may do (SPEC §2).
+/// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Role {

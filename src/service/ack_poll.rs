@@ -1,4 +1,4 @@
-//! Reading acknowledgement files (SPEC §8): for a connection whose connector reads ack files,
+//! Reading acknowledgement files: for a connection whose connector reads ack files,
 //! list the folder, read the `ack_`/`error_` files, apply them to the org's SENT exports in
 //! one transaction with their audit rows, then move each file to `processed/` or `error/`.
 //! The background poller (`workers::acks`) and "poll now" (API, console) both run this.

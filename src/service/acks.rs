@@ -1,4 +1,4 @@
-//! Applying the ERP's verdicts (SPEC §8) — one code path for every way a verdict arrives: an
+//! Applying the ERP's verdicts — one code path for every way a verdict arrives: an
 //! ack or error file, an HTTP response naming the ERP's order number, and a signed callback.
 //! Each verdict changes a SENT export (and its draft) once, with its audit row, in one
 //! transaction; a verdict about an export that is already final changes nothing.

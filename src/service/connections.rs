@@ -1,5 +1,5 @@
 //! ERP connections: saving (encrypted), showing (without secrets), testing, enabling and
-//! disabling, and the operator's decrypt and key rotation (SPEC §4, §5).
+//! disabling, and the operator's decrypt and key rotation.
 
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ use crate::domain::connection::{Connection, ConnectionStatus};
 use crate::domain::org::Org;
 use crate::store::{ConfigUpdate, NewConnection, Store, StoreError};
 
-/// The message for the one-active-connection rule (SPEC §5).
+/// The message for the one-active-connection rule.
 pub const ONLY_ONE_ACTIVE: &str = "Only one active connector per org";
 
 /// The result of `POST /connectors/{slug}`.

@@ -1,4 +1,4 @@
-//! Delivering exports (SPEC §7): claiming due ones with a lease, preparing each (its target,
+//! Delivering exports: claiming due ones with a lease, preparing each (its target,
 //! the exact bytes, archived with their hash), delivering, and recording what happened — for
 //! the export (sent, retried, failed, or waiting for its connection) and for the connection's
 //! circuit breaker. The worker only schedules; this is the use case it runs.

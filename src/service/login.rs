@@ -1,4 +1,4 @@
-//! Logging in (SPEC §2), shared by the API and the console: throttled per client and account,
+//! Logging in, shared by the API and the console: throttled per client and account,
 //! password checks on the bounded hashing workers, uniform answers and timing whatever was
 //! wrong, every failure audited.
 
@@ -162,6 +162,17 @@ impl LoginService {
             token_id: claims.jti,
             expires_at,
         })
+    }
+
+    /// The org of an authenticated user.
+    pub async fn org_of(
+        &self,
+        session: &Authenticated,
+    ) -> Result<crate::domain::org::Org, ServiceError> {
+        self.store
+            .org_by_id(session.user.org_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("an authenticated user's org is missing".into()))
     }
 
     /// Signs out: the token presented stops working at once, for the console and the API

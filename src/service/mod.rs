@@ -9,6 +9,7 @@ pub mod connections;
 pub mod delivery;
 pub mod limits;
 pub mod login;
+pub mod operations;
 pub mod orders;
 mod push_batch;
 pub mod targets;

@@ -1,4 +1,4 @@
-//! Draft orders and pushes (SPEC §7): store a draft, approve it, push it (creating an export
+//! Draft orders and pushes: store a draft, approve it, push it (creating an export
 //! for the org's active connection, exactly once however often and however concurrently the
 //! request arrives), retry a failed push, and read drafts and exports back.
 
@@ -19,10 +19,10 @@ use crate::domain::page::{Page, PageRequest};
 use crate::store::{PushOutcome, Store, StoreError};
 use crate::telemetry::metric;
 
-/// The message when the org has no active connection (SPEC §7).
+/// The message when the org has no active connection.
 pub const NO_ACTIVE_CONNECTOR: &str = "No active ERP connector";
 
-/// A push's answer: the export and the draft's status (SPEC §7: `202 {status, erp_export_id}`).
+/// A push's answer: the export and the draft's status (answered as `202 {status, erp_export_id}`).
 #[derive(Debug, Clone)]
 pub struct Pushed {
     /// The export created now, or found by the repeated `Idempotency-Key`.
@@ -127,6 +127,15 @@ impl OrderService {
             .ok_or_else(Self::draft_not_found)?;
         let exports = self.store.exports_of_draft(org_id, id).await?;
         Ok((draft, exports))
+    }
+
+    /// A draft's exports, newest first.
+    pub async fn exports_of_draft(
+        &self,
+        org_id: Uuid,
+        draft_id: Uuid,
+    ) -> Result<Vec<Export>, ServiceError> {
+        Ok(self.store.exports_of_draft(org_id, draft_id).await?)
     }
 
     /// The org's drafts, newest first.

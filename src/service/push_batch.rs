@@ -4,9 +4,8 @@
 //! and one flush for all of them. Nothing waits on a timer, so a lone push is written at once.
 //!
 //! One writer, not several: the statement's fixed cost (executor start-up, triggers, the
-//! commit) is most of a small batch's, and a second writer halved the batches. With one, the
-//! pipeline bench over HTTP spent ~10% less CPU per order (837 against 935 µs, three
-//! interleaved runs each) and delivered more per second in every pair.
+//! commit) is most of a small batch's, and a second writer halves the batches, so each order
+//! costs more.
 //!
 //! The batch only records what is plain (an APPROVED draft, its first export); anything else
 //! — a second push of a draft in the same batch, a refusal, a race, a failed batch — is

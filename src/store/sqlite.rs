@@ -172,7 +172,10 @@ impl SqliteStore {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = candidates.iter().map(|id| id.simple().to_string()).collect();
+        let ids: Vec<String> = candidates
+            .iter()
+            .map(|id| id.simple().to_string())
+            .collect();
         let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
         let mut tx = self.begin_write().await?;
         let rows: Vec<super::rows::ExportRow> = sqlx::query_as(CLAIM_LEASE)

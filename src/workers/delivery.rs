@@ -8,8 +8,10 @@
 //! attempt still running, against half a second), and a connection this worker has not seen
 //! deliver starts small and doubles with every delivery (slow start). So a connection alone in
 //! the queue soon uses every slot, while ERPs that hang hold one slot each instead of all of
-//! them. Claims take exports round-robin across connections, each within its allowance, and
-//! skip connections whose circuit is open; open circuits are probed with one export when their
+//! them. An attempt still waiting after half a second gives its slot back and waits among
+//! the slow ones (a bounded number), so even many ERPs hanging at once cannot fill the slots.
+//! Claims take exports round-robin across connections, each within its allowance, and skip
+//! connections whose circuit is open; open circuits are probed with one export when their
 //! cool-down ends.
 
 use std::collections::HashMap;
@@ -70,6 +72,11 @@ const PROBE_EVERY: Duration = Duration::from_millis(500);
 /// A delivery that takes longer than this makes its connection count as slow: its share
 /// shrinks in proportion.
 const SLOW_AFTER_MS: f64 = 500.0;
+/// An attempt still waiting after this long gives its slot back and waits among the slow
+/// ones (up to [`WAITING_PER_SLOT`] per slot), so ERPs that hang cannot hold the slots.
+const SLOW_ATTEMPT: Duration = Duration::from_millis(500);
+/// Slow attempts allowed to wait without a slot, per slot.
+const WAITING_PER_SLOT: usize = 4;
 /// In-flight deliveries a connection starts with before it has delivered anything here.
 const SLOW_START: usize = 4;
 /// A connection's figures are forgotten after this long without deliveries.
@@ -128,6 +135,8 @@ pub struct DeliveryWorker {
     id: Uuid,
     limits: DeliveryLimits,
     slots: Arc<Semaphore>,
+    /// Slow attempts waiting without a slot.
+    waiting: Arc<Semaphore>,
     loads: Mutex<HashMap<Uuid, Load>>,
     lanes: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
     freed: Notify,
@@ -157,6 +166,9 @@ impl DeliveryWorker {
             app,
             id: Uuid::new_v4(),
             slots: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+            waiting: Arc::new(Semaphore::new(
+                limits.concurrency.max(1).saturating_mul(WAITING_PER_SLOT),
+            )),
             limits,
             loads: Mutex::new(HashMap::new()),
             lanes: Mutex::new(HashMap::new()),
@@ -477,11 +489,30 @@ impl DeliveryWorker {
                     None => worker.slots.clone().acquire_owned().await.ok(),
                 };
                 let started = Instant::now();
+                let mut slot = slot;
+                let mut waiting = None;
                 let (finished, tried) = match prepared {
                     Prepared::Ready(job) => {
                         let lane = worker.lane(connection);
                         match lane.acquire_owned().await {
-                            Ok(_lane) => (Some(worker.app.delivery.deliver(job).await), true),
+                            Ok(_lane) => {
+                                let delivery = worker.app.delivery.deliver(job);
+                                tokio::pin!(delivery);
+                                let finished = tokio::select! {
+                                    finished = &mut delivery => finished,
+                                    () = tokio::time::sleep(SLOW_ATTEMPT) => {
+                                        // Waiting on a slow ERP costs a socket, not work: the
+                                        // slot goes to others while this attempt waits.
+                                        if let Ok(permit) = worker.waiting.clone().try_acquire_owned() {
+                                            waiting = Some(permit);
+                                            drop(slot.take());
+                                            worker.freed.notify_one();
+                                        }
+                                        delivery.await
+                                    }
+                                };
+                                (Some(finished), true)
+                            }
                             Err(_) => (None, false),
                         }
                     }
@@ -491,6 +522,7 @@ impl DeliveryWorker {
                 if let Some(finished) = finished {
                     let _ = done.send(finished);
                 }
+                drop(waiting);
                 worker.finished(connection, took, slot);
             }
         });

@@ -41,7 +41,6 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// A `Set-Cookie` value; `max_age` 0 deletes it.
 pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
     let secure = state
-        .settings
         .public_url
         .as_deref()
         .is_some_and(|u| u.starts_with("https://"));
@@ -56,7 +55,7 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> He
 
 fn csrf_mac(state: &AppState, purpose: &str, value: &str) -> Option<hmac::Hmac<sha2::Sha256>> {
     let mut mac =
-        <hmac::Hmac<sha2::Sha256>>::new_from_slice(state.settings.jwt_secret.expose().as_bytes())
+        <hmac::Hmac<sha2::Sha256>>::new_from_slice(state.console_secret.expose().as_bytes())
             .ok()?;
     mac.update(b"orderflow-console-csrf\0");
     mac.update(purpose.as_bytes());

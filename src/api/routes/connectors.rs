@@ -1,4 +1,4 @@
-//! Connector endpoints (SPEC §5), ADMIN and INTEGRATOR only.
+//! Connector endpoints, ADMIN and INTEGRATOR only.
 
 use axum::Json;
 use axum::extract::{Path, Request, State};

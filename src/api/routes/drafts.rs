@@ -1,4 +1,4 @@
-//! Draft orders (SPEC §7): store, list, show, approve, push, retry-push.
+//! Draft orders: store, list, show, approve, push, retry-push.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -232,7 +232,7 @@ pub async fn approve(
         .orders
         .approve(&auth.actor(), auth.user.email.as_str(), auth.org_id(), id)
         .await?;
-    let exports = state.store.exports_of_draft(auth.org_id(), id).await?;
+    let exports = state.orders.exports_of_draft(auth.org_id(), id).await?;
     Ok(Json(DraftView::new(&draft, &exports)))
 }
 

@@ -1,4 +1,4 @@
-//! Exports (SPEC §7): list, show, and the archived file.
+//! Exports: list, show, and the archived file.
 
 use axum::Json;
 use axum::extract::{Path, State};

@@ -27,7 +27,7 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.store.is_ready().await {
+    match state.operations.is_ready().await {
         Ok(true) => (StatusCode::OK, Json(Health { status: "ready" })),
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -53,6 +53,6 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.operations.metrics(),
     )
 }

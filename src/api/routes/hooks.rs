@@ -1,4 +1,4 @@
-//! Inbound calls from ERPs: acknowledgements sent back to us (issue 11). No bearer token: each
+//! Inbound calls from ERPs: acknowledgements sent back to us. No bearer token: each
 //! call is authenticated by its connection's signing secret (Standard Webhooks headers).
 
 use axum::Json;

@@ -35,11 +35,7 @@ pub struct Me {
         (status = 401, body = ErrorBody),
     ))]
 pub async fn me(State(state): State<AppState>, auth: AuthUser) -> Result<Json<Me>, ApiError> {
-    let org = state
-        .store
-        .org_by_id(auth.org_id())
-        .await?
-        .ok_or_else(|| ApiError::internal("authenticated user's org is missing"))?;
+    let org = state.login.org_of(&auth.session).await?;
     let user = auth.user;
     Ok(Json(Me {
         id: user.id,

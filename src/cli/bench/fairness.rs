@@ -149,7 +149,11 @@ pub(super) async fn run(o: FairnessBench) -> anyhow::Result<()> {
         let is_hanging = n < hanging_n;
         let slug = format!("fair-{}-{n}", &Uuid::new_v4().simple().to_string()[..6]);
         let org = accounts::create_org(app.store.as_ref(), &slug, "Fairness").await?;
-        let port = if is_hanging { gate.port } else { receiver.port() };
+        let port = if is_hanging {
+            gate.port
+        } else {
+            receiver.port()
+        };
         let (connector, config) = match o.target {
             Target::Http => (
                 "http-json-v1",
@@ -165,7 +169,12 @@ pub(super) async fn run(o: FairnessBench) -> anyhow::Result<()> {
             }
         };
         app.connections
-            .save(&actor, org.id, connector, config.as_object().cloned().unwrap_or_default())
+            .save(
+                &actor,
+                org.id,
+                connector,
+                config.as_object().cloned().unwrap_or_default(),
+            )
             .await
             .map_err(|e| anyhow::anyhow!("saving a connection: {e}"))?;
         let wanted = if is_hanging {
@@ -198,7 +207,10 @@ pub(super) async fn run(o: FairnessBench) -> anyhow::Result<()> {
     app.store.refresh_statistics().await?;
     eprintln!("set up in {:.1} s", started.elapsed().as_secs_f64());
 
-    eprintln!("phase 1: {per_phase} healthy pushes at {}/s, no ERP hanging…", o.rate);
+    eprintln!(
+        "phase 1: {per_phase} healthy pushes at {}/s, no ERP hanging…",
+        o.rate
+    );
     let calm = push_at_rate(&app, &healthy, per_phase, o.rate).await?;
     let calm_latency = latencies(&wait_sent(&app, &calm).await?);
 
@@ -345,10 +357,7 @@ async fn push_at_rate(
 }
 
 /// Waits (up to 10 minutes) until none of these exports is PENDING; them, as stored.
-async fn wait_sent(
-    app: &crate::app::App,
-    exports: &[(Uuid, Uuid)],
-) -> anyhow::Result<Vec<Export>> {
+async fn wait_sent(app: &crate::app::App, exports: &[(Uuid, Uuid)]) -> anyhow::Result<Vec<Export>> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut remaining: Vec<(Uuid, Uuid)> = exports.to_vec();
     let mut done = Vec::with_capacity(exports.len());

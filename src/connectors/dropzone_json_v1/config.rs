@@ -1,4 +1,4 @@
-//! `DROPZONE_JSON_V1` config (SPEC §6): parsing and validation, without I/O.
+//! `DROPZONE_JSON_V1` config: parsing and validation, without I/O.
 //!
 //! The same parser reads submitted configs (then [`DropzoneConfig::to_config`] stores the
 //! normalised form) and stored ones (a stored config that no longer parses is

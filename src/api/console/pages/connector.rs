@@ -242,7 +242,7 @@ async fn render(
         Err(err) => return error_page(state, Some(user), err.into()).into_response(),
     };
     let mut sections = Vec::new();
-    for connector in state.registry.all() {
+    for connector in state.connections.registry().all() {
         let slug = connector.slug();
         let details: Option<ConnectionDetails> = match state.connections.details(org_id, slug).await
         {
@@ -302,7 +302,7 @@ async fn render(
                         dt { "Connection id" } dd { code { (d.connection.id) } }
                         @if d.config.get("ack_mode").and_then(Value::as_str) == Some("callback") {
                             dt { "Callback URL for the ERP" } dd {
-                                code { (state.settings.public_url.as_deref().unwrap_or("").trim_end_matches('/')) "/api/v1/hooks/" (d.connection.id) "/acks" }
+                                code { (state.public_url.as_deref().unwrap_or("").trim_end_matches('/')) "/api/v1/hooks/" (d.connection.id) "/acks" }
                             }
                         }
                     }
@@ -419,7 +419,7 @@ pub async fn submit(
     if let Err(err) = user.auth.require(Role::CONNECTOR_MANAGERS) {
         return error_page(&state, Some(&user), err).into_response();
     }
-    let Some(connector) = state.registry.by_slug(&slug).cloned() else {
+    let Some(connector) = state.connections.registry().by_slug(&slug).cloned() else {
         return error_page(
             &state,
             Some(&user),
