@@ -10,28 +10,28 @@ use utoipa::ToSchema;
 
 use crate::api::state::AppState;
 
-/// A health answer.
+/// What a liveness or readiness probe answers.
 #[derive(Serialize, ToSchema)]
-pub struct Health {
+pub struct ProbeStatus {
     /// `ok`, `ready` or `not_ready`.
     status: &'static str,
 }
 
 /// The process is alive.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = ProbeStatus)))]
+pub async fn healthz() -> Json<ProbeStatus> {
+    Json(ProbeStatus { status: "ok" })
 }
 
 /// The database is reachable and every migration is applied; 503 otherwise.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Health), (status = 503, body = Health)))]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    responses((status = 200, body = ProbeStatus), (status = 503, body = ProbeStatus)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ProbeStatus>) {
     match state.operations.is_ready().await {
-        Ok(true) => (StatusCode::OK, Json(Health { status: "ready" })),
+        Ok(true) => (StatusCode::OK, Json(ProbeStatus { status: "ready" })),
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
+            Json(ProbeStatus {
                 status: "not_ready",
             }),
         ),
@@ -39,7 +39,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             tracing::warn!(error = %err, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health {
+                Json(ProbeStatus {
                     status: "not_ready",
                 }),
             )
