@@ -24,6 +24,7 @@ use crate::service::delivery::DeliveryService;
 use crate::service::login::LoginService;
 use crate::service::operations::OperationsService;
 use crate::service::orders::OrderService;
+use crate::service::preview::PreviewService;
 use crate::store::{self, Store, StoreError};
 
 /// Why the application could not be built; each message is one line for the operator.
@@ -64,6 +65,8 @@ pub struct App {
     pub login: LoginService,
     /// Drafts, pushes and exports.
     pub orders: OrderService,
+    /// What a push would deliver.
+    pub previews: PreviewService,
     /// The audit log.
     pub audit: AuditService,
     /// Delivering exports.
@@ -128,9 +131,11 @@ impl App {
         );
         let orders = OrderService::new(
             store.clone(),
+            connections.clone(),
             archive.clone(),
             [wake_delivery.clone(), announce_pushes.clone()],
         );
+        let previews = PreviewService::new(store.clone(), connections.clone());
         let callbacks = CallbackService::new(store.clone(), registry.clone(), connections.clone());
         let audit_store = store.clone();
         let operations = OperationsService::new(store.clone(), crate::telemetry::metrics_handle());
@@ -155,6 +160,7 @@ impl App {
             connections,
             login,
             orders,
+            previews,
             audit: AuditService::new(audit_store),
             delivery,
             ack_polls,

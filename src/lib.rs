@@ -23,6 +23,8 @@ pub mod crypto;
 pub mod domain;
 /// Named pause points for crash tests (debug builds only).
 pub mod failpoint;
+/// Export file formats (JSON v1, CSV, UBL, EDIFACT) and file names; no I/O.
+pub mod formats;
 /// Use cases shared by the API and the CLI (connections, accounts).
 pub mod service;
 /// Persistence: the `Store` trait with SQLite and PostgreSQL implementations.

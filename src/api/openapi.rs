@@ -90,6 +90,58 @@ fn tighten_parameters(operation: &mut Map<String, Value>) {
     }
 }
 
+/// A preview's optional body (an unsaved config, of which the shared delivery fields are read)
+/// and its answer in each format's media type.
+fn describe_preview(op: &mut Map<String, Value>) {
+    let delivery = crate::formats::DeliveryFormat::schema_properties();
+    op.insert(
+        "requestBody".into(),
+        json!({
+            "required": false,
+            "description": "An unsaved connector config to preview with instead of the active connection's",
+            "content": { "application/json": { "schema": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": { "config": { "type": ["object", "null"], "properties": delivery } }
+            } } }
+        }),
+    );
+    if let Some(ok) = op
+        .get_mut("responses")
+        .and_then(|r| r.get_mut("200"))
+        .and_then(Value::as_object_mut)
+    {
+        ok.insert(
+            "headers".into(),
+            json!({ "X-File-Name": { "description": "The name a push would deliver the file under",
+                                     "schema": { "type": "string" } } }),
+        );
+    }
+}
+
+/// An export file's answer: one of the formats' media types.
+fn describe_file(op: &mut Map<String, Value>) {
+    let file = json!({ "schema": { "type": "string", "format": "binary" } });
+    let content: Map<String, Value> = crate::formats::MEDIA_TYPES
+        .iter()
+        .map(|t| {
+            let schema = if *t == "application/json" {
+                json!({ "schema": { "type": "object" } })
+            } else {
+                file.clone()
+            };
+            ((*t).to_owned(), schema)
+        })
+        .collect();
+    if let Some(ok) = op
+        .get_mut("responses")
+        .and_then(|r| r.get_mut("200"))
+        .and_then(Value::as_object_mut)
+    {
+        ok.insert("content".into(), Value::Object(content));
+    }
+}
+
 /// The request body of a connector save or test: the type's config schema plus `test_on_save`.
 fn connector_body(config_schema: &Value, optional: bool) -> Value {
     let mut schema = config_schema.clone();
@@ -132,7 +184,10 @@ pub fn finalize(doc: OpenApi, registry: &Registry) -> Value {
                     let is_save = method == "post" && path.ends_with("{slug}");
                     if is_save || (method == "post" && path.ends_with("/test")) {
                         let optional = path.ends_with("/test");
-                        op["requestBody"] = connector_body(&connector.config_schema(), optional);
+                        op["requestBody"] = connector_body(
+                            &crate::formats::connection_schema(connector.config_schema()),
+                            optional,
+                        );
                     }
                 }
             }
@@ -148,6 +203,12 @@ pub fn finalize(doc: OpenApi, registry: &Registry) -> Value {
                 continue;
             };
             tighten_parameters(op);
+            if path.ends_with("/preview") {
+                describe_preview(op);
+            }
+            if path.ends_with("/preview") || path.ends_with("/file") {
+                describe_file(op);
+            }
             let secured = op.contains_key("security");
             let has_body = op.contains_key("requestBody");
             let has_path_param = path.contains('{');

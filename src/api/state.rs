@@ -13,6 +13,7 @@ use crate::service::connections::ConnectionService;
 use crate::service::login::LoginService;
 use crate::service::operations::OperationsService;
 use crate::service::orders::OrderService;
+use crate::service::preview::PreviewService;
 
 /// The handlers' view of the application; cheap to clone.
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct AppState {
     pub connections: ConnectionService,
     /// Drafts, pushes and exports.
     pub orders: OrderService,
+    /// What a push would deliver.
+    pub previews: PreviewService,
     /// The audit log.
     pub audit: AuditService,
     /// Reading acknowledgement files now.
@@ -51,6 +54,7 @@ impl From<Arc<App>> for AppState {
             login: app.login.clone(),
             connections: app.connections.clone(),
             orders: app.orders.clone(),
+            previews: app.previews.clone(),
             audit: app.audit.clone(),
             ack_polls: app.ack_polls.clone(),
             callbacks: app.callbacks.clone(),

@@ -52,6 +52,9 @@ pub enum ErrorCode {
     /// The export was claimed more often than `EXPORT_MAX_ATTEMPTS` without an outcome being
     /// recorded (crashes or lost leases): whether it arrived is unknown.
     AttemptsExhausted,
+    /// The order cannot be written in the connection's format (e.g. a character the chosen
+    /// encoding lacks); the same order fails the same way until the order or format changes.
+    RenderFailed,
 }
 
 impl ErrorCode {
@@ -79,6 +82,7 @@ impl ErrorCode {
             ErrorCode::ErpUnavailable => "ERP_UNAVAILABLE",
             ErrorCode::TlsError => "TLS_ERROR",
             ErrorCode::AttemptsExhausted => "ATTEMPTS_EXHAUSTED",
+            ErrorCode::RenderFailed => "RENDER_FAILED",
         }
     }
 
@@ -108,6 +112,7 @@ impl ErrorCode {
             ErrorCode::ErpUnavailable => "The ERP is temporarily unavailable",
             ErrorCode::TlsError => "TLS handshake failed",
             ErrorCode::AttemptsExhausted => "Delivery attempts exhausted without an outcome",
+            ErrorCode::RenderFailed => "The order cannot be written in the connection's format",
         }
     }
 
@@ -148,6 +153,16 @@ pub struct ConnectorError {
     /// Facts for the export's `error_json` beside code and message (e.g. `http_status` and
     /// the start of the ERP's answer).
     pub details: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl From<crate::formats::RenderError> for ConnectorError {
+    fn from(err: crate::formats::RenderError) -> Self {
+        use crate::formats::RenderError;
+        match err {
+            RenderError::Unwritable(why) => Self::with_detail(ErrorCode::RenderFailed, why),
+            RenderError::SchemaInvalid(why) => Self::with_detail(ErrorCode::SchemaInvalid, why),
+        }
+    }
 }
 
 /// Why an inbound callback was refused.

@@ -5,15 +5,14 @@ use std::time::Duration;
 
 use super::{
     ConnectorConfig, ConnectorContext, ConnectorError, Delivered, Delivery, ErrorCode, Learned,
-    Rendered, ValidationEnv,
+    ValidationEnv,
 };
 use crate::domain::FieldError;
-use crate::domain::order::ApprovedOrder;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-/// Accepts any config with an optional `fail_with` error code; exports render a small JSON
-/// document without writing it anywhere.
+/// Accepts any config with an optional `fail_with` error code; deliveries write nothing
+/// anywhere.
 #[derive(Debug, Default)]
 pub struct MockConnector;
 
@@ -75,15 +74,6 @@ impl super::Connector for MockConnector {
         config: &ConnectorConfig,
     ) -> Result<Learned, ConnectorError> {
         failure(config).map_or(Ok(Learned::default()), Err)
-    }
-
-    fn render(&self, order: &ApprovedOrder) -> Result<Rendered, ConnectorError> {
-        serde_json::to_vec(&json!({
-            "draft_order_id": order.draft_order_id,
-            "lines": order.lines.len(),
-        }))
-        .map(Rendered::new)
-        .map_err(|e| ConnectorError::with_detail(ErrorCode::SchemaInvalid, e))
     }
 
     async fn deliver(

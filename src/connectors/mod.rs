@@ -9,7 +9,6 @@
 pub mod config;
 pub mod dropzone_json_v1;
 pub mod error;
-pub mod export_json_v1;
 pub mod fields;
 pub mod http_json_v1;
 pub mod mock;
@@ -166,6 +165,8 @@ pub struct Delivery<'a> {
     pub file_name: &'a str,
     /// What to deliver.
     pub content: &'a Rendered,
+    /// Its media type (the connection's format's).
+    pub content_type: &'a str,
 }
 
 /// What a delivery did.
@@ -297,9 +298,6 @@ pub trait Connector: Send + Sync + 'static {
         ctx: &ConnectorContext,
         config: &ConnectorConfig,
     ) -> Result<Learned, ConnectorError>;
-    /// Renders an order as this connector's file, validated (pure: no I/O, same bytes every
-    /// time for the same order). A mismatch with the format is `SCHEMA_INVALID`.
-    fn render(&self, order: &ApprovedOrder) -> Result<Rendered, ConnectorError>;
     /// Delivers rendered bytes. Called through [`run_export`]; must be safe to repeat (a
     /// retry after a crash delivers the same bytes under the same name again).
     async fn deliver(
@@ -317,18 +315,20 @@ pub trait Connector: Send + Sync + 'static {
     ) -> Result<Option<Box<dyn AckInbox>>, ConnectorError> {
         Ok(None)
     }
-    /// Renders and delivers in one step (tools and tests; the worker archives in between).
+    /// Renders (as JSON v1) and delivers in one step (tools and tests; the worker renders in
+    /// the connection's format and archives in between).
     async fn export(
         &self,
         ctx: &ConnectorContext,
         request: &ExportRequest,
         config: &ConnectorConfig,
     ) -> Result<ExportResult, ConnectorError> {
-        let content = self.render(&request.order)?;
+        let content = Rendered::new(crate::formats::json_v1::render(&request.order)?);
         let delivery = Delivery {
             export_id: request.order.draft_order_id,
             file_name: &request.file_name,
             content: &content,
+            content_type: "application/json",
         };
         let delivered = self.deliver(ctx, &delivery, config).await?;
         Ok(ExportResult {

@@ -77,6 +77,45 @@ impl DecimalText {
         self.0.starts_with('-') && self.non_zero()
     }
 
+    /// The same number without an exponent (`1.5e3` → `1500`, `2E-3` → `0.002`), digit for
+    /// digit: formats whose readers know no exponent (CSV imports, `xs:decimal`, EDIFACT)
+    /// get exactly the value that arrived, never through a float. Zero loses its sign.
+    pub fn to_plain(&self) -> String {
+        let (negative, unsigned) = match self.0.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, self.0.as_str()),
+        };
+        let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+            Some((m, e)) => (m, e.parse::<i64>().unwrap_or(0)),
+            None => (unsigned, 0),
+        };
+        let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits: String = format!("{int_part}{frac_part}");
+        let point = int_part.len() as i64 + exponent;
+        let plain = if point <= 0 {
+            let zeros = usize::try_from(-point).unwrap_or(0);
+            format!("0.{}{digits}", "0".repeat(zeros))
+        } else if point as usize >= digits.len() {
+            let zeros = point as usize - digits.len();
+            format!("{digits}{}", "0".repeat(zeros))
+        } else {
+            let (i, f) = digits.split_at(point as usize);
+            format!("{i}.{f}")
+        };
+        // Leading zeros the shift produced ("0015" from "0.0015e3"), keeping one before a point.
+        let trimmed = plain.trim_start_matches('0');
+        let plain = if trimmed.is_empty() || trimmed.starts_with('.') {
+            format!("0{trimmed}")
+        } else {
+            trimmed.to_owned()
+        };
+        if negative && self.non_zero() {
+            format!("-{plain}")
+        } else {
+            plain
+        }
+    }
+
     /// True when the number has at most [`MAX_INTEGER_DIGITS`] digits before the decimal
     /// point and [`MAX_SCALE`] after it, as written (exponent applied): what ERPs' decimal
     /// columns and the export's validator take. `1e-400` or a number with 900,000 digits is
@@ -233,19 +272,37 @@ pub struct ApprovedOrder {
     pub source_document: Option<SourceDocument>,
 }
 
-/// The export file name: `sales_order_<draft_order_id>_<YYYYMMDDTHHMMSSZ>.json`, with the
-/// timestamp fixed when the export is created.
-pub fn export_file_name(draft_order_id: Uuid, created_at: DateTime<Utc>) -> String {
-    format!(
-        "sales_order_{draft_order_id}_{}.json",
-        created_at.format("%Y%m%dT%H%M%SZ")
-    )
+#[cfg(test)]
+mod plain_tests {
+    use super::DecimalText;
+
+    #[test]
+    fn exponents_are_written_out_digit_for_digit() {
+        for (text, plain) in [
+            ("10.000", "10.000"),
+            ("0.1", "0.1"),
+            ("1e3", "1000"),
+            ("1.5E3", "1500"),
+            ("1.25e1", "12.5"),
+            ("2E-3", "0.002"),
+            ("0.0015e3", "1.5"),
+            ("12345678901234.5678", "12345678901234.5678"),
+            ("0", "0"),
+            ("-0", "0"),
+            ("-2.50", "-2.50"),
+            ("0e5", "0"),
+        ] {
+            assert_eq!(
+                DecimalText::parse(text).unwrap().to_plain(),
+                plain,
+                "{text}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
-
     use super::*;
 
     #[test]
@@ -274,16 +331,6 @@ mod tests {
             serde_json::to_string(&p("10.000")).unwrap(),
             "10.000",
             "written with its digits"
-        );
-    }
-
-    #[test]
-    fn export_file_name_follows_the_spec() {
-        let id = Uuid::parse_str("5b8f7c1e-3d2a-4f6b-9c0d-1e2f3a4b5c6d").unwrap();
-        let at = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap();
-        assert_eq!(
-            export_file_name(id, at),
-            "sales_order_5b8f7c1e-3d2a-4f6b-9c0d-1e2f3a4b5c6d_20260304T050607Z.json"
         );
     }
 }

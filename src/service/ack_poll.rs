@@ -527,6 +527,6 @@ async fn open_inbox(
     let target = connections.open_target(connection, &org)?;
     Ok(target
         .connector
-        .ack_inbox(&target.ctx, &target.config)
+        .ack_inbox(&target.ctx, target.config())
         .await?)
 }

@@ -182,7 +182,7 @@ impl CallbackService {
             .by_type(&connection.connector_type)
             .ok_or_else(not_found)?
             .clone();
-        let config = self.connections.open(&connection)?;
+        let config = self.connections.open_split(&connection)?.transport;
         // Hashing the body is the one costly step anyone may trigger: off the async threads.
         let (owned_headers, owned_body) = (headers.clone(), body.to_vec());
         let verified = tokio::task::spawn_blocking(move || {

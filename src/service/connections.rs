@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::limits::{KeyedLimit, Place};
-use super::targets::{OpenConfigs, Target};
+use super::targets::{OpenConfigs, OpenedConfig, Target};
 use crate::connectors::{
     ConnectionKey, Connector, ConnectorConfig, ConnectorContext, ConnectorEnv, Learned, Registry,
     TestResult, run_test,
@@ -228,12 +228,12 @@ impl ConnectionService {
             })?;
         let config = self
             .open_configs
-            .get_or_open(connection, || self.open(connection))
+            .get_or_open(connection, || self.open_split(connection))
             .map_err(|_| ConnectorError::new(ErrorCode::ConfigUnreadable))?;
         Ok(Target {
             connection: connection.clone(),
             connector,
-            config,
+            opened: config,
             ctx: self.context(org, Some(connection)),
         })
     }
@@ -313,6 +313,28 @@ impl ConnectionService {
             .map_err(|_| unreadable("decrypted config is not a JSON object".into()))
     }
 
+    /// A stored config, split into the connector type's fields and the delivery format.
+    pub fn open_split(&self, connection: &Connection) -> Result<OpenedConfig, ServiceError> {
+        OpenedConfig::split(self.open(connection)?).map_err(|e| {
+            tracing::error!(connection_id = %connection.id, field = %e.field, "stored delivery format is unreadable");
+            ServiceError::ConfigUnreadable
+        })
+    }
+
+    /// The split config of the org's active connection (None without one).
+    pub async fn active_config(
+        &self,
+        org_id: Uuid,
+    ) -> Result<Option<(Connection, Arc<OpenedConfig>)>, ServiceError> {
+        let Some(connection) = self.store.active_connection(org_id).await? else {
+            return Ok(None);
+        };
+        let opened = self
+            .open_configs
+            .get_or_open(&connection, || self.open_split(&connection))?;
+        Ok(Some((connection, opened)))
+    }
+
     /// The active connection of this connector type, if the org has one.
     async fn active_of_type(
         &self,
@@ -344,13 +366,35 @@ impl ConnectionService {
             .ok_or_else(|| Self::no_active(connector))
     }
 
-    /// Merges a submitted config with the stored one and validates it.
+    /// Validates a submitted config, merged with the stored one: the delivery format on its
+    /// own, the connector type's fields by the type (see [`Self::merge_transport`]).
+    fn prepare(
+        &self,
+        connector: &dyn Connector,
+        submitted: &ConnectorConfig,
+        stored: Option<&ConnectorConfig>,
+    ) -> Result<OpenedConfig, FieldError> {
+        let submitted = OpenedConfig::split(submitted.clone())?;
+        let stored = stored.and_then(|s| OpenedConfig::split(s.clone()).ok());
+        let transport = self.merge_transport(
+            connector,
+            &submitted.transport,
+            stored.as_ref().map(|s| &s.transport),
+        )?;
+        Ok(OpenedConfig {
+            transport,
+            delivery: submitted.delivery,
+        })
+    }
+
+    /// Merges the connector type's part of a submitted config with the stored one and
+    /// validates it.
     ///
     /// An omitted (absent) secret keeps its stored value only while the identity fields (host,
     /// port, username, mode) are unchanged; otherwise it must be given again. A secret given as
     /// null is cleared. Sticky fields (a recorded host key) follow the same rule, so an update
     /// that does not repeat the fingerprint never silently re-enables trust on first use.
-    fn prepare(
+    fn merge_transport(
         &self,
         connector: &dyn Connector,
         submitted: &ConnectorConfig,
@@ -468,20 +512,25 @@ impl ConnectionService {
         // A stored config that no longer decrypts can still be replaced by a complete new one.
         let stored = active.as_ref().and_then(|a| self.open(a).ok());
         let submitted = ConnectorConfig::new(body);
-        let mut config = self.prepare(connector.as_ref(), &submitted, stored.as_ref())?;
-        let generated = connector.generate_secrets(&mut config);
+        let mut opened = self.prepare(connector.as_ref(), &submitted, stored.as_ref())?;
+        let generated = connector.generate_secrets(&mut opened.transport);
         let generated_secrets: Map<String, Value> = generated
             .iter()
-            .filter_map(|f| config.get(f).map(|v| ((*f).to_owned(), v.clone())))
+            .filter_map(|f| {
+                opened
+                    .transport
+                    .get(f)
+                    .map(|v| ((*f).to_owned(), v.clone()))
+            })
             .collect();
         let org = self.org(org_id).await?;
         let ctx = self.context(&org, None);
-        connector.check_before_save(&ctx, &config).await?;
+        connector.check_before_save(&ctx, &opened.transport).await?;
 
         let mut test_result = None;
         if test_on_save {
             let _place = self.enter_slow_work(org_id)?;
-            let result = run_test(connector.as_ref(), &ctx, &config).await;
+            let result = run_test(connector.as_ref(), &ctx, &opened.transport).await;
             let audit = Self::entry(
                 org_id,
                 actor,
@@ -496,9 +545,10 @@ impl ConnectionService {
             if !result.success {
                 return Ok(SaveOutcome::TestFailed(result));
             }
-            Self::apply_learned(&mut config, &result.learned);
+            Self::apply_learned(&mut opened.transport, &result.learned);
             test_result = Some(result);
         }
+        let config = opened.joined();
         let tested_at = test_result.as_ref().map(|_| crate::store::now());
         let changed = Self::changed_fields(&config, stored.as_ref());
 
@@ -693,35 +743,35 @@ impl ConnectionService {
         let _place = self.enter_slow_work(org_id)?;
         let active = self.active_of_type(org_id, connector.as_ref()).await?;
         let org = self.org(org_id).await?;
-        let (config, tested_connection) = match body {
+        let (opened, tested_connection) = match body {
             Some(mut body) => {
                 body.remove("test_on_save");
                 let stored = active.as_ref().and_then(|a| self.open(a).ok());
-                let mut config = self.prepare(
+                let mut opened = self.prepare(
                     connector.as_ref(),
                     &ConnectorConfig::new(body),
                     stored.as_ref(),
                 )?;
                 // An unsaved config is tested with a throwaway secret where one would be made.
-                connector.generate_secrets(&mut config);
+                connector.generate_secrets(&mut opened.transport);
                 connector
-                    .check_before_save(&self.context(&org, None), &config)
+                    .check_before_save(&self.context(&org, None), &opened.transport)
                     .await?;
-                (config, None)
+                (opened, None)
             }
             None => {
                 let active = active.ok_or_else(|| Self::no_active(connector.as_ref()))?;
                 let target = self
                     .open_target(&active, &org)
                     .map_err(|_| ServiceError::ConfigUnreadable)?;
-                ((*target.config).clone(), Some(active))
+                ((*target.opened).clone(), Some(active))
             }
         };
         let ctx = self.context(&org, tested_connection.as_ref());
-        let result = run_test(connector.as_ref(), &ctx, &config).await;
+        let result = run_test(connector.as_ref(), &ctx, &opened.transport).await;
         let passed_at = result.success.then(crate::store::now);
         if let (Some(at), Some(connection)) = (passed_at, &tested_connection) {
-            self.record_learned(actor, connection, config, &result.learned, Some(at))
+            self.record_learned(actor, connection, opened, &result.learned, Some(at))
                 .await?;
         }
         let audit = Self::entry(
@@ -751,15 +801,15 @@ impl ConnectionService {
         &self,
         actor: &Actor,
         connection: &Connection,
-        mut config: ConnectorConfig,
+        mut config: OpenedConfig,
         learned: &Learned,
         tested_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<(), ServiceError> {
         let Some(fingerprint) = &learned.host_key_fingerprint else {
             return Ok(());
         };
-        Self::apply_learned(&mut config, learned);
-        let blob = self.seal(connection.org_id, connection.id, &config)?;
+        Self::apply_learned(&mut config.transport, learned);
+        let blob = self.seal(connection.org_id, connection.id, &config.joined())?;
         let audit = Self::entry(
             connection.org_id,
             actor,

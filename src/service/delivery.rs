@@ -32,6 +32,7 @@ use crate::domain::delivery::{
 use crate::domain::draft::DraftOrder;
 use crate::domain::export::{Export, ExportStatus, delivery_error, storage_key};
 use crate::domain::org::Org;
+use crate::formats::ExportFacts;
 use crate::service::acks::Verdict;
 use crate::store::{
     ArchiveRecord, AttemptOutcome, CircuitWrite, ClaimRequest, FinishedAttempt, QueueChange, Store,
@@ -421,10 +422,13 @@ impl DeliveryService {
                 "the draft order was never approved",
             )
         })?;
-        let rendered = target
-            .connector
-            .render(&order)
-            .map_err(Failure::not_tried)?;
+        let bytes = target
+            .delivery()
+            .format
+            .renderer()
+            .render(&order, &ExportFacts::of(export))
+            .map_err(|e| Failure::not_tried(e.into()))?;
+        let rendered = Rendered::new(bytes);
         self.archive
             .put(
                 &storage_key(export.org_id, &export.file_name),
@@ -442,13 +446,14 @@ impl DeliveryService {
             export_id: job.export.id,
             file_name: &job.export.file_name,
             content: &job.content,
+            content_type: job.target.delivery().format.renderer().content_type(),
         };
         let limit = self.lease.mul_f64(0.8);
         let target = &job.target;
         let result = run_export(
             target.connector.as_ref(),
             &target.ctx,
-            &target.config,
+            target.config(),
             &delivery,
             limit,
         )
@@ -477,7 +482,7 @@ impl DeliveryService {
             .record_learned(
                 &Actor::system(),
                 &target.connection,
-                (*target.config).clone(),
+                (*target.opened).clone(),
                 learned,
                 None,
             )

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod login;
 pub mod operations;
 pub mod orders;
+pub mod preview;
 mod push_batch;
 pub mod targets;
 

@@ -9,13 +9,15 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::ServiceError;
+use super::connections::ConnectionService;
 use super::push_batch::{Batched, PushBatcher, QueuedPush};
 use crate::archive::Archive;
 use crate::domain::audit::{Actor, NewAuditEntry, action};
 use crate::domain::draft::{DraftInput, DraftOrder, DraftStatus};
 use crate::domain::export::{Export, ExportStatus};
-use crate::domain::order::export_file_name;
 use crate::domain::page::{Page, PageRequest};
+use crate::formats::DeliveryFormat;
+use crate::formats::naming::NameFacts;
 use crate::store::{PushOutcome, Store, StoreError};
 use crate::telemetry::metric;
 
@@ -46,6 +48,7 @@ pub enum PushKind {
 #[derive(Clone)]
 pub struct OrderService {
     store: Arc<dyn Store>,
+    connections: ConnectionService,
     archive: Archive,
     on_push: [Arc<Notify>; 2],
     /// None on a backend that records pushes one at a time.
@@ -79,12 +82,18 @@ impl OrderService {
     /// Builds the service; `on_push` (the in-process delivery worker, the announcer) is
     /// notified after every push. Starts the push batcher where the backend records pushes
     /// together, so it needs a Tokio runtime.
-    pub fn new(store: Arc<dyn Store>, archive: Archive, on_push: [Arc<Notify>; 2]) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        connections: ConnectionService,
+        archive: Archive,
+        on_push: [Arc<Notify>; 2],
+    ) -> Self {
         Self {
             batcher: store
                 .records_pushes_together()
                 .then(|| PushBatcher::start(store.clone())),
             store,
+            connections,
             archive,
             on_push,
         }
@@ -179,6 +188,36 @@ impl OrderService {
         })
     }
 
+    /// The name an export pushed now gets: the active connection's template (or the default)
+    /// with the format's extension. Without a readable active connection the default JSON
+    /// name: the push itself then says what is wrong, or the delivery does.
+    async fn file_name(
+        &self,
+        org_id: Uuid,
+        draft_id: Uuid,
+        export_id: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String, ServiceError> {
+        let opened = match self.connections.active_config(org_id).await {
+            Ok(active) => active.map(|(_, opened)| opened),
+            Err(ServiceError::ConfigUnreadable) => None,
+            Err(other) => return Err(other),
+        };
+        let default = DeliveryFormat::default();
+        let delivery = opened.as_ref().map_or(&default, |o| &o.delivery);
+        let draft = match &delivery.template {
+            Some(t) if t.needs_draft() => self.store.draft(org_id, draft_id).await?,
+            _ => None,
+        };
+        Ok(delivery.file_name(&NameFacts::for_draft(
+            draft_id,
+            draft.as_ref(),
+            export_id,
+            now,
+            delivery.format.renderer().extension(),
+        )))
+    }
+
     /// Push or retry-push: creates a PENDING export for the org's active connection and wakes
     /// the delivery workers. With an `Idempotency-Key` seen before for this draft, answers that
     /// export again, whatever happened since.
@@ -192,7 +231,7 @@ impl OrderService {
     ) -> Result<Pushed, ServiceError> {
         let now = crate::store::now();
         let export_id = Uuid::new_v4();
-        let file_name = export_file_name(draft_id, now);
+        let file_name = self.file_name(org_id, draft_id, export_id, now).await?;
         let (action_name, from): (_, &[DraftStatus]) = match kind {
             PushKind::Push => (action::EXPORT_CREATED, &[DraftStatus::Approved]),
             PushKind::Retry => (action::EXPORT_CREATED, &[DraftStatus::Error]),

@@ -10,6 +10,7 @@ mod connectors;
 mod console;
 mod encryption;
 mod errors;
+mod formats;
 mod hardening;
 mod health;
 mod http_connector;

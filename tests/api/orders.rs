@@ -192,8 +192,7 @@ async fn an_approved_draft_is_pushed_delivered_once_and_archived(db: TestDb) {
         assert!(text.contains(exact), "{exact} missing in {text}");
     }
     let doc: Value = serde_json::from_str(&text).unwrap();
-    let schema: Value =
-        serde_json::from_str(orderflow::connectors::export_json_v1::SCHEMA_JSON).unwrap();
+    let schema: Value = serde_json::from_str(orderflow::formats::json_v1::SCHEMA_JSON).unwrap();
     assert!(jsonschema::validator_for(&schema).unwrap().is_valid(&doc));
     assert_eq!(
         doc["lines"][1]["currency"], "EUR",

@@ -13,6 +13,7 @@ use orderflow::connectors::{
 };
 use orderflow::domain::ack::AckOutcome;
 use orderflow::domain::org::Slug;
+use orderflow::formats::json_v1::render;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -55,12 +56,13 @@ async fn deliver(
     let config = sample::config(config);
     let validated = connector.validate(&config, &ctx.env.validation());
     let config = validated.unwrap_or(config);
-    let rendered = connector.render(&sample::order("acme")).unwrap();
+    let rendered = Rendered::new(render(&sample::order("acme")).unwrap());
     let export_id = Uuid::new_v4();
     let delivery = Delivery {
         export_id,
         file_name: "sales_order_x.json",
         content: &rendered,
+        content_type: "application/json",
     };
     let result = connector.deliver(ctx, &delivery, &config).await;
     (result, rendered, export_id)
@@ -111,11 +113,12 @@ async fn a_retry_keeps_the_message_id_so_the_erp_can_drop_the_duplicate() {
     let (ctx, _root) = context(OPEN, false);
     let connector = HttpJsonV1::default();
     let config = sample::config(base(&erp, &generate_secret()));
-    let rendered = connector.render(&sample::order("acme")).unwrap();
+    let rendered = Rendered::new(render(&sample::order("acme")).unwrap());
     let delivery = Delivery {
         export_id: Uuid::new_v4(),
         file_name: "f.json",
         content: &rendered,
+        content_type: "application/json",
     };
     erp.script([Answer::status(503, "busy")]);
     let first = connector

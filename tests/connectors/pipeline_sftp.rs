@@ -114,3 +114,108 @@ async fn cut_connections_mid_write_still_deliver_every_export_once() {
         server.fingerprint()
     );
 }
+
+/// Each format over SFTP, a write cut in the middle: every file arrives once under its
+/// templated name, byte for byte what was archived and (where nothing depends on the export
+/// id) what the preview showed.
+#[tokio::test]
+async fn every_format_arrives_over_sftp_as_previewed_once_despite_cuts() {
+    let server = TestSftpServer::start().await;
+    let inbox = server.dir("/in");
+    let app = spawn_app_on(
+        TestDb::sqlite().await,
+        &[("CONNECTOR_BLOCKED_NETWORKS", "")],
+    )
+    .await;
+    let (org, _, token) = app.org_with("acme", Role::Admin).await;
+    let formats = [
+        (
+            json!({"type": "csv", "delimiter": ";", "decimal_separator": ",",
+                "encoding": "windows-1252"}),
+            true,
+        ),
+        (
+            json!({"type": "ubl_order_2_1", "unit_codes": {"PCE": "H87"}}),
+            true,
+        ),
+        (
+            json!({"type": "edifact_orders_d96a", "sender_id": "S", "recipient_id": "R"}),
+            false,
+        ),
+        (json!({"type": "json_v1"}), true),
+    ];
+    for (format, previewable) in formats {
+        let config = json!({"mode": "sftp", "host": "127.0.0.1", "port": server.port,
+            "username": USER, "password": PASSWORD, "export_path": "/in", "timeout_secs": 5,
+            "format": format, "file_name_template": "PO_{external_order_number}_{draft_id}.{ext}"});
+        let resp = app
+            .post_json("/api/v1/connectors/dropzone-json-v1", &token, &config)
+            .await;
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        // Twenty long lines, so that every format's file is cut in the middle.
+        let lines: Vec<Value> = (1..=20)
+            .map(|n| {
+                json!({"line_no": n, "internal_sku": format!("SKU-{n}"), "qty": 1.25,
+                "uom": "PCE", "unit_price": 2.5, "description": "Öl + Mehl: 'fein'? ".repeat(10)})
+            })
+            .collect();
+        let body = json!({"external_order_number": "PO-ÄÖ;1", "currency": "EUR", "lines": lines});
+        let draft: Value = app
+            .post_json("/api/v1/draft-orders", &token, &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = draft["id"].as_str().unwrap();
+        app.post_empty(&format!("/api/v1/draft-orders/{id}/approve"), &token)
+            .await;
+        let preview = app
+            .post_empty(&format!("/api/v1/draft-orders/{id}/preview"), &token)
+            .await;
+        if preview.status() != 200 {
+            panic!("{format}: {}", preview.text().await.unwrap());
+        }
+        let name = preview.headers()["x-file-name"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let previewed = preview.bytes().await.unwrap().to_vec();
+        let resp = app
+            .post_empty(&format!("/api/v1/draft-orders/{id}/push"), &token)
+            .await;
+        assert_eq!(resp.status(), 202);
+        server.switches.cut_after_bytes.store(400, Ordering::SeqCst);
+        let start = Instant::now();
+        let mut steps = Vec::new();
+        while !steps.iter().any(|s| matches!(s, Step::Sent(_))) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{format}: {steps:?}"
+            );
+            steps.extend(app.deliver_all().await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            steps.len() > 1,
+            "{format}: the write was never cut: {steps:?}"
+        );
+        let export = app
+            .store()
+            .list_exports(org.id, None, PageRequest::parse(Some("1"), None).unwrap())
+            .await
+            .unwrap()
+            .items
+            .remove(0);
+        assert_eq!(export.status, ExportStatus::Sent);
+        assert_eq!(export.file_name, name, "{format}");
+        let written = std::fs::read(inbox.join(&name)).unwrap();
+        let key = export.export_storage_key.as_ref().unwrap();
+        let archived = std::fs::read(app.dropzone_root.path().join(".objects").join(key)).unwrap();
+        assert_eq!(written, archived, "{format}");
+        if previewable {
+            assert_eq!(written, previewed, "{format}");
+        }
+    }
+    let on_server = std::fs::read_dir(&inbox).unwrap().count();
+    assert_eq!(on_server, 4, "a .tmp or a duplicate is left");
+}

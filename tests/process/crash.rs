@@ -1,6 +1,8 @@
-//! A killed process loses nothing and duplicates nothing (SPEC §7): 200 drafts pushed through
-//! the real binary, SIGKILL mid-delivery, restart, and every export ends SENT with exactly one
-//! final file whose bytes are the archived object, no `.tmp` left, no draft stuck PUSHING.
+//! A killed process loses nothing and duplicates nothing: 200 drafts pushed through the real
+//! binary, SIGKILL mid-delivery, restart, and every export ends SENT with exactly one final file
+//! whose bytes are the archived object, no `.tmp` left, no draft stuck PUSHING. JSON v1 on
+//! SQLite; on PostgreSQL EDIFACT with a file-name template and CSV in Windows-1252, whose
+//! rendering must give the same bytes again when the restarted process retries.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -149,7 +151,7 @@ pub async fn assert_delivered_once(
     }
 }
 
-async fn kill_mid_delivery_and_restart(db: TestDb) {
+async fn kill_mid_delivery_and_restart(db: TestDb, delivery: Value) {
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(&db.url, dir.path());
     // Slow enough to kill mid-way; a short lease so the restart takes over quickly.
@@ -159,13 +161,17 @@ async fn kill_mid_delivery_and_restart(db: TestDb) {
     let dropzone = dir.path().join("dropzones/acme/import/orders");
     std::fs::create_dir_all(&dropzone).unwrap();
 
+    let mut config = json!({"mode": "filesystem", "export_path": "/import/orders"});
+    if let (Some(c), Value::Object(d)) = (config.as_object_mut(), delivery) {
+        c.extend(d);
+    }
     let mut server = Proc::start(&["serve"], &env);
     let base = server.base().to_owned();
     let client = reqwest::Client::new();
     let resp = client
         .post(format!("{base}/api/v1/connectors/dropzone-json-v1"))
         .bearer_auth(&token)
-        .json(&json!({"mode": "filesystem", "export_path": "/import/orders"}))
+        .json(&config)
         .send()
         .await
         .unwrap();
@@ -195,7 +201,7 @@ async fn kill_mid_delivery_and_restart(db: TestDb) {
 
 #[tokio::test]
 async fn a_killed_server_loses_and_duplicates_nothing_sqlite() {
-    kill_mid_delivery_and_restart(TestDb::sqlite().await).await;
+    kill_mid_delivery_and_restart(TestDb::sqlite().await, json!({})).await;
 }
 
 #[tokio::test]
@@ -203,5 +209,30 @@ async fn a_killed_server_loses_and_duplicates_nothing_postgres() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    kill_mid_delivery_and_restart(db).await;
+    kill_mid_delivery_and_restart(db, json!({})).await;
+}
+
+#[tokio::test]
+async fn a_killed_server_delivers_edifact_under_templated_names_once() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let delivery = json!({
+        "format": {"type": "edifact_orders_d96a", "sender_id": "4000001000005",
+                   "recipient_id": "4000002000002"},
+        "file_name_template": "ORDERS_{external_order_number}_{export_id}.{ext}"
+    });
+    kill_mid_delivery_and_restart(db, delivery).await;
+}
+
+#[tokio::test]
+async fn a_killed_server_delivers_windows_1252_csv_once() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let delivery = json!({
+        "format": {"type": "csv", "delimiter": ";", "decimal_separator": ",",
+                   "encoding": "windows-1252"}
+    });
+    kill_mid_delivery_and_restart(db, delivery).await;
 }

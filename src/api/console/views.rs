@@ -129,6 +129,29 @@ pub fn health_banner(
     }
 }
 
+/// A previewed export file (name, type, content), or why there is none.
+pub fn preview(result: &Result<crate::service::preview::Preview, String>) -> Markup {
+    match result {
+        Ok(p) => {
+            // CSV in Windows-1252 and EDIFACT in ISO 8859-1 are shown as the characters they
+            // encode; the bytes delivered are the API's preview.
+            let text = match std::str::from_utf8(&p.bytes) {
+                Ok(t) => std::borrow::Cow::Borrowed(t),
+                Err(_) => encoding_rs::WINDOWS_1252.decode(&p.bytes).0,
+            };
+            html! {
+                dl.facts {
+                    dt { "File name" } dd { code { (p.file_name) } }
+                    dt { "Content type" } dd { code { (p.content_type) } }
+                    dt { "Size" } dd { (p.bytes.len()) " bytes" }
+                }
+                pre.preview tabindex="0" aria-label="File content" { (crate::domain::text::reveal_bidi(&text)) }
+            }
+        }
+        Err(why) => html! { p.notice.error role="status" { (why) } },
+    }
+}
+
 /// A timestamp in UTC, or a dash.
 pub fn time(at: Option<DateTime<Utc>>) -> Markup {
     html! {

@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -18,6 +19,7 @@ use crate::domain::connection::{Connection, ConnectionStatus};
 use crate::domain::user::Role;
 use crate::service::ack_poll::AckCounts;
 use crate::service::connections::{ConnectionHealth, SaveOutcome};
+use crate::service::preview::{Preview, PreviewWith};
 
 /// A connector type from the registry.
 #[derive(Serialize, ToSchema)]
@@ -140,7 +142,7 @@ pub async fn types(
             connector_type: c.connector_type(),
             slug: c.slug(),
             display_name: c.display_name(),
-            config_schema: c.config_schema(),
+            config_schema: crate::formats::connection_schema(c.config_schema()),
         })
         .collect();
     Ok(Json(types))
@@ -254,6 +256,75 @@ pub async fn test(
         .await?;
     Ok(test_response(result))
 }
+
+/// The sample order (umlauts, separators, a line without a price) as the active connection,
+/// or the unsaved config in the body (`{"config": {...}}`, only its `format` and
+/// `file_name_template` are read), would deliver it: the exact bytes, with their content type
+/// and, in `X-File-Name` and `Content-Disposition`, the file name. Creates nothing.
+#[utoipa::path(post, path = "/api/v1/connectors/{slug}/preview", tag = "connectors", security(("bearer" = [])),
+    params(("slug" = String, Path)),
+    responses((status = 200, description = "The file a push would deliver"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn preview(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(slug): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    auth.require(Role::CONNECTOR_MANAGERS)?;
+    if state.connections.registry().by_slug(&slug).is_none() {
+        return Err(ApiError::NotFound(format!(
+            "Unknown connector type '{slug}'"
+        )));
+    }
+    let body = preview_body(req).await?;
+    let with = match &body {
+        Some(config) => PreviewWith::Unsaved(config),
+        None => PreviewWith::Active,
+    };
+    let preview = state.previews.sample(auth.org_id(), with).await?;
+    Ok(preview_response(preview))
+}
+
+/// A preview's optional body: `{"config": {...}}` (the unsaved config), or nothing.
+pub async fn preview_body(req: Request) -> Result<Option<Map<String, Value>>, ApiError> {
+    let Some(mut body) = optional_object(req).await? else {
+        return Ok(None);
+    };
+    if let Some(other) = body.keys().find(|k| *k != "config") {
+        return Err(ApiError::invalid(
+            other,
+            "is not a preview field (only config)",
+        ));
+    }
+    match body.remove("config") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(config)) => Ok(Some(config)),
+        Some(_) => Err(ApiError::invalid("config", "must be a JSON object")),
+    }
+}
+
+/// The previewed file as the answer: its bytes, content type and name.
+pub fn preview_response(preview: Preview) -> Response {
+    let disposition = format!("inline; filename=\"{}\"", preview.file_name);
+    let mut response = (
+        [
+            (CONTENT_TYPE, preview.content_type.to_owned()),
+            (CONTENT_DISPOSITION, disposition),
+            (HeaderName::from_static(FILE_NAME_HEADER), preview.file_name),
+        ],
+        preview.bytes,
+    )
+        .into_response();
+    // A preview is of this moment: the draft or the config may change.
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The header naming a previewed file.
+pub const FILE_NAME_HEADER: &str = "x-file-name";
 
 /// Disables the active connection of this type (kept as history).
 #[utoipa::path(post, path = "/api/v1/connectors/{slug}/disable", tag = "connectors", security(("bearer" = [])),

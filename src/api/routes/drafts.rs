@@ -18,6 +18,7 @@ use crate::domain::order::{DecimalText, OrderLine};
 use crate::domain::page::listing;
 use crate::domain::user::Role;
 use crate::service::orders::{PushKind, Pushed};
+use crate::service::preview::PreviewWith;
 
 /// The customer.
 #[derive(Serialize, ToSchema)]
@@ -272,6 +273,40 @@ async fn push_with(
             erp_export_id: export.id,
         }),
     ))
+}
+
+/// The draft as a push now would deliver it, without creating anything: the exact bytes in the
+/// active connection's format (or, with `{"config": {...}}`, an unsaved config's; that needs
+/// ADMIN or INTEGRATOR), their content type and, in `X-File-Name` and `Content-Disposition`,
+/// the file name. A draft not yet approved is shown as if approved now. Values that only exist
+/// once the export does (its id in a name or in EDIFACT references, the push time) are this
+/// preview's own.
+#[utoipa::path(post, path = "/api/v1/draft-orders/{id}/preview", tag = "drafts", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "The file a push would deliver"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn preview(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<String>,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    auth.require(Role::ALL)?;
+    let id = parse_uuid("id", &id)?;
+    let body = super::connectors::preview_body(req).await?;
+    let with = match &body {
+        Some(config) => {
+            auth.require(Role::CONNECTOR_MANAGERS)?;
+            PreviewWith::Unsaved(config)
+        }
+        None => PreviewWith::Active,
+    };
+    let preview = state
+        .previews
+        .draft(&auth.actor(), auth.org_id(), id, with)
+        .await?;
+    Ok(super::connectors::preview_response(preview))
 }
 
 /// Pushes an APPROVED draft: creates an export for the org's active connection and answers at

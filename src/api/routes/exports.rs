@@ -124,7 +124,8 @@ pub async fn details(
     Ok(Json(ExportView::from(&export)))
 }
 
-/// The archived export file, byte for byte as delivered; 404 until it is archived.
+/// The archived export file, byte for byte as delivered, in its format's media type; 404 until
+/// it is archived.
 #[utoipa::path(get, path = "/api/v1/exports/{id}/file", tag = "exports", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, description = "The export file", content_type = "application/json", body = Object),
@@ -141,7 +142,10 @@ pub async fn file(
     let disposition = format!("inline; filename=\"{}\"", export.file_name);
     Ok((
         [
-            (CONTENT_TYPE, "application/json".to_owned()),
+            (
+                CONTENT_TYPE,
+                crate::formats::media_type_of(&bytes).to_owned(),
+            ),
             (CONTENT_DISPOSITION, disposition),
         ],
         bytes,

@@ -18,10 +18,9 @@ use super::transport::filesystem::{FilesystemTransport, check_confined};
 use super::transport::sftp::SftpTransport;
 use super::{
     AckInbox, ConnectorConfig, ConnectorContext, ConnectorError, Delivered, Delivery, ErrorCode,
-    Learned, Rendered, ValidationEnv,
+    Learned, ValidationEnv,
 };
 use crate::domain::FieldError;
-use crate::domain::order::ApprovedOrder;
 
 /// The connector type.
 #[derive(Debug, Default)]
@@ -192,10 +191,6 @@ impl super::Connector for DropzoneJsonV1 {
         Ok(Some(Box::new(acks::DropzoneInbox::new(
             transport, ack_path,
         ))))
-    }
-
-    fn render(&self, order: &ApprovedOrder) -> Result<Rendered, ConnectorError> {
-        super::export_json_v1::render(order).map(Rendered::new)
     }
 
     async fn deliver(

@@ -315,6 +315,7 @@ pub fn signed_headers(
     message_id: &str,
     timestamp: i64,
     body: &[u8],
+    content_type: &str,
 ) -> Result<HeaderMap, ConnectorError> {
     let bad = |what: &str| ConnectorError::with_detail(ErrorCode::ConfigUnreadable, what);
     let mut headers = HeaderMap::new();
@@ -328,7 +329,7 @@ pub fn signed_headers(
     let id = HeaderValue::from_str(message_id).map_err(|_| bad("message id"))?;
     headers.insert(
         reqwest::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_str(content_type).map_err(|_| bad("content type"))?,
     );
     headers.insert("idempotency-key", id.clone());
     headers.insert("webhook-id", id);

@@ -20,12 +20,11 @@ use self::client::{ClientPool, check_target, post, signed_headers};
 use self::config::{AckMode, HttpConfig, generate_secret, secret_key};
 use super::{
     CallbackRefused, ConnectorConfig, ConnectorContext, ConnectorError, Delivered, Delivery,
-    ErrorCode, Learned, Rendered, ValidationEnv, VerifiedCallback,
+    ErrorCode, Learned, ValidationEnv, VerifiedCallback,
 };
 use crate::crypto::SecretBytes;
 use crate::domain::FieldError;
 use crate::domain::ack::{AckOutcome, identifier_value};
-use crate::domain::order::ApprovedOrder;
 
 /// The connector type; holds its pooled HTTPS clients.
 #[derive(Debug, Default)]
@@ -81,6 +80,7 @@ impl HttpJsonV1 {
         config: &ConnectorConfig,
         message_id: &str,
         body: Vec<u8>,
+        content_type: &str,
         pooled: bool,
     ) -> Result<(Arc<HttpConfig>, client::Answer), ConnectorError> {
         let key = ctx.connection.filter(|_| pooled);
@@ -94,7 +94,14 @@ impl HttpJsonV1 {
         )?;
         let key = signing_key(&parsed)?;
         let timestamp = chrono::Utc::now().timestamp();
-        let headers = signed_headers(&parsed, key.expose(), message_id, timestamp, &body)?;
+        let headers = signed_headers(
+            &parsed,
+            key.expose(),
+            message_id,
+            timestamp,
+            &body,
+            content_type,
+        )?;
         let answer = post(&client, &parsed.url, headers, body).await?;
         Ok((parsed, answer))
     }
@@ -167,6 +174,7 @@ impl super::Connector for HttpJsonV1 {
                 config,
                 &message_id,
                 body.to_string().into_bytes(),
+                "application/json",
                 false,
             )
             .await?;
@@ -189,10 +197,6 @@ impl super::Connector for HttpJsonV1 {
         })
     }
 
-    fn render(&self, order: &ApprovedOrder) -> Result<Rendered, ConnectorError> {
-        super::export_json_v1::render(order).map(Rendered::new)
-    }
-
     async fn deliver(
         &self,
         ctx: &ConnectorContext,
@@ -207,6 +211,7 @@ impl super::Connector for HttpJsonV1 {
                 config,
                 &delivery.export_id.to_string(),
                 delivery.content.bytes.clone(),
+                delivery.content_type,
                 true,
             )
             .await?;

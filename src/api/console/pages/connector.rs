@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::{Fields, csrf, forged};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
 use crate::api::console::views::{
-    Html, Notice, action_form, error_page, health_facts, notice, page, status, time,
+    Html, Notice, action_form, error_page, health_facts, notice, page, preview, status, time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -22,6 +22,7 @@ use crate::domain::connection::ConnectionStatus;
 use crate::domain::user::Role;
 use crate::service::ServiceError;
 use crate::service::connections::{ConnectionDetails, SaveOutcome};
+use crate::service::preview::{Preview, PreviewWith};
 
 /// How a schema property is edited.
 enum Kind {
@@ -62,16 +63,18 @@ fn kind(prop: &Value) -> Kind {
     }
 }
 
-/// Keys, certificates and header sets are several lines.
+/// Keys, certificates, header sets and formats are several lines.
 fn multiline(name: &str) -> bool {
-    name == "private_key" || name == "headers" || name.ends_with("_pem")
+    name == "private_key" || name == "headers" || name == "format" || name.ends_with("_pem")
 }
 
 /// Whether a property takes a JSON object (typed into the form as JSON text).
 fn takes_object(prop: &Value) -> bool {
-    prop["anyOf"]
-        .as_array()
-        .is_some_and(|v| v.iter().any(|alt| alt["type"] == "object"))
+    ["anyOf", "oneOf"].iter().any(|k| {
+        prop[*k]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|alt| alt["type"] == "object"))
+    })
 }
 
 fn properties(schema: &Value) -> Vec<(&String, &Value)> {
@@ -225,6 +228,8 @@ struct Outcome {
     form: Option<(String, Map<String, Value>)>,
     /// The field a refusal named, and why.
     invalid: Option<(String, String)>,
+    /// The sample order rendered with the submitted form.
+    preview: Option<Result<Preview, String>>,
 }
 
 async fn render(
@@ -259,7 +264,7 @@ async fn render(
                 .and_then(|h| h.into_iter().next()),
             None => None,
         };
-        let schema = connector.config_schema();
+        let schema = crate::formats::connection_schema(connector.config_schema());
         let empty = Map::new();
         // What was just submitted belongs to its own type's form only.
         let submitted = outcome
@@ -343,6 +348,7 @@ async fn render(
                     div.actions {
                         button type="submit" name="intent" value="save" { "Save" }
                         button type="submit" name="intent" value="test" { "Test this form without saving" }
+                        button type="submit" name="intent" value="preview" { "Preview a sample order in this format" }
                     }
                 }
             }
@@ -351,6 +357,12 @@ async fn render(
     let content = html! {
         (notice(outcome.notice.as_ref()))
         @if let Some(r) = &outcome.test { (test_result(r)) }
+        @if let Some(p) = &outcome.preview {
+            section aria-labelledby="preview" {
+                h2 id="preview" { "Sample order, as the form's format would deliver it" }
+                (preview(p))
+            }
+        }
         @for s in sections { (s) }
     };
     Html(code, page(state, Some(user), "Connector", content)).into_response()
@@ -402,6 +414,7 @@ async fn refused(
         test: None,
         form,
         invalid,
+        preview: None,
     };
     render(state, user, code, outcome).await
 }
@@ -427,13 +440,33 @@ pub async fn submit(
         )
         .into_response();
     };
-    let body = body_from_form(&connector.config_schema(), &fields);
+    let body = body_from_form(
+        &crate::formats::connection_schema(connector.config_schema()),
+        &fields,
+    );
     let mut shown = body.clone();
     for secret in connector.secret_fields() {
         shown.remove(*secret);
     }
     let actor = user.auth.actor();
     let org_id = user.auth.org_id();
+    if fields.get("intent").is_some_and(|i| i == "preview") {
+        let previewed = state
+            .previews
+            .sample(org_id, PreviewWith::Unsaved(&body))
+            .await;
+        return match previewed {
+            Ok(p) => {
+                let outcome = Outcome {
+                    preview: Some(Ok(p)),
+                    form: Some((slug.clone(), shown)),
+                    ..Outcome::default()
+                };
+                render(&state, &user, StatusCode::OK, outcome).await
+            }
+            Err(err) => refused(&state, &user, err.into(), Some((slug.clone(), shown))).await,
+        };
+    }
     if fields.get("intent").is_some_and(|i| i == "test") {
         let mut body = body;
         body.remove("test_on_save");
@@ -448,6 +481,7 @@ pub async fn submit(
                     test: Some(result),
                     form: Some((slug.clone(), shown)),
                     invalid: None,
+                    preview: None,
                 };
                 render(&state, &user, StatusCode::OK, outcome).await
             }
@@ -481,6 +515,7 @@ pub async fn submit(
                 test: Some(result),
                 form: Some((slug.clone(), shown)),
                 invalid: None,
+                preview: None,
             };
             render(&state, &user, StatusCode::BAD_REQUEST, outcome).await
         }

@@ -248,11 +248,13 @@ pub async fn file(
     };
     match found.await {
         Ok((e, bytes)) => {
+            let media_type = crate::formats::media_type_of(&bytes);
             let mut response = bytes.into_response();
             let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
             if query.contains_key("download") {
-                // File names are `sales_order_<uuid>_<timestamp>.json`: plain ASCII.
+                // File names are ASCII: templates and the values in them are reduced to
+                // letters, digits, `.`, `_` and `-`.
                 if let Ok(v) =
                     HeaderValue::from_str(&format!("attachment; filename=\"{}\"", e.file_name))
                 {

@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{Fields, csrf, forged, page_request, status_filter};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
 use crate::api::console::views::{
-    Html, Notice, error_page, health_banner, notice, outside, page, pager, refreshing, status,
-    status_filter_form, time,
+    Html, Notice, error_page, health_banner, notice, outside, page, pager, preview, refreshing,
+    status, status_filter_form, time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -21,7 +21,9 @@ use crate::domain::draft::{DraftOrder, DraftStatus};
 use crate::domain::export::Export;
 use crate::domain::page::listing;
 use crate::domain::user::Role;
+use crate::service::ServiceError;
 use crate::service::orders::PushKind;
+use crate::service::preview::{Preview, PreviewWith};
 
 /// `GET /ui/drafts?status=&cursor=`.
 pub async fn list(
@@ -136,6 +138,7 @@ fn draft_page(
     exports: &[Export],
     status_code: StatusCode,
     message: Option<&Notice>,
+    previewed: &Result<Preview, String>,
 ) -> Response {
     let may_act = Role::ORDER_OPERATORS.contains(&user.auth.user.role);
     let pending = d.status == DraftStatus::Pushing
@@ -203,8 +206,40 @@ fn draft_page(
             }
         }
     };
+    let content = html! {
+        (content)
+        section aria-labelledby="preview" {
+            h2 id="preview" { "What the ERP would receive" }
+            p { "The file a push now would deliver, in the active connection's format." }
+            (preview(previewed))
+        }
+    };
     let title = format!("Order {}", crate::domain::text::reveal_bidi(&label(d)));
     Html(status_code, page(state, Some(user), &title, content)).into_response()
+}
+
+/// The draft as a push now would deliver it, or why nothing can be shown.
+async fn previewed(
+    state: &AppState,
+    user: &ConsoleUser,
+    d: &DraftOrder,
+) -> Result<Preview, String> {
+    state
+        .previews
+        .draft(
+            &user.auth.actor(),
+            user.auth.org_id(),
+            d.id,
+            PreviewWith::Active,
+        )
+        .await
+        .map_err(|err| match err {
+            ServiceError::Conflict(_) => {
+                "No active connection: a push would be refused.".to_owned()
+            }
+            ServiceError::Invalid(e) => format!("A push would fail: {}", e.message),
+            other => ApiError::from(other).public().message,
+        })
 }
 
 /// `GET /ui/drafts/{id}`.
@@ -227,7 +262,16 @@ pub async fn details(
                 _ => None,
             });
             let n = done.map(|t| Notice::Done(t.into()));
-            draft_page(&state, &user, &d, &exports, StatusCode::OK, n.as_ref())
+            let previewed = previewed(&state, &user, &d).await;
+            draft_page(
+                &state,
+                &user,
+                &d,
+                &exports,
+                StatusCode::OK,
+                n.as_ref(),
+                &previewed,
+            )
         }
         Err(err) => error_page(&state, Some(&user), err).into_response(),
     }
@@ -287,7 +331,10 @@ pub async fn act(
                 .into_response();
             };
             match state.orders.get(org_id, id).await {
-                Ok((d, exports)) => draft_page(&state, &user, &d, &exports, code, Some(&n)),
+                Ok((d, exports)) => {
+                    let previewed = previewed(&state, &user, &d).await;
+                    draft_page(&state, &user, &d, &exports, code, Some(&n), &previewed)
+                }
                 Err(err) => error_page(&state, Some(&user), err.into()).into_response(),
             }
         }

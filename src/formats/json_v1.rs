@@ -1,4 +1,4 @@
-//! The export JSON v1 document every connector type sends: `schemas/orderflow_export_json_v1.schema.json`,
+//! The export JSON v1 document (the default format): `schemas/orderflow_export_json_v1.schema.json`,
 //! rendered from an approved order and validated against that schema before anything is sent.
 
 use std::sync::OnceLock;
@@ -7,7 +7,7 @@ use chrono::SecondsFormat;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::connectors::{ConnectorError, ErrorCode};
+use super::{ExportFacts, RenderError, Renderer};
 use crate::domain::order::{ApprovedOrder, DecimalText};
 
 /// The schema, byte-identical to the shared contract (a test compares them).
@@ -67,7 +67,25 @@ struct SourceDocument<'a> {
     sha256: Option<&'a str>,
 }
 
-fn validator() -> Result<&'static jsonschema::Validator, ConnectorError> {
+/// The JSON v1 renderer (no options).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonV1;
+
+impl Renderer for JsonV1 {
+    fn extension(&self) -> &'static str {
+        "json"
+    }
+
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn render(&self, order: &ApprovedOrder, _facts: &ExportFacts) -> Result<Vec<u8>, RenderError> {
+        render(order)
+    }
+}
+
+fn validator() -> Result<&'static jsonschema::Validator, RenderError> {
     static VALIDATOR: OnceLock<Result<jsonschema::Validator, String>> = OnceLock::new();
     VALIDATOR
         .get_or_init(|| {
@@ -79,14 +97,12 @@ fn validator() -> Result<&'static jsonschema::Validator, ConnectorError> {
                 .map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|e| {
-            ConnectorError::with_detail(ErrorCode::SchemaInvalid, format!("schema unusable: {e}"))
-        })
+        .map_err(|e| RenderError::SchemaInvalid(format!("schema unusable: {e}")))
 }
 
 /// Renders the order as export JSON (lines by `line_no`; a line without its own currency takes
 /// the header's) and validates it. A mismatch is `SCHEMA_INVALID` naming the first problem.
-pub fn render(order: &ApprovedOrder) -> Result<Vec<u8>, ConnectorError> {
+pub fn render(order: &ApprovedOrder) -> Result<Vec<u8>, RenderError> {
     let mut lines: Vec<_> = order.lines.iter().collect();
     lines.sort_by_key(|l| l.line_no);
     let header_currency = order.header.currency.as_deref();
@@ -132,14 +148,14 @@ pub fn render(order: &ApprovedOrder) -> Result<Vec<u8>, ConnectorError> {
             }),
         },
     };
-    let value = serde_json::to_value(&document)
-        .map_err(|e| ConnectorError::with_detail(ErrorCode::SchemaInvalid, e))?;
+    let invalid = |e: serde_json::Error| RenderError::SchemaInvalid(e.to_string());
+    let value = serde_json::to_value(&document).map_err(invalid)?;
     if let Some(error) = validator()?.iter_errors(&value).next() {
-        return Err(ConnectorError::with_detail(
-            ErrorCode::SchemaInvalid,
-            format!("{} at {}", error, error.instance_path()),
-        ));
+        return Err(RenderError::SchemaInvalid(format!(
+            "{} at {}",
+            error,
+            error.instance_path()
+        )));
     }
-    serde_json::to_vec_pretty(&value)
-        .map_err(|e| ConnectorError::with_detail(ErrorCode::SchemaInvalid, e))
+    serde_json::to_vec_pretty(&value).map_err(invalid)
 }
