@@ -178,6 +178,19 @@ impl EdifactOptions {
         check_id("format.sender_qualifier", &self.sender_qualifier, 4)?;
         check_id("format.recipient_id", &self.recipient_id, 35)?;
         check_id("format.recipient_qualifier", &self.recipient_qualifier, 4)?;
+        // Ids are in every interchange: one UNOC cannot hold would fail every export.
+        if self.syntax_identifier == SyntaxIdentifier::Unoc {
+            for (field, value) in [
+                ("format.sender_id", &self.sender_id),
+                ("format.sender_qualifier", &self.sender_qualifier),
+                ("format.recipient_id", &self.recipient_id),
+                ("format.recipient_qualifier", &self.recipient_qualifier),
+            ] {
+                if let Err(RenderError::Unwritable(why)) = latin1(value) {
+                    return Err(FieldError::new(field, why));
+                }
+            }
+        }
         units::check(&self.unit_codes)
     }
 

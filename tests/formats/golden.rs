@@ -108,6 +108,10 @@ fn bad_format_options_name_the_field_at_fault() {
             "format.sender_id",
         ),
         (
+            json!({"type": "edifact_orders_d96a", "sender_id": "A", "recipient_id": "Łódź"}),
+            "format.recipient_id",
+        ),
+        (
             json!({"type": "ubl_order_2_1", "unit_codes": {"KG": "kilogram"}}),
             "format.unit_codes",
         ),
