@@ -271,6 +271,13 @@ impl FormatConfig {
         if let Some(root) = schema.as_object_mut() {
             root.remove("$schema");
         }
+        // Null is accepted like an absent field (JSON v1), as for every other optional field.
+        if let Some(alternatives) = schema
+            .get_mut("oneOf")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            alternatives.push(serde_json::json!({ "type": "null" }));
+        }
         schema
     }
 }

@@ -262,6 +262,39 @@ async fn bad_formats_and_templates_are_422_naming_the_field_and_keep_the_saved_c
     );
 }
 
+/// What the served config schema says about `format` is what save does: every value save
+/// takes (null included, meaning JSON v1) is valid, every value it refuses is not.
+#[tokio::test]
+async fn the_served_schema_admits_exactly_the_formats_save_takes() {
+    let app = spawn_app().await;
+    let (_, _, token) = app.org_with("acme", Role::Admin).await;
+    std::fs::create_dir_all(app.dropzone_root.path().join("acme/out")).unwrap();
+    let types: Value = app.get_json("/api/v1/connectors/types", &token).await;
+    let schema = types[0]["config_schema"].clone();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for (format, accepted) in [
+        (Value::Null, true),
+        (json!({"type": "json_v1"}), true),
+        (json!({"type": "csv", "delimiter": ";"}), true),
+        (json!({"type": "ubl_order_2_1"}), true),
+        (json!({"type": "xlsx"}), false),
+        (json!("csv"), false),
+        (json!({"type": "json_v1", "delimiter": ";"}), false),
+    ] {
+        let config = json!({"mode": "filesystem", "export_path": "/out", "format": format});
+        assert_eq!(validator.is_valid(&config), accepted, "schema, {format}");
+        let status = app.post_json(DROPZONE, &token, &config).await.status();
+        assert_eq!(status == 200, accepted, "save, {format}: {status}");
+        if accepted && format.is_null() {
+            let shown = app.get_json(DROPZONE, &token).await;
+            assert!(
+                shown["config"].get("format").is_none_or(Value::is_null),
+                "{shown}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn who_may_preview_what() {
     let app = spawn_app().await;
