@@ -1,5 +1,6 @@
 //! Typed readers of connector config fields, shared by every connector type's validation
-//! (pure). Null counts as absent everywhere: it is how a client leaves a value out.
+//! (pure), and the annotations every type's schema gives its fields. Null counts as absent
+//! everywhere: it is how a client leaves a value out.
 
 use serde_json::Value;
 
@@ -82,4 +83,14 @@ pub fn integer_field(
 pub fn timeout(config: &ConnectorConfig, default: u64, max: u64) -> std::time::Duration {
     let secs = config.get("timeout_secs").and_then(Value::as_u64);
     std::time::Duration::from_secs(secs.unwrap_or(default).clamp(1, max))
+}
+
+/// A field's schema with what a form needs beside the rules: a human `title` and its place
+/// among the fields (`propertyOrder`, the json-editor convention; JSON objects have no order).
+pub fn titled(mut schema: Value, title: &str, order: u32) -> Value {
+    if let Some(fields) = schema.as_object_mut() {
+        fields.insert("title".into(), title.into());
+        fields.insert("propertyOrder".into(), order.into());
+    }
+    schema
 }

@@ -127,11 +127,15 @@ impl DeliveryFormat {
     /// The JSON Schema properties of the shared fields, for every connector type's schema.
     pub fn schema_properties() -> serde_json::Map<String, serde_json::Value> {
         let mut props = serde_json::Map::new();
-        props.insert("format".into(), FormatConfig::schema());
+        props.insert(
+            "format".into(),
+            crate::connectors::fields::titled(FormatConfig::schema(), "File format", 4),
+        );
         props.insert(
             "file_name_template".into(),
             serde_json::json!({
                 "title": "File name template",
+                "propertyOrder": 5,
                 "description": "How export files are named. Placeholders: {draft_id}, {export_id}, \
                     {external_order_number}, {erp_customer_number}, {approved_at:%Y%m%d}, {ext}; \
                     must contain {draft_id} or {export_id}; other characters: letters, digits, \

@@ -104,6 +104,13 @@ async fn types_list_the_registry_and_mock_is_not_reachable_in_a_normal_serve() {
         assert_eq!(props[secret]["writeOnly"], true, "{secret}");
     }
     assert!(props["url"].get("writeOnly").is_none());
+    // What a form needs beside the rules: a title and a place for every field.
+    for t in types {
+        for (name, prop) in t["config_schema"]["properties"].as_object().unwrap() {
+            assert!(prop["title"].is_string(), "{name} has no title");
+            assert!(prop["propertyOrder"].is_u64(), "{name} has no order");
+        }
+    }
     let resp = app
         .post_json("/api/v1/connectors/mock", &token, &json!({}))
         .await;

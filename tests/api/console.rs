@@ -462,6 +462,66 @@ async fn the_connector_form_saves_tests_and_never_shows_a_secret() {
 /// The HTTP connector through the generated form: headers typed as JSON, PEM in a text area,
 /// the generated signing secret shown on that one page only, the test showing the certificate.
 #[tokio::test]
+async fn the_connector_form_puts_mode_first_a_modes_fields_apart_and_secrets_last() {
+    let app = spawn_app().await;
+    let (_, admin, token) = app.org_with("acme", Role::Admin).await;
+    std::fs::create_dir_all(app.dropzone_root.path().join("acme/in")).unwrap();
+    let browser = Browser::sign_in(&app, "acme", admin.email.as_str()).await;
+    let html = browser.page("/ui/connector").await;
+    let at = |field: &str| {
+        html.find(&format!(r#"id="f-dropzone-json-v1-{field}""#))
+            .unwrap_or_else(|| panic!("no field {field}"))
+    };
+    let order = [
+        "mode",
+        "export_path",
+        "ack_path",
+        "format",
+        "timeout_secs",
+        "host",
+        "port",
+        "username",
+        "host_key_fingerprint",
+        "password",
+        "private_key",
+    ];
+    for pair in order.windows(2) {
+        assert!(at(pair[0]) < at(pair[1]), "{} before {}", pair[0], pair[1]);
+    }
+    // The SFTP fields sit in a group of their own, after the shared ones.
+    let group = html.find(r#"data-mode="sftp""#).expect("no sftp group");
+    assert!(at("timeout_secs") < group && group < at("host"));
+    assert!(!html[group..].contains(r#"id="f-dropzone-json-v1-export_path""#));
+    // Labels are titles; the API name is beside each field.
+    assert!(html.contains(r#"<label for="f-dropzone-json-v1-export_path">Export folder</label>"#));
+    assert!(html.contains("<code>export_path</code>"));
+
+    // SFTP fields typed before switching to filesystem are not sent.
+    let resp = browser
+        .submit(
+            "/ui/connector",
+            "/ui/connector/dropzone-json-v1",
+            &[
+                ("mode", "filesystem"),
+                ("export_path", "/in"),
+                ("host", "192.0.2.10"),
+                ("username", "erp"),
+                ("password", "typed-earlier"),
+                ("intent", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let stored = app.get_json(CONNECTOR, &token).await;
+    assert_eq!(stored["config"]["mode"], "filesystem");
+    assert!(
+        stored["config"].get("host").is_none_or(Value::is_null),
+        "{stored}"
+    );
+    assert_eq!(stored["secrets_set"], json!([]));
+}
+
+#[tokio::test]
 async fn the_http_connector_form_shows_a_generated_secret_once() {
     use crate::common::http_erp::{HttpErp, Tls};
     let erp = HttpErp::start(Tls::Https).await;

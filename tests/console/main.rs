@@ -241,6 +241,12 @@ async fn an_admin_configures_the_connector_pushes_orders_and_retries_a_failure()
         .select_by_value("filesystem")
         .await
         .unwrap();
+    // SFTP's own fields are out of the way while filesystem is chosen.
+    let host = c
+        .find(Locator::Id("f-dropzone-json-v1-host"))
+        .await
+        .unwrap();
+    assert!(!host.is_displayed().await.unwrap(), "sftp fields shown");
     c.find(Locator::Id("f-dropzone-json-v1-export_path"))
         .await
         .unwrap()

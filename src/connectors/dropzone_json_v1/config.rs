@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
 use crate::connectors::fields::{
-    integer_field, optional, required_string, secret_field, string_field,
+    integer_field, optional, required_string, secret_field, string_field, titled,
 };
 use crate::connectors::network::{HostLiteral, embedded_ipv4, is_blocked, parse_host};
 use crate::connectors::transport::sftp::SftpTarget;
@@ -478,18 +478,18 @@ pub fn schema() -> Value {
         "additionalProperties": false,
         "required": ["mode", "export_path"],
         "properties": {
-            "mode": { "enum": ["sftp", "filesystem"], "description": "Where the dropzone is." },
-            "export_path": { "allOf": [path], "description": "Folder for export files. sftp: absolute path on the server. filesystem: path inside the org's folder under DROPZONE_FS_ROOT (a leading / means that folder's root). No '..' segments, control or invisible formatting characters." },
-            "ack_path": { "anyOf": [path, none], "description": "Folder the ERP writes ack_/error_ files to; polled when set." },
-            "atomic_write": { "type": ["boolean", "null"], "default": true, "description": "Write <name>.tmp, then rename, so the ERP never sees a partial file." },
-            "timeout_secs": { "type": ["integer", "null"], "minimum": 1, "maximum": 120, "default": 10, "description": "Timeout for each network operation and for a whole connection test." },
-            "host": nullable_string(host.clone()),
-            "port": { "type": ["integer", "null"], "minimum": 1, "maximum": 65535, "default": 22 },
-            "username": nullable_string(json!({ "type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[^\u0000-\u001f\u007f-\u009f]+$" })),
-            "password": secret("sftp: password (and/or private_key)."),
-            "private_key": private_key,
-            "private_key_passphrase": secret("sftp: passphrase of an encrypted private_key."),
-            "host_key_fingerprint": { "type": ["string", "null"], "pattern": "^SHA256:[A-Za-z0-9+/]{43}$", "description": "Pinned server key as `ssh-keygen -lf` prints it. If unset, the first successful connection records it (trust on first use); null resets it." }
+            "mode": { "title": "Where the dropzone is", "propertyOrder": 1, "enum": ["sftp", "filesystem"], "description": "sftp: a folder on the ERP's SFTP server. filesystem: a folder under DROPZONE_FS_ROOT/<org>/ on this server (local or mounted)." },
+            "export_path": { "title": "Export folder", "propertyOrder": 2, "allOf": [path], "description": "Folder for export files. sftp: absolute path on the server. filesystem: path inside the org's folder under DROPZONE_FS_ROOT (a leading / means that folder's root). No '..' segments, control or invisible formatting characters." },
+            "ack_path": { "title": "Acknowledgement folder", "propertyOrder": 3, "anyOf": [path, none], "description": "Folder the ERP writes ack_/error_ files to; polled when set." },
+            "atomic_write": { "title": "Write atomically", "propertyOrder": 6, "type": ["boolean", "null"], "default": true, "description": "Write <name>.tmp, then rename, so the ERP never sees a partial file." },
+            "timeout_secs": { "title": "Timeout (seconds)", "propertyOrder": 7, "type": ["integer", "null"], "minimum": 1, "maximum": 120, "default": 10, "description": "Timeout for each network operation and for a whole connection test." },
+            "host": titled(nullable_string(host.clone()), "SFTP host", 10),
+            "port": { "title": "SFTP port", "propertyOrder": 11, "type": ["integer", "null"], "minimum": 1, "maximum": 65535, "default": 22 },
+            "username": titled(nullable_string(json!({ "type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[^\u0000-\u001f\u007f-\u009f]+$" })), "SFTP user name", 12),
+            "password": titled(secret("sftp: password (and/or private_key)."), "Password", 20),
+            "private_key": titled(private_key, "Private key", 21),
+            "private_key_passphrase": titled(secret("sftp: passphrase of an encrypted private_key."), "Private key passphrase", 22),
+            "host_key_fingerprint": { "title": "Host key fingerprint", "propertyOrder": 13, "type": ["string", "null"], "pattern": "^SHA256:[A-Za-z0-9+/]{43}$", "description": "Pinned server key as `ssh-keygen -lf` prints it. If unset, the first successful connection records it (trust on first use); null resets it." }
         },
         // One variant per mode, each stating its own rules (no if/then: generators that read
         // this document, such as Schemathesis, handle oneOf but not conditionals).

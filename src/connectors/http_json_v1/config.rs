@@ -10,7 +10,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
-use crate::connectors::fields::{integer_field, non_empty_string, optional};
+use crate::connectors::fields::{integer_field, non_empty_string, optional, titled};
 use crate::connectors::network::{HostLiteral, is_blocked, parse_host};
 use crate::connectors::{ConnectorConfig, ValidationEnv};
 use crate::crypto::{SecretBytes, SecretString};
@@ -385,27 +385,27 @@ pub fn schema() -> Value {
         "additionalProperties": false,
         "required": ["url"],
         "properties": {
-            "url": { "type": "string", "minLength": 8, "maxLength": 2048, "pattern": "^https?://[^\\s@#/?]+(/[^\\s#]*)?$",
+            "url": { "title": "Endpoint URL", "propertyOrder": 1, "type": "string", "minLength": 8, "maxLength": 2048, "pattern": "^https?://[^\\s@#/?]+(/[^\\s#]*)?$",
                      "description": "Where orders are POSTed. https; http only with CONNECTOR_ALLOW_PLAIN_HTTP=true. No credentials, no fragment; a host in CONNECTOR_BLOCKED_NETWORKS is refused." },
-            "signing_secret": { "anyOf": [
+            "signing_secret": { "title": "Signing secret", "propertyOrder": 20, "anyOf": [
                 { "type": "string", "pattern": "^whsec_[A-Za-z0-9+/]{32,88}={0,2}$", "writeOnly": true },
                 { "type": "null" }
             ], "writeOnly": true, "description": "Standard Webhooks secret (whsec_ + base64 of 24–64 bytes). Omitted on create: generated and shown once in the response." },
-            "headers": { "anyOf": [
+            "headers": { "title": "Extra headers (JSON object)", "propertyOrder": 21, "anyOf": [
                 { "type": "object", "maxProperties": 20, "writeOnly": true,
                   "propertyNames": { "pattern": "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$" },
                   "additionalProperties": { "type": "string", "maxLength": 4096, "pattern": "^[\\t\\x20-\\x7e]*$" } },
                 { "type": "null" }
             ], "writeOnly": true, "description": "Extra static headers, e.g. an API key. Content-Type, Idempotency-Key, webhook-* and hop-by-hop headers are set by the connector." },
-            "timeout_secs": { "type": ["integer", "null"], "minimum": 1, "maximum": 120, "default": 10 },
-            "ca_certificate_pem": nullable(json!({ "type": "string", "pattern": "-----BEGIN CERTIFICATE-----", "description": "A private CA trusted instead of the system roots." })),
-            "client_certificate_pem": nullable(json!({ "type": "string", "pattern": "-----BEGIN CERTIFICATE-----", "description": "Client certificate for mTLS (with client_key_pem)." })),
-            "client_key_pem": { "anyOf": [
+            "timeout_secs": { "title": "Timeout (seconds)", "propertyOrder": 7, "description": "Timeout for each request and for a whole connection test.", "type": ["integer", "null"], "minimum": 1, "maximum": 120, "default": 10 },
+            "ca_certificate_pem": titled(nullable(json!({ "type": "string", "pattern": "-----BEGIN CERTIFICATE-----", "description": "A private CA trusted instead of the system roots." })), "Private CA certificate (PEM)", 8),
+            "client_certificate_pem": titled(nullable(json!({ "type": "string", "pattern": "-----BEGIN CERTIFICATE-----", "description": "Client certificate for mTLS (with client_key_pem)." })), "Client certificate (PEM)", 9),
+            "client_key_pem": { "title": "Client key (PEM)", "propertyOrder": 22, "anyOf": [
                 { "type": "string", "pattern": "-----BEGIN ", "writeOnly": true },
                 { "type": "null" }
             ], "writeOnly": true, "description": "The client certificate's private key (PEM)." },
-            "erp_order_id_pointer": nullable(json!({ "type": "string", "maxLength": 512, "pattern": "^(/([^~]|~[01])*)+$", "description": "JSON Pointer to the ERP's order number in a 2xx response body, e.g. /order/number." })),
-            "ack_mode": { "enum": ["response", "callback", "none", null], "default": "none",
+            "erp_order_id_pointer": titled(nullable(json!({ "type": "string", "maxLength": 512, "pattern": "^(/([^~]|~[01])*)+$", "description": "JSON Pointer to the ERP's order number in a 2xx response body, e.g. /order/number." })), "ERP order number in the answer (JSON Pointer)", 3),
+            "ack_mode": { "title": "Acknowledgement", "propertyOrder": 2, "enum": ["response", "callback", "none", null], "default": "none",
                           "description": "response: a 2xx with the pointer's value means ACKED. callback: the ERP calls POST /api/v1/hooks/{connection_id}/acks. none: SENT is final." }
         }
     })

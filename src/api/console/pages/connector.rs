@@ -77,22 +77,78 @@ fn takes_object(prop: &Value) -> bool {
     })
 }
 
-fn properties(schema: &Value) -> Vec<(&String, &Value)> {
-    schema["properties"]
+/// One field of a generated form.
+struct FormField<'a> {
+    name: &'a str,
+    prop: &'a Value,
+    /// The value of `mode` this field belongs to; None: every mode's.
+    mode: Option<&'a str>,
+}
+
+/// The form's fields in the order a person fills them in: the schema's `propertyOrder`, a
+/// mode's own fields after the shared ones, secrets last in each group.
+fn layout(schema: &Value) -> Vec<FormField<'_>> {
+    let mut fields: Vec<FormField<'_>> = schema["properties"]
         .as_object()
-        .map(|p| p.iter().collect())
-        .unwrap_or_default()
+        .map(|p| {
+            p.iter()
+                .map(|(name, prop)| FormField {
+                    name,
+                    prop,
+                    mode: only_for_mode(schema, name),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fields.sort_by_key(|f| {
+        (
+            f.mode,
+            matches!(kind(f.prop), Kind::Secret),
+            f.prop["propertyOrder"].as_u64().unwrap_or(u64::MAX),
+            f.name,
+        )
+    });
+    fields
+}
+
+/// Laid-out fields in runs of the same mode.
+fn by_mode(fields: Vec<FormField<'_>>) -> Vec<(Option<&str>, Vec<FormField<'_>>)> {
+    let mut groups: Vec<(Option<&str>, Vec<FormField<'_>>)> = Vec::new();
+    for f in fields {
+        match groups.last_mut() {
+            Some((mode, group)) if *mode == f.mode => group.push(f),
+            _ => groups.push((f.mode, vec![f])),
+        }
+    }
+    groups
+}
+
+/// The one mode a field is allowed in, read from the schema's per-mode variants (`oneOf`,
+/// each with a `mode` const, where another mode's fields must be null).
+fn only_for_mode<'a>(schema: &'a Value, name: &str) -> Option<&'a str> {
+    let variants = schema["oneOf"].as_array()?;
+    let null_only = serde_json::json!({ "type": "null" });
+    let mut allowed = variants
+        .iter()
+        .filter(|v| v["properties"][name] != null_only)
+        .filter_map(|v| v["properties"]["mode"]["const"].as_str());
+    match (allowed.next(), allowed.next()) {
+        (Some(mode), None) if variants.len() > 1 => Some(mode),
+        _ => None,
+    }
 }
 
 /// The request body a submitted form means: empty fields are left out (a left-out secret keeps
 /// its stored value, as in the API), "clear" sends null.
 fn body_from_form(schema: &Value, fields: &Fields) -> Map<String, Value> {
     let mut body = Map::new();
-    for (name, prop) in properties(schema) {
-        let typed = fields
-            .get(name.as_str())
-            .map(String::as_str)
-            .unwrap_or_default();
+    let selected = fields.get("mode").map(String::as_str);
+    for FormField { name, prop, mode } in layout(schema) {
+        // Fields of a mode not selected are hidden: whatever they hold is not meant.
+        if mode.is_some() && selected.is_some() && mode != selected {
+            continue;
+        }
+        let typed = fields.get(name).map(String::as_str).unwrap_or_default();
         let value = match kind(prop) {
             Kind::Secret if fields.contains_key(&format!("clear.{name}")) => Some(Value::Null),
             Kind::Flag if fields.contains_key(&format!("present.{name}")) => {
@@ -116,7 +172,7 @@ fn body_from_form(schema: &Value, fields: &Fields) -> Map<String, Value> {
             _ => Some(Value::String(typed.to_owned())),
         };
         if let Some(value) = value {
-            body.insert(name.clone(), value);
+            body.insert(name.to_owned(), value);
         }
     }
     if fields.get("test_on_save").is_some_and(|v| v == "true") {
@@ -150,24 +206,25 @@ fn field(
         .filter(|(f, _)| f == name)
         .map(|(_, why)| why.as_str());
     let description = prop["description"].as_str().unwrap_or_default();
+    let title = prop["title"].as_str().unwrap_or(name);
     let current = value_text(shown.get(name));
     html! {
         div.field {
             @match kind(prop) {
                 Kind::Secret => {
                     @let set = secrets_set.iter().any(|s| s == name);
-                    label for=(id) { (name) " " span.secret-state { @if set { "(set — leave empty to keep)" } @else { "(not set)" } } }
+                    label for=(id) { (title) " " span.secret-state { @if set { "(set — leave empty to keep)" } @else { "(not set)" } } }
                     @if multiline(name) {
                         textarea id=(id) name=(name) rows="4" autocomplete="off" aria-describedby=(help) {}
                     } @else {
                         input id=(id) name=(name) type="password" autocomplete="new-password" aria-describedby=(help) aria-invalid=[problem.map(|_| "true")];
                     }
                     @if set {
-                        label.check { input type="checkbox" name={ "clear." (name) } value="on"; " Clear " (name) }
+                        label.check { input type="checkbox" name={ "clear." (name) } value="on"; " Clear " (title) }
                     }
                 }
                 Kind::Choice(choices) => {
-                    label for=(id) { (name) }
+                    label for=(id) { (title) }
                     select id=(id) name=(name) aria-describedby=(help) {
                         @for c in &choices { option value=(c) selected[*c == current] { (c) } }
                     }
@@ -175,25 +232,26 @@ fn field(
                 Kind::Flag => {
                     @let on = match shown.get(name) { Some(Value::Bool(b)) => *b, _ => prop["default"] == Value::Bool(true) };
                     input type="hidden" name={ "present." (name) } value="1";
-                    label.check for=(id) { input id=(id) type="checkbox" name=(name) value="true" checked[on] aria-describedby=(help) aria-invalid=[problem.map(|_| "true")]; " " (name) }
+                    label.check for=(id) { input id=(id) type="checkbox" name=(name) value="true" checked[on] aria-describedby=(help) aria-invalid=[problem.map(|_| "true")]; " " (title) }
                 }
                 Kind::Number => {
-                    label for=(id) { (name) }
+                    label for=(id) { (title) }
                     input id=(id) name=(name) type="number" value=(current) min=[prop["minimum"].as_i64()] max=[prop["maximum"].as_i64()] aria-describedby=(help) aria-invalid=[problem.map(|_| "true")];
                 }
                 Kind::Text if multiline(name) => {
-                    label for=(id) { (name) }
+                    label for=(id) { (title) }
                     textarea id=(id) name=(name) rows="4" aria-describedby=(help) aria-invalid=[problem.map(|_| "true")] { (current) }
                 }
                 Kind::Text => {
-                    label for=(id) { (name) }
+                    label for=(id) { (title) }
                     input id=(id) name=(name) value=(current) aria-describedby=(help) aria-invalid=[problem.map(|_| "true")];
                 }
             }
             @if let Some(why) = problem {
                 p.field-error role="alert" { "Refused: " (why) }
             }
-            @if !description.is_empty() { small id=(help) { (description) } }
+            // The API's name of the field, for integrators who script what they set up here.
+            small id=(help) { code { (name) } @if !description.is_empty() { " — " (description) } }
         }
     }
 }
@@ -341,8 +399,16 @@ async fn render(
                 h3 { @if details.is_some() { "Edit" } @else { "Create" } }
                 form.config method="post" action={ "/ui/connector/" (slug) } {
                     input type="hidden" name=(CSRF_FIELD) value=(user.csrf(state));
-                    @for (name, prop) in properties(&schema) {
-                        (field(slug, name, prop, shown, secrets_set, invalid))
+                    @for (mode, group) in by_mode(layout(&schema)) {
+                        @match mode {
+                            None => { @for f in group { (field(slug, f.name, f.prop, shown, secrets_set, invalid)) } }
+                            Some(mode) => {
+                                fieldset.mode data-mode=(mode) {
+                                    legend { "Only for " (mode) }
+                                    @for f in group { (field(slug, f.name, f.prop, shown, secrets_set, invalid)) }
+                                }
+                            }
+                        }
                     }
                     label.check { input type="checkbox" name="test_on_save" value="true"; " Test before saving (nothing is saved if the test fails)" }
                     div.actions {
