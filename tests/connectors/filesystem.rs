@@ -217,5 +217,10 @@ async fn a_hung_operation_holds_its_own_lane_only_and_retries_do_not_pile_up_thr
     let other = open_fs(root.path(), "other").await;
     other.write_file("/out/a.json", b"{}").await.unwrap();
     drop(hung);
-    slow.write_file("/out/a.json", b"{}").await.unwrap();
+    // The lane is free again. A durable write is given a real timeout here: 300 ms is what a
+    // loaded CI machine's fsync can take, and this step checks the lane, not the clock.
+    let again = FilesystemTransport::open(root.path(), "slow", slow_lane, Duration::from_secs(10))
+        .await
+        .unwrap();
+    again.write_file("/out/a.json", b"{}").await.unwrap();
 }
