@@ -99,8 +99,9 @@ fn describe_preview(op: &mut Map<String, Value>) {
         json!({
             "required": false,
             "description": "An unsaved connector config to preview with instead of the active connection's",
+            // A null body means no body, as a null config means no config.
             "content": { "application/json": { "schema": {
-                "type": "object",
+                "type": ["object", "null"],
                 "additionalProperties": false,
                 "properties": { "config": { "type": ["object", "null"], "properties": delivery } }
             } } }
