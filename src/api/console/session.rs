@@ -7,7 +7,9 @@
 //! stored and a token is worthless for any other session. The login form, which has no session
 //! yet, uses a random double-submit cookie instead.
 
-use axum::extract::FromRequestParts;
+use std::collections::HashMap;
+
+use axum::extract::{Form, FromRequest, FromRequestParts, Request};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
@@ -141,6 +143,41 @@ impl axum::extract::OptionalFromRequestParts<AppState> for ConsoleUser {
                 .await
                 .ok(),
         )
+    }
+}
+
+/// A state-changing form from a signed-in user, its CSRF token checked: the one place that
+/// check is made, so no handler can forget it. A forged form is refused with the console's
+/// error page (403); no session sends the browser to sign in.
+#[derive(Debug)]
+pub struct SignedForm {
+    /// Who sent it.
+    pub user: ConsoleUser,
+    /// Its fields, the token among them.
+    pub fields: HashMap<String, String>,
+}
+
+impl FromRequest<AppState> for SignedForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let user =
+            <ConsoleUser as FromRequestParts<AppState>>::from_request_parts(&mut parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let Form(fields) =
+            Form::<HashMap<String, String>>::from_request(Request::from_parts(parts, body), state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let token = fields.get(CSRF_FIELD).map(String::as_str);
+        if !user.csrf_ok(state, token) {
+            let refusal = crate::api::error::ApiError::Forbidden(
+                "The form did not come from this session; reload the page and try again",
+            );
+            return Err(super::views::error_page(state, Some(&user), refusal).into_response());
+        }
+        Ok(Self { user, fields })
     }
 }
 

@@ -11,8 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use maud::html;
 
 use crate::api::console::session::{
-    CSRF_FIELD, ConsoleUser, LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie, csrf_token, csrf_valid,
-    set_cookie, with_cookie,
+    CSRF_FIELD, ConsoleUser, LOGIN_CSRF_COOKIE, SESSION_COOKIE, SignedForm, cookie, csrf_token,
+    csrf_valid, set_cookie, with_cookie,
 };
 use crate::api::console::views::{Html, Notice, error_page, notice, page};
 use crate::api::error::ApiError;
@@ -118,12 +118,8 @@ pub async fn submit(
 /// `POST /ui/logout`.
 pub async fn logout(
     State(state): State<AppState>,
-    user: ConsoleUser,
-    Form(fields): Form<HashMap<String, String>>,
+    SignedForm { user, .. }: SignedForm,
 ) -> Response {
-    if !user.csrf_ok(&state, fields.get(CSRF_FIELD).map(String::as_str)) {
-        return error_page(&state, Some(&user), super::forged()).into_response();
-    }
     // The cookie's token must stop working, not just leave this browser: revoke it.
     if let Err(err) = state.login.logout(&user.auth.session).await {
         return error_page(&state, Some(&user), ApiError::from(err)).into_response();

@@ -2,15 +2,14 @@
 //! type's JSON Schema (secrets write-only: shown as "set", replaceable, clearable, never
 //! displayed); test on the saved or the unsaved form; reset trust; disable and enable.
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::{Map, Value};
 
-use super::{Fields, csrf, forged};
-use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
+use super::Fields;
+use crate::api::console::session::{CSRF_FIELD, ConsoleUser, SignedForm};
 use crate::api::console::views::{
     Html, Notice, action_form, error_page, health_facts, notice, page, preview, status, time,
 };
@@ -488,13 +487,9 @@ async fn refused(
 /// `POST /ui/connector/{slug}`: save the form, or test it without saving (`intent=test`).
 pub async fn submit(
     State(state): State<AppState>,
-    user: ConsoleUser,
     Path(slug): Path<String>,
-    Form(fields): Form<Fields>,
+    SignedForm { user, fields }: SignedForm,
 ) -> Response {
-    if !user.csrf_ok(&state, csrf(&fields)) {
-        return error_page(&state, Some(&user), forged()).into_response();
-    }
     if let Err(err) = user.auth.require(Role::CONNECTOR_MANAGERS) {
         return error_page(&state, Some(&user), err).into_response();
     }
@@ -592,13 +587,9 @@ pub async fn submit(
 /// `POST /ui/connector/{slug}/{test|disable|reset-trust|poll-acks}`.
 pub async fn act(
     State(state): State<AppState>,
-    user: ConsoleUser,
     Path((slug, action)): Path<(String, String)>,
-    Form(fields): Form<Fields>,
+    SignedForm { user, .. }: SignedForm,
 ) -> Response {
-    if !user.csrf_ok(&state, csrf(&fields)) {
-        return error_page(&state, Some(&user), forged()).into_response();
-    }
     let actor = user.auth.actor();
     let org_id = user.auth.org_id();
     if action == "poll-acks" {
@@ -689,13 +680,9 @@ async fn reset_trust(state: &AppState, user: &ConsoleUser, slug: &str) -> Result
 /// `POST /ui/connections/{id}/enable`.
 pub async fn enable(
     State(state): State<AppState>,
-    user: ConsoleUser,
     Path(id): Path<String>,
-    Form(fields): Form<Fields>,
+    SignedForm { user, .. }: SignedForm,
 ) -> Response {
-    if !user.csrf_ok(&state, csrf(&fields)) {
-        return error_page(&state, Some(&user), forged()).into_response();
-    }
     let done = async {
         user.auth.require(Role::CONNECTOR_MANAGERS)?;
         let id = parse_uuid("id", &id)?;
@@ -715,13 +702,9 @@ pub async fn enable(
 /// back to the page the button was on.
 pub async fn retry_now(
     State(state): State<AppState>,
-    user: ConsoleUser,
     headers: axum::http::HeaderMap,
-    Form(fields): Form<Fields>,
+    SignedForm { user, .. }: SignedForm,
 ) -> Response {
-    if !user.csrf_ok(&state, csrf(&fields)) {
-        return error_page(&state, Some(&user), forged()).into_response();
-    }
     let done = async {
         user.auth.require(Role::DELIVERY_OPERATORS)?;
         state

@@ -2,7 +2,6 @@
 //! archived file (view and download), a live status while it is PENDING, and "check
 //! acknowledgements now".
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
@@ -10,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::{Fields, csrf, forged, page_request, status_filter};
-use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
+use super::{Fields, page_request, status_filter};
+use crate::api::console::session::{CSRF_FIELD, ConsoleUser, SignedForm};
 use crate::api::console::views::{
     Html, Notice, error_page, health_banner, notice, outside, page, pager, refreshing, status,
     status_filter_form, time,
@@ -106,12 +105,8 @@ pub async fn list(
 /// `POST /ui/acks/poll`: one acknowledgement poll of the org's active connection.
 pub async fn poll_acks(
     State(state): State<AppState>,
-    user: ConsoleUser,
-    Form(fields): Form<Fields>,
+    SignedForm { user, .. }: SignedForm,
 ) -> Response {
-    if !user.csrf_ok(&state, csrf(&fields)) {
-        return error_page(&state, Some(&user), forged()).into_response();
-    }
     let outcome = async {
         user.auth.require(Role::DRAFT_WRITERS)?;
         Ok::<_, ApiError>(state.ack_polls.poll_active(user.auth.org_id()).await?)

@@ -14,16 +14,6 @@ use crate::api::error::ApiError;
 /// A submitted form.
 pub type Fields = HashMap<String, String>;
 
-/// The refusal of a state-changing form without this session's CSRF token.
-pub fn forged() -> ApiError {
-    ApiError::Forbidden("The form did not come from this session; reload the page and try again")
-}
-
-/// The form's CSRF token.
-pub fn csrf(fields: &Fields) -> Option<&str> {
-    fields.get(super::session::CSRF_FIELD).map(String::as_str)
-}
-
 /// `status=` as a filter, empty meaning all.
 pub fn status_filter<T>(raw: Option<&String>) -> Result<Option<T>, ApiError>
 where

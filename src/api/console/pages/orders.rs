@@ -1,15 +1,14 @@
 //! Draft orders: the list, one draft with its lines, history and exports, and the approve,
 //! push and retry-push actions where the role and the status allow them.
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use uuid::Uuid;
 
-use super::{Fields, csrf, forged, page_request, status_filter};
-use crate::api::console::session::{CSRF_FIELD, ConsoleUser};
+use super::{Fields, page_request, status_filter};
+use crate::api::console::session::{CSRF_FIELD, ConsoleUser, SignedForm};
 use crate::api::console::views::{
     Html, Notice, error_page, health_banner, notice, outside, page, pager, preview, refreshing,
     status, status_filter_form, time,
@@ -280,13 +279,9 @@ pub async fn details(
 /// `POST /ui/drafts/{id}/{approve|push|retry-push}`.
 pub async fn act(
     State(state): State<AppState>,
-    user: ConsoleUser,
     Path((id, action)): Path<(String, String)>,
-    Form(fields): Form<Fields>,
+    SignedForm { user, fields }: SignedForm,
 ) -> Response {
-    if !user.csrf_ok(&state, csrf(&fields)) {
-        return error_page(&state, Some(&user), forged()).into_response();
-    }
     let org_id = user.auth.org_id();
     let outcome = async {
         let id = parse_uuid("id", &id)?;
