@@ -78,11 +78,48 @@ pub fn integer_field(
         .ok_or_else(|| FieldError::new(field, message))
 }
 
-/// The timeout a stored config's `timeout_secs` names (`default` when it names none), clamped
-/// to 1..=`max` seconds.
-pub fn timeout(config: &ConnectorConfig, default: u64, max: u64) -> std::time::Duration {
+/// `timeout_secs` when a config leaves it out; every connector type's operations share it.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
+/// The longest `timeout_secs` a config may set.
+pub const MAX_TIMEOUT_SECS: u64 = 120;
+
+/// A submitted config's `timeout_secs`: 1 to [`MAX_TIMEOUT_SECS`], [`DEFAULT_TIMEOUT_SECS`]
+/// when left out.
+pub fn timeout_secs(config: &ConnectorConfig) -> Result<u64, FieldError> {
+    Ok(
+        integer_field(config, "timeout_secs", 1..=MAX_TIMEOUT_SECS)?
+            .unwrap_or(DEFAULT_TIMEOUT_SECS),
+    )
+}
+
+/// The timeout a stored config's `timeout_secs` names, read leniently (a stored config was
+/// validated when saved), clamped to the allowed range.
+pub fn timeout(config: &ConnectorConfig) -> std::time::Duration {
     let secs = config.get("timeout_secs").and_then(Value::as_u64);
-    std::time::Duration::from_secs(secs.unwrap_or(default).clamp(1, max))
+    std::time::Duration::from_secs(
+        secs.unwrap_or(DEFAULT_TIMEOUT_SECS)
+            .clamp(1, MAX_TIMEOUT_SECS),
+    )
+}
+
+/// `timeout_secs`'s schema, its limits taken from the same constants the validation uses.
+pub fn timeout_schema(description: &str) -> Value {
+    titled(
+        serde_json::json!({
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": MAX_TIMEOUT_SECS,
+            "default": DEFAULT_TIMEOUT_SECS,
+            "description": description,
+        }),
+        "Timeout (seconds)",
+        7,
+    )
+}
+
+/// A field's schema that also admits null (how a client leaves an optional value out).
+pub fn nullable(schema: Value) -> Value {
+    serde_json::json!({ "anyOf": [schema, { "type": "null" }] })
 }
 
 /// A field's schema with what a form needs beside the rules: a human `title` and its place

@@ -23,16 +23,16 @@ fn failure(config: &ConnectorConfig) -> Option<ConnectorError> {
 
 #[async_trait]
 impl super::Connector for MockConnector {
-    fn connector_type(&self) -> &'static str {
-        "MOCK"
-    }
-
-    fn slug(&self) -> &'static str {
-        "mock"
-    }
-
-    fn display_name(&self) -> &'static str {
-        "Mock (tests only)"
+    fn info(&self) -> &'static super::ConnectorInfo {
+        static INFO: super::ConnectorInfo = super::ConnectorInfo {
+            connector_type: "MOCK",
+            slug: "mock",
+            display_name: "Mock (for tests)",
+            secret_fields: &["token"],
+            identity_fields: &[],
+            sticky_fields: &[],
+        };
+        &INFO
     }
 
     fn config_schema(&self) -> Value {
@@ -43,14 +43,6 @@ impl super::Connector for MockConnector {
                 "token": { "type": "string", "writeOnly": true }
             }
         })
-    }
-
-    fn secret_fields(&self) -> &'static [&'static str] {
-        &["token"]
-    }
-
-    fn identity_fields(&self) -> &'static [&'static str] {
-        &[]
     }
 
     fn validate(

@@ -240,25 +240,55 @@ pub trait AckInbox: Send + Sync {
     async fn settle(&self, name: &str, to: AckFolder) -> Result<String, ConnectorError>;
 }
 
+/// What names a connector type and sorts its config fields: one constant per type, so a type
+/// states these facts once instead of in six trait methods.
+#[derive(Debug)]
+pub struct ConnectorInfo {
+    /// Type name, e.g. `DROPZONE_JSON_V1`.
+    pub connector_type: &'static str,
+    /// URL slug, e.g. `dropzone-json-v1`.
+    pub slug: &'static str,
+    /// Human name.
+    pub display_name: &'static str,
+    /// Names of the secret fields (never shown, kept on update when the identity is unchanged).
+    pub secret_fields: &'static [&'static str],
+    /// Fields that identify whom the secrets are for; changing one requires the secrets again.
+    pub identity_fields: &'static [&'static str],
+    /// Fields the service keeps across updates like secrets (e.g. a host key recorded on first
+    /// use), unless the identity changes or the caller sets them explicitly.
+    pub sticky_fields: &'static [&'static str],
+}
+
 /// A connector type.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
+    /// The type's names and field classes.
+    fn info(&self) -> &'static ConnectorInfo;
     /// Type name, e.g. `DROPZONE_JSON_V1`.
-    fn connector_type(&self) -> &'static str;
+    fn connector_type(&self) -> &'static str {
+        self.info().connector_type
+    }
     /// URL slug, e.g. `dropzone-json-v1`.
-    fn slug(&self) -> &'static str;
+    fn slug(&self) -> &'static str {
+        self.info().slug
+    }
     /// Human name.
-    fn display_name(&self) -> &'static str;
+    fn display_name(&self) -> &'static str {
+        self.info().display_name
+    }
     /// JSON Schema of the config; secret fields are `writeOnly`.
     fn config_schema(&self) -> serde_json::Value;
-    /// Names of the secret fields (never shown, kept on update when the identity is unchanged).
-    fn secret_fields(&self) -> &'static [&'static str];
-    /// Fields that identify whom the secrets are for; changing one requires the secrets again.
-    fn identity_fields(&self) -> &'static [&'static str];
-    /// Fields the service keeps across updates like secrets (e.g. a host key recorded on first
-    /// use), unless the identity changes or the caller sets them explicitly.
+    /// See [`ConnectorInfo::secret_fields`].
+    fn secret_fields(&self) -> &'static [&'static str] {
+        self.info().secret_fields
+    }
+    /// See [`ConnectorInfo::identity_fields`].
+    fn identity_fields(&self) -> &'static [&'static str] {
+        self.info().identity_fields
+    }
+    /// See [`ConnectorInfo::sticky_fields`].
     fn sticky_fields(&self) -> &'static [&'static str] {
-        &[]
+        self.info().sticky_fields
     }
     /// Fills in secrets the service generates when the config has none (e.g. a signing
     /// secret); the names filled. The save response shows them once.
@@ -290,8 +320,10 @@ pub trait Connector: Send + Sync + 'static {
     ) -> Result<(), FieldError> {
         Ok(())
     }
-    /// The timeout for one test of this (validated) config.
-    fn timeout(&self, config: &ConnectorConfig) -> Duration;
+    /// The timeout for one test of this (validated) config: its `timeout_secs`.
+    fn timeout(&self, config: &ConnectorConfig) -> Duration {
+        fields::timeout(config)
+    }
     /// Rehearses an export without sending an order. Called through [`run_test`].
     async fn test_connection(
         &self,
@@ -478,4 +510,29 @@ pub async fn run_test(
         "connection test finished"
     );
     result
+}
+
+/// What the config parsers' unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{ConnectorConfig, ValidationEnv};
+
+    /// A config from a JSON object literal.
+    pub fn cfg(value: serde_json::Value) -> ConnectorConfig {
+        let serde_json::Value::Object(map) = value else {
+            panic!("not an object")
+        };
+        ConnectorConfig::new(map)
+    }
+
+    /// The default blocked networks; plain http allowed or not.
+    pub fn env(allow_plain_http: bool) -> ValidationEnv {
+        ValidationEnv {
+            blocked_networks: crate::config::parse_networks(
+                crate::config::DEFAULT_BLOCKED_NETWORKS,
+            )
+            .expect("the default networks parse"),
+            allow_plain_http,
+        }
+    }
 }

@@ -10,30 +10,33 @@ use ipnet::IpNet;
 use serde_json::{Map, Value, json};
 
 use crate::connectors::fields::{
-    integer_field, optional, required_string, secret_field, string_field, titled,
+    integer_field, nullable, optional, required_string, secret_field, string_field, timeout_schema,
+    timeout_secs, titled,
 };
 use crate::connectors::network::{HostLiteral, embedded_ipv4, is_blocked, parse_host};
 use crate::connectors::transport::sftp::SftpTarget;
-use crate::connectors::{ConnectorConfig, ValidationEnv};
+use crate::connectors::{ConnectorConfig, ConnectorInfo, ValidationEnv};
 use crate::crypto::SecretString;
 use crate::domain::FieldError;
 
 /// Default SFTP port.
 pub const DEFAULT_PORT: u16 = 22;
-/// Default per-operation timeout.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
-/// Longest allowed timeout.
-pub const MAX_TIMEOUT_SECS: u64 = 120;
 /// Longest accepted path.
 const MAX_PATH_LEN: usize = 1024;
 
-/// Secret fields: never shown, `writeOnly` in the schema.
-pub const SECRET_FIELDS: &[&str] = &["password", "private_key", "private_key_passphrase"];
-/// Changing one of these requires the secrets to be given again.
-pub const IDENTITY_FIELDS: &[&str] = &["mode", "host", "port", "username"];
-/// Kept across updates like secrets: a host key recorded on first use must not be forgotten
-/// just because an update did not repeat it.
-pub const STICKY_FIELDS: &[&str] = &["host_key_fingerprint"];
+/// The type's names and field classes.
+pub static INFO: ConnectorInfo = ConnectorInfo {
+    connector_type: "DROPZONE_JSON_V1",
+    slug: "dropzone-json-v1",
+    display_name: "JSON files in a dropzone folder (SFTP or filesystem)",
+    // Never shown, `writeOnly` in the schema.
+    secret_fields: &["password", "private_key", "private_key_passphrase"],
+    // Changing one of these requires the secrets to be given again.
+    identity_fields: &["mode", "host", "port", "username"],
+    // A host key recorded on first use must not be forgotten just because an update did not
+    // repeat it.
+    sticky_fields: &["host_key_fingerprint"],
+};
 
 const COMMON_FIELDS: &[&str] = &[
     "mode",
@@ -78,10 +81,6 @@ pub struct DropzoneConfig {
     pub sftp: Option<SftpTarget>,
 }
 
-fn field_error(field: &str, message: &str) -> FieldError {
-    FieldError::new(field, message)
-}
-
 fn has_control(text: &str) -> bool {
     text.chars().any(char::is_control)
 }
@@ -104,25 +103,25 @@ pub fn normalize_path(
     must_be_absolute: bool,
 ) -> Result<String, FieldError> {
     if raw.is_empty() {
-        return Err(field_error(field, "is required"));
+        return Err(FieldError::new(field, "is required"));
     }
     if raw.chars().count() > MAX_PATH_LEN {
-        return Err(field_error(field, "is too long (max 1024 characters)"));
+        return Err(FieldError::new(field, "is too long (max 1024 characters)"));
     }
     if has_control(raw) {
-        return Err(field_error(
+        return Err(FieldError::new(
             field,
             "must not contain control characters or NUL",
         ));
     }
     if raw.chars().any(is_deceptive_format_char) {
-        return Err(field_error(
+        return Err(FieldError::new(
             field,
             "must not contain invisible formatting characters (bidi overrides, zero-width, line separators)",
         ));
     }
     if must_be_absolute && !raw.starts_with('/') {
-        return Err(field_error(
+        return Err(FieldError::new(
             field,
             "must be an absolute path starting with /",
         ));
@@ -131,7 +130,7 @@ pub fn normalize_path(
     for segment in raw.split('/') {
         match segment {
             "" | "." => {}
-            ".." => return Err(field_error(field, "must not contain '..' segments")),
+            ".." => return Err(FieldError::new(field, "must not contain '..' segments")),
             s => segments.push(s),
         }
     }
@@ -145,13 +144,13 @@ pub fn normalize_path(
 /// document describes.
 fn validate_host(raw: &str, blocked: &[IpNet]) -> Result<String, FieldError> {
     let bad_name = || {
-        field_error(
+        FieldError::new(
             "host",
             "must be a plain host name or IP address (no scheme, port, path or brackets)",
         )
     };
     let blocked_error = || {
-        field_error(
+        FieldError::new(
             "host",
             "is in a blocked network (CONNECTOR_BLOCKED_NETWORKS)",
         )
@@ -165,13 +164,13 @@ fn validate_host(raw: &str, blocked: &[IpNet]) -> Result<String, FieldError> {
             let canonical = raw.parse::<std::net::IpAddr>().ok() == Some(ip);
             let embeds_v4 = matches!(ip, std::net::IpAddr::V6(v6) if embedded_ipv4(v6).is_some());
             if !canonical {
-                return Err(field_error(
+                return Err(FieldError::new(
                     "host",
                     "write IPv4 addresses as four decimal numbers (a.b.c.d) and IPv6 without brackets",
                 ));
             }
             if embeds_v4 {
-                return Err(field_error(
+                return Err(FieldError::new(
                     "host",
                     "is an IPv6 form of an IPv4 address; give the IPv4 address itself",
                 ));
@@ -208,7 +207,7 @@ fn validate_fingerprint(raw: &str) -> Result<String, FieldError> {
     });
     match body {
         Some(b) if ok => Ok(format!("SHA256:{b}")),
-        _ => Err(field_error(
+        _ => Err(FieldError::new(
             "host_key_fingerprint",
             "must look like SHA256:<43 base64 characters>, as `ssh-keygen -lf` prints",
         )),
@@ -241,7 +240,7 @@ fn validate_private_key(
     passphrase: Option<&SecretString>,
 ) -> Result<(), FieldError> {
     if !is_openssh_armored(key.expose()) {
-        return Err(field_error(
+        return Err(FieldError::new(
             "private_key",
             "is not an OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----)",
         ));
@@ -249,7 +248,7 @@ fn validate_private_key(
     match russh::keys::decode_secret_key(key.expose(), None) {
         Err(russh::keys::Error::KeyIsEncrypted) => {
             let Some(passphrase) = passphrase else {
-                return Err(field_error(
+                return Err(FieldError::new(
                     "private_key_passphrase",
                     "is required: the private key is encrypted",
                 ));
@@ -257,7 +256,7 @@ fn validate_private_key(
             russh::keys::decode_secret_key(key.expose(), Some(passphrase.expose()))
                 .map(|_| ())
                 .map_err(|_| {
-                    field_error("private_key_passphrase", "does not decrypt the private key")
+                    FieldError::new("private_key_passphrase", "does not decrypt the private key")
                 })
         }
         _ => Ok(()),
@@ -270,9 +269,14 @@ impl DropzoneConfig {
         let mode = match string_field(config, "mode")?.as_deref() {
             Some("sftp") => Mode::Sftp,
             Some("filesystem") => Mode::Filesystem,
-            Some(_) => return Err(field_error("mode", "must be \"sftp\" or \"filesystem\"")),
+            Some(_) => {
+                return Err(FieldError::new(
+                    "mode",
+                    "must be \"sftp\" or \"filesystem\"",
+                ));
+            }
             None => {
-                return Err(field_error(
+                return Err(FieldError::new(
                     "mode",
                     "is required (\"sftp\" or \"filesystem\")",
                 ));
@@ -290,7 +294,7 @@ impl DropzoneConfig {
                 } else {
                     "is not a DROPZONE_JSON_V1 setting"
                 };
-                return Err(field_error(field, why));
+                return Err(FieldError::new(field, why));
             }
         }
         let absolute = mode == Mode::Sftp;
@@ -305,10 +309,9 @@ impl DropzoneConfig {
         let atomic_write = match optional(config, "atomic_write") {
             None => true,
             Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(field_error("atomic_write", "must be true or false")),
+            Some(_) => return Err(FieldError::new("atomic_write", "must be true or false")),
         };
-        let timeout_secs = integer_field(config, "timeout_secs", 1..=MAX_TIMEOUT_SECS)?
-            .unwrap_or(DEFAULT_TIMEOUT_SECS);
+        let timeout_secs = timeout_secs(config)?;
         let sftp = match mode {
             Mode::Filesystem => None,
             Mode::Sftp => Some(Self::parse_sftp(config, env, timeout_secs)?),
@@ -337,7 +340,7 @@ impl DropzoneConfig {
             .unwrap_or(DEFAULT_PORT);
         let username = required_string(config, "username")?;
         if has_control(&username) || username.chars().count() > 255 {
-            return Err(field_error(
+            return Err(FieldError::new(
                 "username",
                 "must be at most 255 printable characters",
             ));
@@ -347,7 +350,7 @@ impl DropzoneConfig {
         let private_key_passphrase = secret_field(config, "private_key_passphrase")?;
         match (&password, &private_key) {
             (None, None) => {
-                return Err(field_error(
+                return Err(FieldError::new(
                     "password",
                     "sftp needs a password or a private_key",
                 ));
@@ -436,10 +439,6 @@ const BLOCKED_V4_PATTERN: &str = r"^(?:0|127)\.|^169\.254\.|^100\.100\.100\.200$
 const BLOCKED_V6_PATTERN: &str =
     r"^::|^[fF][eE][89aAbB]|^64:[fF][fF]9[bB]:|^2002:|^[fF][dD]00:[eE][cC]2::254$";
 
-fn nullable_string(schema: Value) -> Value {
-    json!({ "anyOf": [schema, { "type": "null" }] })
-}
-
 /// The config's JSON Schema (served by `GET /connectors/types`, and the request body of
 /// `POST /connectors/dropzone-json-v1` in the OpenAPI document). It states every rule the
 /// validation applies, save the ones that depend on this server: the configured blocked
@@ -482,10 +481,10 @@ pub fn schema() -> Value {
             "export_path": { "title": "Export folder", "propertyOrder": 2, "allOf": [path], "description": "Folder for export files. sftp: absolute path on the server. filesystem: path inside the org's folder under DROPZONE_FS_ROOT (a leading / means that folder's root). No '..' segments, control or invisible formatting characters." },
             "ack_path": { "title": "Acknowledgement folder", "propertyOrder": 3, "anyOf": [path, none], "description": "Folder the ERP writes ack_/error_ files to; polled when set." },
             "atomic_write": { "title": "Write atomically", "propertyOrder": 6, "type": ["boolean", "null"], "default": true, "description": "Write <name>.tmp, then rename, so the ERP never sees a partial file." },
-            "timeout_secs": { "title": "Timeout (seconds)", "propertyOrder": 7, "type": ["integer", "null"], "minimum": 1, "maximum": 120, "default": 10, "description": "Timeout for each network operation and for a whole connection test." },
-            "host": titled(nullable_string(host.clone()), "SFTP host", 10),
+            "timeout_secs": timeout_schema("Timeout for each network operation and for a whole connection test."),
+            "host": titled(nullable(host.clone()), "SFTP host", 10),
             "port": { "title": "SFTP port", "propertyOrder": 11, "type": ["integer", "null"], "minimum": 1, "maximum": 65535, "default": 22 },
-            "username": titled(nullable_string(json!({ "type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[^\u0000-\u001f\u007f-\u009f]+$" })), "SFTP user name", 12),
+            "username": titled(nullable(json!({ "type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[^\u0000-\u001f\u007f-\u009f]+$" })), "SFTP user name", 12),
             "password": titled(secret("sftp: password (and/or private_key)."), "Password", 20),
             "private_key": titled(private_key, "Private key", 21),
             "private_key_passphrase": titled(secret("sftp: passphrase of an encrypted private_key."), "Private key passphrase", 22),
@@ -523,21 +522,10 @@ pub fn schema() -> Value {
 mod tests {
     use super::*;
 
-    fn cfg(value: Value) -> ConnectorConfig {
-        let Value::Object(map) = value else {
-            panic!("not an object")
-        };
-        ConnectorConfig::new(map)
-    }
+    use crate::connectors::testing::cfg;
 
     fn env() -> ValidationEnv {
-        ValidationEnv {
-            blocked_networks: crate::config::parse_networks(
-                crate::config::DEFAULT_BLOCKED_NETWORKS,
-            )
-            .unwrap(),
-            allow_plain_http: false,
-        }
+        crate::connectors::testing::env(false)
     }
 
     fn field_of(value: Value) -> String {

@@ -99,32 +99,12 @@ fn after_failure(ctx: &ConnectorContext, err: ConnectorError) -> ConnectorError 
 
 #[async_trait]
 impl super::Connector for DropzoneJsonV1 {
-    fn connector_type(&self) -> &'static str {
-        "DROPZONE_JSON_V1"
-    }
-
-    fn slug(&self) -> &'static str {
-        "dropzone-json-v1"
-    }
-
-    fn display_name(&self) -> &'static str {
-        "JSON files in a dropzone folder (SFTP or filesystem)"
+    fn info(&self) -> &'static super::ConnectorInfo {
+        &config::INFO
     }
 
     fn config_schema(&self) -> serde_json::Value {
         config::schema()
-    }
-
-    fn secret_fields(&self) -> &'static [&'static str] {
-        config::SECRET_FIELDS
-    }
-
-    fn identity_fields(&self) -> &'static [&'static str] {
-        config::IDENTITY_FIELDS
-    }
-
-    fn sticky_fields(&self) -> &'static [&'static str] {
-        config::STICKY_FIELDS
     }
 
     fn validate(
@@ -155,14 +135,6 @@ impl super::Connector for DropzoneJsonV1 {
         })
         .await
         .map_err(|_| FieldError::new("export_path", "could not be checked"))?
-    }
-
-    fn timeout(&self, config: &ConnectorConfig) -> Duration {
-        super::fields::timeout(
-            config,
-            config::DEFAULT_TIMEOUT_SECS,
-            config::MAX_TIMEOUT_SECS,
-        )
     }
 
     async fn test_connection(

@@ -10,16 +10,14 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
-use crate::connectors::fields::{integer_field, non_empty_string, optional, titled};
+use crate::connectors::fields::{
+    non_empty_string, nullable, optional, timeout_schema, timeout_secs, titled,
+};
 use crate::connectors::network::{HostLiteral, is_blocked, parse_host};
-use crate::connectors::{ConnectorConfig, ValidationEnv};
+use crate::connectors::{ConnectorConfig, ConnectorInfo, ValidationEnv};
 use crate::crypto::{SecretBytes, SecretString};
 use crate::domain::FieldError;
 
-/// Default request timeout.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
-/// Longest allowed timeout.
-pub const MAX_TIMEOUT_SECS: u64 = 120;
 /// Longest accepted URL.
 const MAX_URL_LEN: usize = 2048;
 /// Most extra headers.
@@ -29,11 +27,17 @@ const MAX_PEM_LEN: usize = 64 * 1024;
 /// The prefix of a Standard Webhooks secret.
 pub const SECRET_PREFIX: &str = "whsec_";
 
-/// Secret fields: never shown, `writeOnly` in the schema.
-pub const SECRET_FIELDS: &[&str] = &["signing_secret", "headers", "client_key_pem"];
-/// Changing the URL requires the secrets again: an API key meant for one endpoint must not
-/// follow the orders to another one silently.
-pub const IDENTITY_FIELDS: &[&str] = &["url"];
+/// The type's names and field classes.
+pub static INFO: ConnectorInfo = ConnectorInfo {
+    connector_type: "HTTP_JSON_V1",
+    slug: "http-json-v1",
+    display_name: "JSON over HTTPS, signed (Standard Webhooks)",
+    // Never shown, `writeOnly` in the schema.
+    secret_fields: &["signing_secret", "headers", "client_key_pem"],
+    // An API key meant for one endpoint must not follow the orders to another one silently.
+    identity_fields: &["url"],
+    sticky_fields: &[],
+};
 
 const FIELDS: &[&str] = &[
     "url",
@@ -120,10 +124,6 @@ impl std::fmt::Debug for HttpConfig {
     }
 }
 
-fn err(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError::new(field, message)
-}
-
 /// The HMAC key inside a `whsec_<base64>` secret (24 to 64 bytes, as Standard Webhooks
 /// senders generate them).
 pub fn secret_key(secret: &str) -> Option<SecretBytes> {
@@ -142,41 +142,44 @@ pub fn generate_secret() -> String {
 
 fn parse_url(raw: &str, env: &ValidationEnv) -> Result<Url, FieldError> {
     if raw.chars().count() > MAX_URL_LEN {
-        return Err(err("url", "is too long (max 2048 characters)"));
+        return Err(FieldError::new("url", "is too long (max 2048 characters)"));
     }
     if raw.chars().any(char::is_control) || raw.trim() != raw {
-        return Err(err("url", "must not contain spaces or control characters"));
+        return Err(FieldError::new(
+            "url",
+            "must not contain spaces or control characters",
+        ));
     }
-    let url = Url::parse(raw).map_err(|e| err("url", format!("is not a URL: {e}")))?;
+    let url = Url::parse(raw).map_err(|e| FieldError::new("url", format!("is not a URL: {e}")))?;
     match url.scheme() {
         "https" => {}
         "http" if env.allow_plain_http => {}
         "http" => {
-            return Err(err(
+            return Err(FieldError::new(
                 "url",
                 "must be https (http is allowed only with CONNECTOR_ALLOW_PLAIN_HTTP=true)",
             ));
         }
-        _ => return Err(err("url", "must be an https URL")),
+        _ => return Err(FieldError::new("url", "must be an https URL")),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(err(
+        return Err(FieldError::new(
             "url",
             "must not carry credentials; put an API key in headers instead",
         ));
     }
     if url.fragment().is_some() {
-        return Err(err("url", "must not have a #fragment"));
+        return Err(FieldError::new("url", "must not have a #fragment"));
     }
     let Some(host) = url.host_str() else {
-        return Err(err("url", "must name a host"));
+        return Err(FieldError::new("url", "must name a host"));
     };
     match parse_host(host) {
-        HostLiteral::Ip(ip) if is_blocked(ip, &env.blocked_networks) => Err(err(
+        HostLiteral::Ip(ip) if is_blocked(ip, &env.blocked_networks) => Err(FieldError::new(
             "url",
             "names a host in a blocked network (CONNECTOR_BLOCKED_NETWORKS)",
         )),
-        HostLiteral::BadNumeric => Err(err("url", "names an invalid address")),
+        HostLiteral::BadNumeric => Err(FieldError::new("url", "names an invalid address")),
         _ => Ok(url),
     }
 }
@@ -186,28 +189,37 @@ fn parse_headers(config: &ConnectorConfig) -> Result<Vec<(String, SecretString)>
         return Ok(Vec::new());
     };
     let Value::Object(map) = value else {
-        return Err(err("headers", "must be an object of header name to value"));
+        return Err(FieldError::new(
+            "headers",
+            "must be an object of header name to value",
+        ));
     };
     if map.len() > MAX_HEADERS {
-        return Err(err("headers", "may hold at most 20 headers"));
+        return Err(FieldError::new("headers", "may hold at most 20 headers"));
     }
     let mut out = Vec::with_capacity(map.len());
     for (name, value) in map {
         let lower = name.to_ascii_lowercase();
         if HeaderName::from_bytes(lower.as_bytes()).is_err() {
-            return Err(err("headers", format!("{name:?} is not a header name")));
+            return Err(FieldError::new(
+                "headers",
+                format!("{name:?} is not a header name"),
+            ));
         }
         if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("webhook-") {
-            return Err(err(
+            return Err(FieldError::new(
                 "headers",
                 format!("{name} is set by the connector and cannot be replaced"),
             ));
         }
         let Value::String(text) = value else {
-            return Err(err("headers", format!("{name} must be a string")));
+            return Err(FieldError::new(
+                "headers",
+                format!("{name} must be a string"),
+            ));
         };
         if text.len() > 4096 || HeaderValue::from_str(text).is_err() {
-            return Err(err(
+            return Err(FieldError::new(
                 "headers",
                 format!("{name} must be visible ASCII text of at most 4096 characters"),
             ));
@@ -226,10 +238,10 @@ fn pem_field(
         return Ok(None);
     };
     if text.len() > MAX_PEM_LEN {
-        return Err(err(field, "is too long (max 64 KiB)"));
+        return Err(FieldError::new(field, "is too long (max 64 KiB)"));
     }
     if !text.contains(&format!("-----BEGIN {label}")) {
-        return Err(err(
+        return Err(FieldError::new(
             field,
             format!("must be PEM text (-----BEGIN {label}…)"),
         ));
@@ -245,29 +257,31 @@ impl HttpConfig {
             .keys()
             .find(|k| !FIELDS.contains(&k.as_str()))
         {
-            return Err(err(unknown, "is not a field of HTTP_JSON_V1"));
+            return Err(FieldError::new(unknown, "is not a field of HTTP_JSON_V1"));
         }
         let url = match optional(config, "url") {
             Some(Value::String(s)) if !s.is_empty() => parse_url(s, env)?,
-            Some(Value::String(_)) | None => return Err(err("url", "is required")),
-            Some(_) => return Err(err("url", "must be a string")),
+            Some(Value::String(_)) | None => return Err(FieldError::new("url", "is required")),
+            Some(_) => return Err(FieldError::new("url", "must be a string")),
         };
         let signing_secret = non_empty_string(config, "signing_secret")?;
         if let Some(secret) = &signing_secret
             && secret_key(secret).is_none()
         {
-            return Err(err(
+            return Err(FieldError::new(
                 "signing_secret",
                 "must be whsec_ followed by the base64 of 24 to 64 random bytes (omit it to have one generated)",
             ));
         }
-        let timeout_secs = integer_field(config, "timeout_secs", 1..=MAX_TIMEOUT_SECS)?
-            .unwrap_or(DEFAULT_TIMEOUT_SECS);
+        let timeout_secs = timeout_secs(config)?;
         let ca_certificate_pem = pem_field(config, "ca_certificate_pem", "CERTIFICATE")?;
         if let Some(pem) = &ca_certificate_pem
             && reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_or(true, |c| c.is_empty())
         {
-            return Err(err("ca_certificate_pem", "holds no readable certificate"));
+            return Err(FieldError::new(
+                "ca_certificate_pem",
+                "holds no readable certificate",
+            ));
         }
         let client_certificate_pem = pem_field(config, "client_certificate_pem", "CERTIFICATE")?;
         let client_key_pem = pem_field(config, "client_key_pem", "")?;
@@ -277,20 +291,20 @@ impl HttpConfig {
                 both.push(b'\n');
                 both.extend_from_slice(key.as_bytes());
                 if reqwest::Identity::from_pem(&both).is_err() {
-                    return Err(err(
+                    return Err(FieldError::new(
                         "client_key_pem",
                         "and client_certificate_pem do not make a usable client identity (PEM certificate and PKCS#8, RSA or EC key)",
                     ));
                 }
             }
             (Some(_), None) => {
-                return Err(err(
+                return Err(FieldError::new(
                     "client_key_pem",
                     "is required with client_certificate_pem",
                 ));
             }
             (None, Some(_)) => {
-                return Err(err(
+                return Err(FieldError::new(
                     "client_certificate_pem",
                     "is required with client_key_pem",
                 ));
@@ -301,7 +315,7 @@ impl HttpConfig {
         if let Some(pointer) = &erp_order_id_pointer
             && (!pointer.starts_with('/') || pointer.len() > 512 || has_bad_escape(pointer))
         {
-            return Err(err(
+            return Err(FieldError::new(
                 "erp_order_id_pointer",
                 "must be a JSON Pointer such as /order/number",
             ));
@@ -311,7 +325,12 @@ impl HttpConfig {
             Some(Value::String(s)) if s == "response" => AckMode::Response,
             Some(Value::String(s)) if s == "callback" => AckMode::Callback,
             Some(Value::String(s)) if s == "none" => AckMode::None,
-            Some(_) => return Err(err("ack_mode", "must be response, callback or none")),
+            Some(_) => {
+                return Err(FieldError::new(
+                    "ack_mode",
+                    "must be response, callback or none",
+                ));
+            }
         };
         Ok(Self {
             url,
@@ -376,7 +395,6 @@ fn has_bad_escape(pointer: &str) -> bool {
 /// The config's JSON Schema. PEM contents and the blocked networks are checked by the service
 /// beyond what the patterns say.
 pub fn schema() -> Value {
-    let nullable = |inner: Value| json!({ "anyOf": [inner, { "type": "null" }] });
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "HTTP_JSON_V1",
@@ -397,7 +415,7 @@ pub fn schema() -> Value {
                   "additionalProperties": { "type": "string", "maxLength": 4096, "pattern": "^[\\t\\x20-\\x7e]*$" } },
                 { "type": "null" }
             ], "writeOnly": true, "description": "Extra static headers, e.g. an API key. Content-Type, Idempotency-Key, webhook-* and hop-by-hop headers are set by the connector." },
-            "timeout_secs": { "title": "Timeout (seconds)", "propertyOrder": 7, "description": "Timeout for each request and for a whole connection test.", "type": ["integer", "null"], "minimum": 1, "maximum": 120, "default": 10 },
+            "timeout_secs": timeout_schema("Timeout for each request and for a whole connection test."),
             "ca_certificate_pem": titled(nullable(json!({ "type": "string", "pattern": "-----BEGIN CERTIFICATE-----", "description": "A private CA trusted instead of the system roots." })), "Private CA certificate (PEM)", 8),
             "client_certificate_pem": titled(nullable(json!({ "type": "string", "pattern": "-----BEGIN CERTIFICATE-----", "description": "Client certificate for mTLS (with client_key_pem)." })), "Client certificate (PEM)", 9),
             "client_key_pem": { "title": "Client key (PEM)", "propertyOrder": 22, "anyOf": [
@@ -415,22 +433,7 @@ pub fn schema() -> Value {
 mod tests {
     use super::*;
 
-    fn cfg(value: Value) -> ConnectorConfig {
-        let Value::Object(map) = value else {
-            panic!("not an object")
-        };
-        ConnectorConfig::new(map)
-    }
-
-    fn env(plain: bool) -> ValidationEnv {
-        ValidationEnv {
-            blocked_networks: crate::config::parse_networks(
-                crate::config::DEFAULT_BLOCKED_NETWORKS,
-            )
-            .unwrap(),
-            allow_plain_http: plain,
-        }
-    }
+    use crate::connectors::testing::{cfg, env};
 
     fn field_of(value: Value) -> String {
         HttpConfig::parse(&cfg(value), &env(false))

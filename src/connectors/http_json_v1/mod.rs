@@ -11,7 +11,6 @@ pub mod config;
 pub mod signing;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -109,28 +108,12 @@ impl HttpJsonV1 {
 
 #[async_trait]
 impl super::Connector for HttpJsonV1 {
-    fn connector_type(&self) -> &'static str {
-        "HTTP_JSON_V1"
-    }
-
-    fn slug(&self) -> &'static str {
-        "http-json-v1"
-    }
-
-    fn display_name(&self) -> &'static str {
-        "JSON over HTTPS, signed (Standard Webhooks)"
+    fn info(&self) -> &'static super::ConnectorInfo {
+        &config::INFO
     }
 
     fn config_schema(&self) -> Value {
         config::schema()
-    }
-
-    fn secret_fields(&self) -> &'static [&'static str] {
-        config::SECRET_FIELDS
-    }
-
-    fn identity_fields(&self) -> &'static [&'static str] {
-        config::IDENTITY_FIELDS
     }
 
     fn generate_secrets(&self, config: &mut ConnectorConfig) -> Vec<&'static str> {
@@ -147,14 +130,6 @@ impl super::Connector for HttpJsonV1 {
         env: &ValidationEnv,
     ) -> Result<ConnectorConfig, FieldError> {
         HttpConfig::parse(config, env).map(|c| c.to_config())
-    }
-
-    fn timeout(&self, config: &ConnectorConfig) -> Duration {
-        super::fields::timeout(
-            config,
-            config::DEFAULT_TIMEOUT_SECS,
-            config::MAX_TIMEOUT_SECS,
-        )
     }
 
     async fn test_connection(
