@@ -257,12 +257,12 @@ impl Settings {
             return Err(ConfigError::JwtSecretWeak);
         }
         let database = database_settings(lookup);
-        if !(database.url.starts_with("sqlite:") || database.url.starts_with("postgres")) {
-            return Err(invalid(
-                "DATABASE_URL",
-                "must start with sqlite:// or postgres://",
-            ));
+        if !crate::store::is_supported_url(&database.url) {
+            return Err(invalid("DATABASE_URL", crate::store::SUPPORTED_URLS));
         }
+        // The delivery components own their defaults; a variable left unset means exactly that.
+        let policy = crate::domain::delivery::DeliveryPolicy::default();
+        let limits = crate::workers::delivery::DeliveryLimits::default();
         let object_storage = parse_object_storage(
             &non_empty(lookup, "OBJECT_STORAGE_URL")
                 .unwrap_or_else(|| "file://./data/objects".to_owned()),
@@ -302,25 +302,30 @@ impl Settings {
                 1,
             )?),
             ack_poll_lease: Duration::from_secs(parse_num(lookup, "ACK_POLL_LEASE_SECS", 30, 3)?),
-            export_max_attempts: parse_num(lookup, "EXPORT_MAX_ATTEMPTS", 6, 1)?,
+            export_max_attempts: parse_num(lookup, "EXPORT_MAX_ATTEMPTS", policy.max_attempts, 1)?,
             export_retry_base: Duration::from_secs(parse_num(
                 lookup,
                 "EXPORT_RETRY_BASE_SECS",
-                5,
+                policy.retry_base.as_secs(),
                 1,
             )?),
             export_lease: Duration::from_secs(parse_num(lookup, "EXPORT_LEASE_SECS", 60, 5)?),
-            circuit_failures_to_open: parse_num(lookup, "CIRCUIT_FAILURES_TO_OPEN", 5, 1)?,
+            circuit_failures_to_open: parse_num(
+                lookup,
+                "CIRCUIT_FAILURES_TO_OPEN",
+                policy.failures_to_open,
+                1,
+            )?,
             circuit_cool_down: Duration::from_secs(parse_num(
                 lookup,
                 "CIRCUIT_COOL_DOWN_SECS",
-                5,
+                policy.cool_down_base.as_secs(),
                 1,
             )?),
             circuit_cool_down_max: Duration::from_secs(parse_num(
                 lookup,
                 "CIRCUIT_COOL_DOWN_MAX_SECS",
-                30,
+                policy.cool_down_max.as_secs(),
                 1,
             )?),
             request_timeout: Duration::from_secs(parse_num(
@@ -348,8 +353,13 @@ impl Settings {
                 1,
             )?,
             shutdown_grace: Duration::from_secs(parse_num(lookup, "SHUTDOWN_GRACE_SECS", 20, 0)?),
-            delivery_concurrency: parse_num(lookup, "DELIVERY_CONCURRENCY", 512, 1)?,
-            delivery_per_connection: parse_num(lookup, "DELIVERY_PER_CONNECTION", 256, 1)?,
+            delivery_concurrency: parse_num(lookup, "DELIVERY_CONCURRENCY", limits.concurrency, 1)?,
+            delivery_per_connection: parse_num(
+                lookup,
+                "DELIVERY_PER_CONNECTION",
+                limits.per_connection,
+                1,
+            )?,
             log_format: log_format(lookup),
             public_url: match non_empty(lookup, "PUBLIC_URL") {
                 Some(url) if url.starts_with("https://") || url.starts_with("http://") => Some(url),
@@ -392,6 +402,77 @@ mod tests {
         assert_eq!(s.export_max_attempts, 6);
         assert_eq!(s.ack_poll_interval, Duration::from_secs(60));
         assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    /// The rows of README's configuration table: the variables a row names and the defaults
+    /// it gives, each in backticks.
+    fn readme_rows() -> Vec<(Vec<String>, Vec<String>)> {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("## Configuration")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has a Configuration section");
+        let ticked = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        };
+        section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|line| {
+                let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+                let names = ticked(cells[0]);
+                let defaults = ticked(cells.last().copied().unwrap_or_default());
+                (names, defaults)
+            })
+            .collect()
+    }
+
+    /// README's table and the code agree: every variable the settings read is in the table,
+    /// and setting a variable to the default the table gives changes nothing.
+    #[test]
+    fn the_readme_table_states_the_codes_defaults() {
+        let base = [("ENCRYPTION_MASTER_KEY", KEY), ("JWT_SECRET", JWT)];
+        let asked = std::cell::RefCell::new(Vec::<String>::new());
+        let map: HashMap<&str, &str> = base.into_iter().collect();
+        let recorded = Settings::from_lookup(&|name| {
+            asked.borrow_mut().push(name.to_owned());
+            map.get(name).map(|v| (*v).to_owned())
+        });
+        let baseline = format!("{:?}", recorded.unwrap());
+        let rows = readme_rows();
+        let documented: Vec<&String> = rows.iter().flat_map(|(names, _)| names).collect();
+        for name in asked.borrow().iter() {
+            assert!(
+                documented.contains(&name),
+                "{name} is read but not in README's table"
+            );
+        }
+        let mut checked = 0;
+        for (names, defaults) in &rows {
+            if names.len() != defaults.len() {
+                continue;
+            }
+            for (name, default) in names.iter().zip(defaults) {
+                let mut pairs = base.to_vec();
+                pairs.push((name, default));
+                let with_default = load(&pairs).map(|s| format!("{s:?}"));
+                assert_eq!(
+                    with_default.as_deref().ok(),
+                    Some(baseline.as_str()),
+                    "README gives {name} the default {default}, which is not the code's"
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 20,
+            "only {checked} defaults found in README's table"
+        );
     }
 
     #[test]

@@ -69,17 +69,30 @@ pub trait Store:
     async fn refresh_statistics(&self) -> Result<(), StoreError>;
 }
 
+/// What [`is_supported_url`] asks of a database URL, in words.
+pub const SUPPORTED_URLS: &str = "must start with sqlite:// or postgres://";
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// True when [`connect`] knows the URL's backend: the one rule the settings check at start and
+/// `connect` applies.
+pub fn is_supported_url(url: &str) -> bool {
+    is_postgres_url(url) || url.starts_with("sqlite:")
+}
+
 /// Opens the database named by `url` (`sqlite://PATH` or `postgres://…`). SQLite creates the
 /// file and its folder if missing.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres_url(url) {
         Ok(Arc::new(PostgresStore::connect(url).await?))
-    } else if url.starts_with("sqlite:") {
+    } else if is_supported_url(url) {
         Ok(Arc::new(SqliteStore::connect(url).await?))
     } else {
-        Err(StoreError::Unavailable(
-            "DATABASE_URL must start with sqlite:// or postgres://".into(),
-        ))
+        Err(StoreError::Unavailable(format!(
+            "DATABASE_URL {SUPPORTED_URLS}"
+        )))
     }
 }
 
