@@ -189,6 +189,16 @@ where
     }
 }
 
+/// A number of seconds (`default` when unset, at least `min`).
+fn secs(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    min: u64,
+) -> Result<Duration, ConfigError> {
+    parse_num(lookup, name, default, min).map(Duration::from_secs)
+}
+
 /// Parses a comma-separated CIDR list.
 pub fn parse_networks(text: &str) -> Result<Vec<IpNet>, ConfigError> {
     text.split(',')
@@ -247,15 +257,7 @@ impl Settings {
             &lookup("ENCRYPTION_MASTER_KEY").unwrap_or_default(),
             &lookup("ENCRYPTION_PREVIOUS_KEYS").unwrap_or_default(),
         )?;
-        let jwt_secret = SecretString::new(lookup("JWT_SECRET").unwrap_or_default());
-        if jwt_secret.expose().len() < 32 {
-            return Err(ConfigError::JwtSecret(jwt_secret.expose().len()));
-        }
-        let mut chars = jwt_secret.expose().chars();
-        let first = chars.next();
-        if jwt_secret.expose().trim().is_empty() || chars.all(|c| Some(c) == first) {
-            return Err(ConfigError::JwtSecretWeak);
-        }
+        let jwt_secret = jwt_secret(lookup)?;
         let database = database_settings(lookup);
         if !crate::store::is_supported_url(&database.url) {
             return Err(invalid("DATABASE_URL", crate::store::SUPPORTED_URLS));
@@ -271,11 +273,6 @@ impl Settings {
             &lookup("CONNECTOR_BLOCKED_NETWORKS")
                 .unwrap_or_else(|| DEFAULT_BLOCKED_NETWORKS.to_owned()),
         )?;
-        let bind_text =
-            non_empty(lookup, "BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8000".to_owned());
-        let bind_addr = bind_text
-            .parse()
-            .map_err(|_| invalid("BIND_ADDR", format!("not an address:port: {bind_text:?}")))?;
         Ok(Self {
             keyring,
             jwt_secret,
@@ -284,75 +281,46 @@ impl Settings {
             dropzone_fs_root: non_empty(lookup, "DROPZONE_FS_ROOT")
                 .map_or_else(|| PathBuf::from("./data/dropzones"), PathBuf::from),
             blocked_networks,
-            allow_plain_http: match non_empty(lookup, "CONNECTOR_ALLOW_PLAIN_HTTP").as_deref() {
-                None | Some("false" | "0") => false,
-                Some("true" | "1") => true,
-                Some(other) => {
-                    return Err(invalid(
-                        "CONNECTOR_ALLOW_PLAIN_HTTP",
-                        format!("must be true or false, not {other:?}"),
-                    ));
-                }
-            },
-            bind_addr,
-            ack_poll_interval: Duration::from_secs(parse_num(
-                lookup,
-                "ACK_POLL_INTERVAL_SECS",
-                60,
-                1,
-            )?),
-            ack_poll_lease: Duration::from_secs(parse_num(lookup, "ACK_POLL_LEASE_SECS", 30, 3)?),
+            allow_plain_http: flag(lookup, "CONNECTOR_ALLOW_PLAIN_HTTP")?,
+            bind_addr: bind_addr(lookup)?,
+            ack_poll_interval: secs(lookup, "ACK_POLL_INTERVAL_SECS", 60, 1)?,
+            ack_poll_lease: secs(lookup, "ACK_POLL_LEASE_SECS", 30, 3)?,
             export_max_attempts: parse_num(lookup, "EXPORT_MAX_ATTEMPTS", policy.max_attempts, 1)?,
-            export_retry_base: Duration::from_secs(parse_num(
+            export_retry_base: secs(
                 lookup,
                 "EXPORT_RETRY_BASE_SECS",
                 policy.retry_base.as_secs(),
                 1,
-            )?),
-            export_lease: Duration::from_secs(parse_num(lookup, "EXPORT_LEASE_SECS", 60, 5)?),
+            )?,
+            export_lease: secs(lookup, "EXPORT_LEASE_SECS", 60, 5)?,
             circuit_failures_to_open: parse_num(
                 lookup,
                 "CIRCUIT_FAILURES_TO_OPEN",
                 policy.failures_to_open,
                 1,
             )?,
-            circuit_cool_down: Duration::from_secs(parse_num(
+            circuit_cool_down: secs(
                 lookup,
                 "CIRCUIT_COOL_DOWN_SECS",
                 policy.cool_down_base.as_secs(),
                 1,
-            )?),
-            circuit_cool_down_max: Duration::from_secs(parse_num(
+            )?,
+            circuit_cool_down_max: secs(
                 lookup,
                 "CIRCUIT_COOL_DOWN_MAX_SECS",
                 policy.cool_down_max.as_secs(),
                 1,
-            )?),
-            request_timeout: Duration::from_secs(parse_num(
-                lookup,
-                "REQUEST_TIMEOUT_SECS",
-                150,
-                1,
-            )?),
-            http_header_read_timeout: Duration::from_secs(parse_num(
-                lookup,
-                "HTTP_HEADER_READ_TIMEOUT_SECS",
-                10,
-                1,
-            )?),
-            http_idle_timeout: Duration::from_secs(parse_num(
-                lookup,
-                "HTTP_IDLE_TIMEOUT_SECS",
-                60,
-                1,
-            )?),
+            )?,
+            request_timeout: secs(lookup, "REQUEST_TIMEOUT_SECS", 150, 1)?,
+            http_header_read_timeout: secs(lookup, "HTTP_HEADER_READ_TIMEOUT_SECS", 10, 1)?,
+            http_idle_timeout: secs(lookup, "HTTP_IDLE_TIMEOUT_SECS", 60, 1)?,
             http_max_connections: parse_num(
                 lookup,
                 "HTTP_MAX_CONNECTIONS",
                 default_max_connections(),
                 1,
             )?,
-            shutdown_grace: Duration::from_secs(parse_num(lookup, "SHUTDOWN_GRACE_SECS", 20, 0)?),
+            shutdown_grace: secs(lookup, "SHUTDOWN_GRACE_SECS", 20, 0)?,
             delivery_concurrency: parse_num(lookup, "DELIVERY_CONCURRENCY", limits.concurrency, 1)?,
             delivery_per_connection: parse_num(
                 lookup,
@@ -361,14 +329,50 @@ impl Settings {
                 1,
             )?,
             log_format: log_format(lookup),
-            public_url: match non_empty(lookup, "PUBLIC_URL") {
-                Some(url) if url.starts_with("https://") || url.starts_with("http://") => Some(url),
-                Some(_) => {
-                    return Err(invalid("PUBLIC_URL", "must start with https:// or http://"));
-                }
-                None => None,
-            },
+            public_url: public_url(lookup)?,
         })
+    }
+}
+
+/// `JWT_SECRET`: long enough, and not one character repeated or only whitespace.
+fn jwt_secret(lookup: &dyn Fn(&str) -> Option<String>) -> Result<SecretString, ConfigError> {
+    let jwt_secret = SecretString::new(lookup("JWT_SECRET").unwrap_or_default());
+    if jwt_secret.expose().len() < 32 {
+        return Err(ConfigError::JwtSecret(jwt_secret.expose().len()));
+    }
+    let mut chars = jwt_secret.expose().chars();
+    let first = chars.next();
+    if jwt_secret.expose().trim().is_empty() || chars.all(|c| Some(c) == first) {
+        return Err(ConfigError::JwtSecretWeak);
+    }
+    Ok(jwt_secret)
+}
+
+/// A true/false variable, false when unset.
+fn flag(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str) -> Result<bool, ConfigError> {
+    match non_empty(lookup, name).as_deref() {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(invalid(
+            name,
+            format!("must be true or false, not {other:?}"),
+        )),
+    }
+}
+
+/// `BIND_ADDR`: where the HTTP server listens.
+fn bind_addr(lookup: &dyn Fn(&str) -> Option<String>) -> Result<SocketAddr, ConfigError> {
+    let text = non_empty(lookup, "BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8000".to_owned());
+    text.parse()
+        .map_err(|_| invalid("BIND_ADDR", format!("not an address:port: {text:?}")))
+}
+
+/// `PUBLIC_URL`, when set: an http(s) URL.
+fn public_url(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    match non_empty(lookup, "PUBLIC_URL") {
+        Some(url) if url.starts_with("https://") || url.starts_with("http://") => Ok(Some(url)),
+        Some(_) => Err(invalid("PUBLIC_URL", "must start with https:// or http://")),
+        None => Ok(None),
     }
 }
 

@@ -631,13 +631,8 @@ mod tests {
         }
     }
 
-    /// The JSON Schema (and so the OpenAPI document) and the validation agree, both ways.
-    #[test]
-    fn the_schema_and_the_validation_agree() {
-        let validator = jsonschema::options()
-            .should_validate_formats(true)
-            .build(&schema())
-            .unwrap();
+    /// Configs on both sides of every rule, for the schema/validation agreement test.
+    fn agreement_cases() -> Vec<Value> {
         let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
         let sftp = |extra: Value| {
             let mut base = json!({"mode": "sftp", "export_path": "/in", "host": "sftp.example.com", "username": "u", "password": "p"});
@@ -653,7 +648,7 @@ mod tests {
             }
             base
         };
-        let cases = [
+        vec![
             fs(json!({})),
             fs(json!({"export_path": "in/orders"})),
             fs(json!({"export_path": "   "})),
@@ -709,8 +704,17 @@ mod tests {
             sftp(json!({"port": 0})),
             sftp(json!({"port": 22.0})),
             sftp(json!({"private_key_passphrase": ""})),
-        ];
-        for case in cases {
+        ]
+    }
+
+    /// The JSON Schema (and so the OpenAPI document) and the validation agree, both ways.
+    #[test]
+    fn the_schema_and_the_validation_agree() {
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema())
+            .unwrap();
+        for case in agreement_cases() {
             let by_schema = validator.is_valid(&case);
             let by_code = DropzoneConfig::parse(&cfg(case.clone()), &env()).is_ok();
             assert_eq!(

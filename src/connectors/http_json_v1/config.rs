@@ -249,6 +249,41 @@ fn pem_field(
     Ok(Some(text))
 }
 
+/// The mTLS certificate and key: both or neither, and together a usable identity.
+fn client_identity(
+    config: &ConnectorConfig,
+) -> Result<(Option<String>, Option<String>), FieldError> {
+    let client_certificate_pem = pem_field(config, "client_certificate_pem", "CERTIFICATE")?;
+    let client_key_pem = pem_field(config, "client_key_pem", "")?;
+    match (&client_certificate_pem, &client_key_pem) {
+        (Some(cert), Some(key)) => {
+            let mut both = cert.clone().into_bytes();
+            both.push(b'\n');
+            both.extend_from_slice(key.as_bytes());
+            if reqwest::Identity::from_pem(&both).is_err() {
+                return Err(FieldError::new(
+                    "client_key_pem",
+                    "and client_certificate_pem do not make a usable client identity (PEM certificate and PKCS#8, RSA or EC key)",
+                ));
+            }
+        }
+        (Some(_), None) => {
+            return Err(FieldError::new(
+                "client_key_pem",
+                "is required with client_certificate_pem",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(FieldError::new(
+                "client_certificate_pem",
+                "is required with client_key_pem",
+            ));
+        }
+        (None, None) => {}
+    }
+    Ok((client_certificate_pem, client_key_pem))
+}
+
 impl HttpConfig {
     /// Checks a config (without I/O) and returns it normalised.
     pub fn parse(config: &ConnectorConfig, env: &ValidationEnv) -> Result<Self, FieldError> {
@@ -283,34 +318,7 @@ impl HttpConfig {
                 "holds no readable certificate",
             ));
         }
-        let client_certificate_pem = pem_field(config, "client_certificate_pem", "CERTIFICATE")?;
-        let client_key_pem = pem_field(config, "client_key_pem", "")?;
-        match (&client_certificate_pem, &client_key_pem) {
-            (Some(cert), Some(key)) => {
-                let mut both = cert.clone().into_bytes();
-                both.push(b'\n');
-                both.extend_from_slice(key.as_bytes());
-                if reqwest::Identity::from_pem(&both).is_err() {
-                    return Err(FieldError::new(
-                        "client_key_pem",
-                        "and client_certificate_pem do not make a usable client identity (PEM certificate and PKCS#8, RSA or EC key)",
-                    ));
-                }
-            }
-            (Some(_), None) => {
-                return Err(FieldError::new(
-                    "client_key_pem",
-                    "is required with client_certificate_pem",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(FieldError::new(
-                    "client_certificate_pem",
-                    "is required with client_key_pem",
-                ));
-            }
-            (None, None) => {}
-        }
+        let (client_certificate_pem, client_key_pem) = client_identity(config)?;
         let erp_order_id_pointer = non_empty_string(config, "erp_order_id_pointer")?;
         if let Some(pointer) = &erp_order_id_pointer
             && (!pointer.starts_with('/') || pointer.len() > 512 || has_bad_escape(pointer))
