@@ -289,6 +289,134 @@ struct Outcome {
     preview: Option<Result<Preview, String>>,
 }
 
+/// The facts and actions of a type's active connection.
+fn active_connection(
+    state: &AppState,
+    user: &ConsoleUser,
+    slug: &str,
+    schema: &Value,
+    d: &ConnectionDetails,
+    health: Option<&crate::service::connections::ConnectionHealth>,
+) -> Markup {
+    let has = |field: &str| schema["properties"].get(field).is_some();
+    html! {
+        dl.facts {
+            dt { "Status" } dd { (status(d.connection.status.as_str())) }
+            @if let Some(h) = &health { (health_facts(h)) }
+            dt { "Last successful test" } dd { (time(d.connection.last_test_at)) }
+            @if has("host_key_fingerprint") {
+                dt { "Host key fingerprint" } dd {
+                    @match d.config.get("host_key_fingerprint").and_then(Value::as_str) {
+                        Some(fp) => { code { (fp) } }
+                        None => "none recorded",
+                    }
+                }
+            }
+            dt { "Connection id" } dd { code { (d.connection.id) } }
+            @if d.config.get("ack_mode").and_then(Value::as_str) == Some("callback") {
+                dt { "Callback URL for the ERP" } dd {
+                    code { (state.public_url.as_deref().unwrap_or("").trim_end_matches('/')) "/api/v1/hooks/" (d.connection.id) "/acks" }
+                }
+            }
+        }
+        div.actions {
+            (action_form(state, user, &format!("/ui/connector/{slug}/test"), "Test connection"))
+            @if health.as_ref().is_some_and(|h| h.state != crate::domain::delivery::Health::Healthy) {
+                (action_form(state, user, "/ui/health/retry-now", "Retry now"))
+            }
+            @if has("ack_path") {
+                (action_form(state, user, &format!("/ui/connector/{slug}/poll-acks"), "Check acknowledgements now"))
+            }
+            @if d.config.get("host_key_fingerprint").is_some_and(|v| !v.is_null()) {
+                (action_form(state, user, &format!("/ui/connector/{slug}/reset-trust"), "Reset trust in the host key"))
+            }
+            (action_form(state, user, &format!("/ui/connector/{slug}/disable"), "Disable"))
+        }
+    }
+}
+
+/// The create/edit form of a connector type, laid out from its schema.
+fn config_form(
+    state: &AppState,
+    user: &ConsoleUser,
+    slug: &str,
+    schema: &Value,
+    shown: &Map<String, Value>,
+    secrets_set: &[String],
+    invalid: Option<&(String, String)>,
+) -> Markup {
+    html! {
+    form.config method="post" action={ "/ui/connector/" (slug) } {
+        input type="hidden" name=(CSRF_FIELD) value=(user.csrf(state));
+        @for (mode, group) in by_mode(layout(schema)) {
+            @match mode {
+                None => { @for f in group { (field(slug, f.name, f.prop, shown, secrets_set, invalid)) } }
+                Some(mode) => {
+                    fieldset.mode data-mode=(mode) {
+                        legend { "Only for " (mode) }
+                        @for f in group { (field(slug, f.name, f.prop, shown, secrets_set, invalid)) }
+                    }
+                }
+            }
+        }
+        label.check { input type="checkbox" name="test_on_save" value="true"; " Test before saving (nothing is saved if the test fails)" }
+        div.actions {
+            button type="submit" name="intent" value="save" { "Save" }
+            button type="submit" name="intent" value="test" { "Test this form without saving" }
+            button type="submit" name="intent" value="preview" { "Preview a sample order in this format" }
+        }
+    }
+    }
+}
+
+/// A type's disabled or replaced connections, each with a button to enable it again.
+fn earlier_connections(
+    state: &AppState,
+    user: &ConsoleUser,
+    inactive: &[&crate::domain::connection::Connection],
+) -> Markup {
+    html! {
+        @if !inactive.is_empty() {
+            h3 { "Earlier connections" }
+            ul {
+                @for c in inactive {
+                    li {
+                        code { (c.id) } " " (status(c.status.as_str())) " "
+                        (action_form(state, user, &format!("/ui/connections/{}/enable", c.id), "Enable"))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A type's active connection and its delivery health, if it has one.
+async fn active_of(
+    state: &AppState,
+    org_id: uuid::Uuid,
+    slug: &str,
+) -> Result<
+    (
+        Option<ConnectionDetails>,
+        Option<crate::service::connections::ConnectionHealth>,
+    ),
+    ServiceError,
+> {
+    let details = match state.connections.details(org_id, slug).await {
+        Ok(d) => d,
+        Err(ServiceError::NotFound(_)) => return Ok((None, None)),
+        Err(err) => return Err(err),
+    };
+    // Health is a nicety beside the form: a failure to read it leaves it out.
+    let health = state
+        .connections
+        .health(std::slice::from_ref(&details.connection))
+        .await
+        .ok()
+        .and_then(|h| h.into_iter().next());
+    Ok((Some(details), health))
+}
+
 async fn render(
     state: &AppState,
     user: &ConsoleUser,
@@ -306,20 +434,9 @@ async fn render(
     let mut sections = Vec::new();
     for connector in state.connections.registry().all() {
         let slug = connector.slug();
-        let details: Option<ConnectionDetails> = match state.connections.details(org_id, slug).await
-        {
-            Ok(d) => Some(d),
-            Err(ServiceError::NotFound(_)) => None,
+        let (details, health) = match active_of(state, org_id, slug).await {
+            Ok(found) => found,
             Err(err) => return error_page(state, Some(user), err.into()).into_response(),
-        };
-        let health = match &details {
-            Some(d) => state
-                .connections
-                .health(std::slice::from_ref(&d.connection))
-                .await
-                .ok()
-                .and_then(|h| h.into_iter().next()),
-            None => None,
         };
         let schema = crate::formats::connection_schema(connector.config_schema());
         let empty = Map::new();
@@ -333,7 +450,6 @@ async fn render(
         let shown = submitted
             .or(details.as_ref().map(|d| &d.config))
             .unwrap_or(&empty);
-        let has = |field: &str| schema["properties"].get(field).is_some();
         let secrets_set: &[String] = details
             .as_ref()
             .map(|d| d.secrets_set.as_slice())
@@ -349,73 +465,13 @@ async fn render(
             section aria-labelledby={ "t-" (slug) } {
                 h2 id={ "t-" (slug) } { (connector.display_name()) " (" (connector.connector_type()) ")" }
                 @if let Some(d) = &details {
-                    dl.facts {
-                        dt { "Status" } dd { (status(d.connection.status.as_str())) }
-                        @if let Some(h) = &health { (health_facts(h)) }
-                        dt { "Last successful test" } dd { (time(d.connection.last_test_at)) }
-                        @if has("host_key_fingerprint") {
-                            dt { "Host key fingerprint" } dd {
-                                @match d.config.get("host_key_fingerprint").and_then(Value::as_str) {
-                                    Some(fp) => { code { (fp) } }
-                                    None => "none recorded",
-                                }
-                            }
-                        }
-                        dt { "Connection id" } dd { code { (d.connection.id) } }
-                        @if d.config.get("ack_mode").and_then(Value::as_str) == Some("callback") {
-                            dt { "Callback URL for the ERP" } dd {
-                                code { (state.public_url.as_deref().unwrap_or("").trim_end_matches('/')) "/api/v1/hooks/" (d.connection.id) "/acks" }
-                            }
-                        }
-                    }
-                    div.actions {
-                        (action_form(state, user, &format!("/ui/connector/{slug}/test"), "Test connection"))
-                        @if health.as_ref().is_some_and(|h| h.state != crate::domain::delivery::Health::Healthy) {
-                            (action_form(state, user, "/ui/health/retry-now", "Retry now"))
-                        }
-                        @if has("ack_path") {
-                            (action_form(state, user, &format!("/ui/connector/{slug}/poll-acks"), "Check acknowledgements now"))
-                        }
-                        @if d.config.get("host_key_fingerprint").is_some_and(|v| !v.is_null()) {
-                            (action_form(state, user, &format!("/ui/connector/{slug}/reset-trust"), "Reset trust in the host key"))
-                        }
-                        (action_form(state, user, &format!("/ui/connector/{slug}/disable"), "Disable"))
-                    }
+                    (active_connection(state, user, slug, &schema, d, health.as_ref()))
                 } @else {
                     p { "No active connection of this type." }
                 }
-                @if !inactive.is_empty() {
-                    h3 { "Earlier connections" }
-                    ul {
-                        @for c in &inactive {
-                            li {
-                                code { (c.id) } " " (status(c.status.as_str())) " "
-                                (action_form(state, user, &format!("/ui/connections/{}/enable", c.id), "Enable"))
-                            }
-                        }
-                    }
-                }
+                (earlier_connections(state, user, &inactive))
                 h3 { @if details.is_some() { "Edit" } @else { "Create" } }
-                form.config method="post" action={ "/ui/connector/" (slug) } {
-                    input type="hidden" name=(CSRF_FIELD) value=(user.csrf(state));
-                    @for (mode, group) in by_mode(layout(&schema)) {
-                        @match mode {
-                            None => { @for f in group { (field(slug, f.name, f.prop, shown, secrets_set, invalid)) } }
-                            Some(mode) => {
-                                fieldset.mode data-mode=(mode) {
-                                    legend { "Only for " (mode) }
-                                    @for f in group { (field(slug, f.name, f.prop, shown, secrets_set, invalid)) }
-                                }
-                            }
-                        }
-                    }
-                    label.check { input type="checkbox" name="test_on_save" value="true"; " Test before saving (nothing is saved if the test fails)" }
-                    div.actions {
-                        button type="submit" name="intent" value="save" { "Save" }
-                        button type="submit" name="intent" value="test" { "Test this form without saving" }
-                        button type="submit" name="intent" value="preview" { "Preview a sample order in this format" }
-                    }
-                }
+                (config_form(state, user, slug, &schema, shown, secrets_set, invalid))
             }
         });
     }
@@ -484,6 +540,59 @@ async fn refused(
     render(state, user, code, outcome).await
 }
 
+/// The form's config rendered into a sample order, shown above the form.
+async fn preview_form(
+    state: &AppState,
+    user: &ConsoleUser,
+    slug: String,
+    body: &Map<String, Value>,
+    shown: Map<String, Value>,
+) -> Response {
+    let org_id = user.auth.org_id();
+    match state
+        .previews
+        .sample(org_id, PreviewWith::Unsaved(body))
+        .await
+    {
+        Ok(p) => {
+            let outcome = Outcome {
+                preview: Some(Ok(p)),
+                form: Some((slug, shown)),
+                ..Outcome::default()
+            };
+            render(state, user, StatusCode::OK, outcome).await
+        }
+        Err(err) => refused(state, user, err.into(), Some((slug, shown))).await,
+    }
+}
+
+/// The form's config tested without saving it.
+async fn test_form(
+    state: &AppState,
+    user: &ConsoleUser,
+    slug: String,
+    mut body: Map<String, Value>,
+    shown: Map<String, Value>,
+) -> Response {
+    body.remove("test_on_save");
+    let (actor, org_id) = (user.auth.actor(), user.auth.org_id());
+    match state
+        .connections
+        .test(&actor, org_id, &slug, Some(body))
+        .await
+    {
+        Ok(result) => {
+            let outcome = Outcome {
+                test: Some(result),
+                form: Some((slug, shown)),
+                ..Outcome::default()
+            };
+            render(state, user, StatusCode::OK, outcome).await
+        }
+        Err(err) => refused(state, user, err.into(), Some((slug, shown))).await,
+    }
+}
+
 /// `POST /ui/connector/{slug}`: save the form, or test it without saving (`intent=test`).
 pub async fn submit(
     State(state): State<AppState>,
@@ -511,43 +620,10 @@ pub async fn submit(
     }
     let actor = user.auth.actor();
     let org_id = user.auth.org_id();
-    if fields.get("intent").is_some_and(|i| i == "preview") {
-        let previewed = state
-            .previews
-            .sample(org_id, PreviewWith::Unsaved(&body))
-            .await;
-        return match previewed {
-            Ok(p) => {
-                let outcome = Outcome {
-                    preview: Some(Ok(p)),
-                    form: Some((slug.clone(), shown)),
-                    ..Outcome::default()
-                };
-                render(&state, &user, StatusCode::OK, outcome).await
-            }
-            Err(err) => refused(&state, &user, err.into(), Some((slug.clone(), shown))).await,
-        };
-    }
-    if fields.get("intent").is_some_and(|i| i == "test") {
-        let mut body = body;
-        body.remove("test_on_save");
-        return match state
-            .connections
-            .test(&actor, org_id, &slug, Some(body))
-            .await
-        {
-            Ok(result) => {
-                let outcome = Outcome {
-                    notice: None,
-                    test: Some(result),
-                    form: Some((slug.clone(), shown)),
-                    invalid: None,
-                    preview: None,
-                };
-                render(&state, &user, StatusCode::OK, outcome).await
-            }
-            Err(err) => refused(&state, &user, err.into(), Some((slug.clone(), shown))).await,
-        };
+    match fields.get("intent").map(String::as_str) {
+        Some("preview") => return preview_form(&state, &user, slug, &body, shown).await,
+        Some("test") => return test_form(&state, &user, slug, body, shown).await,
+        _ => {}
     }
     match state.connections.save(&actor, org_id, &slug, body).await {
         Ok(SaveOutcome::Saved {
@@ -575,8 +651,7 @@ pub async fn submit(
                 )),
                 test: Some(result),
                 form: Some((slug.clone(), shown)),
-                invalid: None,
-                preview: None,
+                ..Outcome::default()
             };
             render(&state, &user, StatusCode::BAD_REQUEST, outcome).await
         }

@@ -130,6 +130,48 @@ fn history(d: &DraftOrder, exports: &[Export]) -> Markup {
     }
 }
 
+/// A draft's exports, each linking to its page.
+fn exports_table(exports: &[Export]) -> Markup {
+    html! {
+        @if exports.is_empty() { p { "Not pushed yet." } } @else {
+            table {
+                thead { tr { th scope="col" { "File" } th scope="col" { "Status" } th scope="col" { "Attempts" } th scope="col" { "Created" } } }
+                tbody {
+                    @for e in exports {
+                        tr {
+                            td { a href={ "/ui/exports/" (e.id) } { (e.file_name) } }
+                            td { (status(e.status.as_str())) }
+                            td { (e.attempts) }
+                            td { (time(Some(e.created_at))) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A draft's lines as entered.
+fn lines_table(d: &DraftOrder) -> Markup {
+    html! {
+        table {
+            thead { tr { th scope="col" { "#" } th scope="col" { "SKU" } th scope="col" { "Description" } th scope="col" { "Quantity" } th scope="col" { "Unit" } th scope="col" { "Unit price" } } }
+            tbody {
+                @for l in &d.lines {
+                    tr {
+                        td { (l.line_no) }
+                        td { (outside(Some(&l.internal_sku))) }
+                        td { (outside(l.description.as_deref())) }
+                        td.num { (l.qty.as_str()) }
+                        td { (outside(Some(&l.uom))) }
+                        td.num { (l.unit_price.as_ref().map(|p| p.as_str()).unwrap_or("—")) " " (l.currency.as_deref().unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn draft_page(
     state: &AppState,
     user: &ConsoleUser,
@@ -172,38 +214,10 @@ fn draft_page(
         h2 { "History" }
         (history(d, exports))
         h2 { "Exports" }
-        @if exports.is_empty() { p { "Not pushed yet." } } @else {
-            table {
-                thead { tr { th scope="col" { "File" } th scope="col" { "Status" } th scope="col" { "Attempts" } th scope="col" { "Created" } } }
-                tbody {
-                    @for e in exports {
-                        tr {
-                            td { a href={ "/ui/exports/" (e.id) } { (e.file_name) } }
-                            td { (status(e.status.as_str())) }
-                            td { (e.attempts) }
-                            td { (time(Some(e.created_at))) }
-                        }
-                    }
-                }
-            }
-        }
+        (exports_table(exports))
         }))
         h2 { "Lines" }
-        table {
-            thead { tr { th scope="col" { "#" } th scope="col" { "SKU" } th scope="col" { "Description" } th scope="col" { "Quantity" } th scope="col" { "Unit" } th scope="col" { "Unit price" } } }
-            tbody {
-                @for l in &d.lines {
-                    tr {
-                        td { (l.line_no) }
-                        td { (outside(Some(&l.internal_sku))) }
-                        td { (outside(l.description.as_deref())) }
-                        td.num { (l.qty.as_str()) }
-                        td { (outside(Some(&l.uom))) }
-                        td.num { (l.unit_price.as_ref().map(|p| p.as_str()).unwrap_or("—")) " " (l.currency.as_deref().unwrap_or_default()) }
-                    }
-                }
-            }
-        }
+        (lines_table(d))
     };
     let content = html! {
         (content)
