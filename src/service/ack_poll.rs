@@ -383,17 +383,19 @@ async fn read_batch<'a>(
             .await
 }
 
-/// Applies one judged batch (one transaction with its audit rows), then moves its files;
-/// answers its counts and the audit rows of the files it moved to `error/`.
-async fn settle_batch(
-    store: &Arc<dyn Store>,
-    connection: &Connection,
-    inbox: &dyn AckInbox,
-    judged: Vec<Judged<'_>>,
-) -> Result<(AckCounts, Vec<NewAuditEntry>), AckPollError> {
-    let mut counts = AckCounts::default();
+/// Files sorted by what a batch does with them: moved without a change (malformed, unmatched,
+/// already settled), or applied as a verdict first; and how many wait for their delivery.
+struct Sorted {
+    handled: Vec<Handled>,
+    to_apply: Vec<(Verdict, String, AckKind)>,
+    waiting: u64,
+}
+
+/// Sorts a judged batch (pure but for the warnings it logs).
+fn sort_judged(connection: &Connection, judged: Vec<Judged<'_>>) -> Sorted {
     let mut handled: Vec<Handled> = Vec::new();
     let mut to_apply: Vec<(Verdict, String, AckKind)> = Vec::new();
+    let mut waiting = 0;
     for Judged {
         name,
         kind,
@@ -424,7 +426,7 @@ async fn settle_batch(
                 });
             }
             (Ok(_), Some(export)) if export.status == ExportStatus::Pending => {
-                counts.waiting += 1;
+                waiting += 1;
             }
             (Ok(outcome), Some(export)) if export.status == ExportStatus::Sent => {
                 let mut via = serde_json::Map::new();
@@ -446,6 +448,26 @@ async fn settle_batch(
         }
     }
 
+    Sorted {
+        handled,
+        to_apply,
+        waiting,
+    }
+}
+
+/// Applies one judged batch (one transaction with its audit rows), then moves its files;
+/// answers its counts and the audit rows of the files it moved to `error/`.
+async fn settle_batch(
+    store: &Arc<dyn Store>,
+    connection: &Connection,
+    inbox: &dyn AckInbox,
+    judged: Vec<Judged<'_>>,
+) -> Result<(AckCounts, Vec<NewAuditEntry>), AckPollError> {
+    let Sorted {
+        mut handled,
+        to_apply,
+        waiting,
+    } = sort_judged(connection, judged);
     let verdicts: Vec<Verdict> = to_apply.iter().map(|(v, _, _)| v.clone()).collect();
     let changed = crate::service::acks::apply(store, &verdicts).await?;
     if !changed.is_empty() {
@@ -459,10 +481,19 @@ async fn settle_batch(
             audit: None,
         });
     }
+    let settled = move_files(inbox, handled).await;
+    let mut counts = AckCounts {
+        waiting,
+        ..AckCounts::default()
+    };
+    let audits = count_moved(connection, settled, &mut counts);
+    Ok((counts, audits))
+}
 
-    // Move every handled file (after the commit: a crash in between only means the file is
-    // seen again, and then it changes nothing).
-    let settled: Vec<(Handled, bool)> = futures::stream::iter(handled)
+/// Moves every handled file (after the commit: a crash in between only means the file is
+/// seen again, and then it changes nothing); each with whether it moved.
+async fn move_files(inbox: &dyn AckInbox, handled: Vec<Handled>) -> Vec<(Handled, bool)> {
+    futures::stream::iter(handled)
         .map(|h| async move {
             let moved = match inbox.settle(&h.name, h.to).await {
                 Ok(_) => true,
@@ -475,7 +506,15 @@ async fn settle_batch(
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
-        .await;
+        .await
+}
+
+/// Counts the files that moved and gives the audit rows of those moved to `error/`.
+fn count_moved(
+    connection: &Connection,
+    settled: Vec<(Handled, bool)>,
+    counts: &mut AckCounts,
+) -> Vec<NewAuditEntry> {
     let mut audits = Vec::new();
     for (h, moved) in settled {
         if !moved {
@@ -511,7 +550,7 @@ async fn settle_batch(
             });
         }
     }
-    Ok((counts, audits))
+    audits
 }
 
 /// The connection's ack folder through its connector (pooled sessions), or None when it has

@@ -24,6 +24,16 @@ use crate::store::{ConfigUpdate, NewConnection, Store, StoreError};
 /// The message for the one-active-connection rule.
 pub const ONLY_ONE_ACTIVE: &str = "Only one active connector per org";
 
+/// What a save writes, beside the connection it replaces.
+struct ConfigWrite<'a> {
+    actor: &'a Actor,
+    org_id: Uuid,
+    connector_type: &'static str,
+    config: &'a ConnectorConfig,
+    tested_at: Option<chrono::DateTime<chrono::Utc>>,
+    details: Value,
+}
+
 /// The result of `POST /connectors/{slug}`.
 #[derive(Debug)]
 pub enum SaveOutcome {
@@ -531,16 +541,8 @@ impl ConnectionService {
         if test_on_save {
             let _place = self.enter_slow_work(org_id)?;
             let result = run_test(connector.as_ref(), &ctx, &opened.transport).await;
-            let audit = Self::entry(
-                org_id,
-                actor,
-                action::CONNECTION_TESTED,
-                active.as_ref().map(|a| a.id),
-                json!({ "connector_type": connector.connector_type(), "success": result.success,
-                        "error_code": result.error_code, "latency_ms": result.latency_ms, "on_save": true }),
-            );
-            self.store
-                .record_connection_test(org_id, None, None, &audit)
+            let tested = active.as_ref().map(|a| a.id);
+            self.audit_test_on_save(actor, org_id, tested, connector.as_ref(), &result)
                 .await?;
             if !result.success {
                 return Ok(SaveOutcome::TestFailed(result));
@@ -551,13 +553,66 @@ impl ConnectionService {
         let config = opened.joined();
         let tested_at = test_result.as_ref().map(|_| crate::store::now());
         let changed = Self::changed_fields(&config, stored.as_ref());
-
         let details =
             json!({ "connector_type": connector.connector_type(), "changed_fields": changed });
+        let write = ConfigWrite {
+            actor,
+            org_id,
+            connector_type: connector.connector_type(),
+            config: &config,
+            tested_at,
+            details,
+        };
+        let connection = self.write_config(write, active).await?;
+        Ok(SaveOutcome::Saved {
+            connection,
+            test_result,
+            generated_secrets,
+        })
+    }
+
+    /// Records a test made before a save (its outcome decides whether the save goes on).
+    async fn audit_test_on_save(
+        &self,
+        actor: &Actor,
+        org_id: Uuid,
+        connection_id: Option<Uuid>,
+        connector: &dyn Connector,
+        result: &TestResult,
+    ) -> Result<(), ServiceError> {
+        let audit = Self::entry(
+            org_id,
+            actor,
+            action::CONNECTION_TESTED,
+            connection_id,
+            json!({ "connector_type": connector.connector_type(), "success": result.success,
+                    "error_code": result.error_code, "latency_ms": result.latency_ms, "on_save": true }),
+        );
+        self.store
+            .record_connection_test(org_id, None, None, &audit)
+            .await?;
+        Ok(())
+    }
+
+    /// Seals and stores a saved config: a new version of the active connection, or a new
+    /// active connection; with its audit row.
+    async fn write_config(
+        &self,
+        write: ConfigWrite<'_>,
+        active: Option<Connection>,
+    ) -> Result<Connection, ServiceError> {
+        let ConfigWrite {
+            actor,
+            org_id,
+            connector_type,
+            config,
+            tested_at,
+            details,
+        } = write;
         let key_check = self.keyring.check_value();
         let connection = match active {
             Some(active) => {
-                let blob = self.seal(org_id, active.id, &config)?;
+                let blob = self.seal(org_id, active.id, config)?;
                 let audit = Self::entry(
                     org_id,
                     actor,
@@ -587,8 +642,8 @@ impl ConnectionService {
                 let new = NewConnection {
                     id,
                     org_id,
-                    connector_type: connector.connector_type().to_owned(),
-                    config_encrypted: self.seal(org_id, id, &config)?,
+                    connector_type: connector_type.to_owned(),
+                    config_encrypted: self.seal(org_id, id, config)?,
                     last_test_at: tested_at,
                 };
                 let audit =
@@ -601,11 +656,7 @@ impl ConnectionService {
                 }
             }
         };
-        Ok(SaveOutcome::Saved {
-            connection,
-            test_result,
-            generated_secrets,
-        })
+        Ok(connection)
     }
 
     /// The org's connections (all statuses).

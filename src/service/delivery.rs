@@ -40,6 +40,9 @@ use crate::store::{
 };
 use crate::telemetry::metric;
 
+/// Each connection's opened target, or why it cannot be used.
+type Targets = HashMap<Uuid, Result<Arc<Target>, Failure>>;
+
 /// What one recorded attempt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -274,11 +277,12 @@ impl DeliveryService {
     /// Opens each claimed export's connection (once per connection), renders what was never
     /// archived, archives it and records the hashes in one statement. An export that cannot
     /// be prepared comes back finished with its failure; one whose lease ran out is dropped.
-    pub async fn prepare(
+    /// What a claimed batch needs read before rendering: each connection's opened target
+    /// (or why it cannot be used), and the drafts whose file is not archived yet.
+    async fn load_batch(
         &self,
-        worker: Uuid,
-        claimed: Vec<Export>,
-    ) -> Result<Vec<Prepared>, StoreError> {
+        claimed: &[Export],
+    ) -> Result<(Targets, HashMap<Uuid, DraftOrder>), StoreError> {
         let mut connection_ids: Vec<Uuid> = claimed.iter().map(|e| e.erp_connection_id).collect();
         connection_ids.sort_unstable();
         connection_ids.dedup();
@@ -298,7 +302,7 @@ impl DeliveryService {
         )?;
         let orgs: HashMap<Uuid, Org> = orgs.into_iter().map(|o| (o.id, o)).collect();
         let drafts: HashMap<Uuid, DraftOrder> = drafts.into_iter().map(|d| (d.id, d)).collect();
-        let targets: HashMap<Uuid, Result<Arc<Target>, Failure>> = connections
+        let targets: Targets = connections
             .iter()
             .map(|c| {
                 let target = match orgs.get(&c.org_id) {
@@ -315,30 +319,21 @@ impl DeliveryService {
                 (c.id, target)
             })
             .collect();
+        Ok((targets, drafts))
+    }
+
+    pub async fn prepare(
+        &self,
+        worker: Uuid,
+        claimed: Vec<Export>,
+    ) -> Result<Vec<Prepared>, StoreError> {
+        let (targets, drafts) = self.load_batch(&claimed).await?;
 
         // Rendering and archiving run concurrently: archive writes are I/O, and a batch
         // archived one by one would hold up every delivery behind it.
         let max_attempts = self.policy.max_attempts;
         let contents = futures::future::join_all(claimed.into_iter().map(|export| {
-            let target = match targets.get(&export.erp_connection_id) {
-                // Every claim counts an attempt. More claims than attempts allowed means
-                // earlier attempts ended without an outcome being recorded (a crash, a
-                // lease that ran out): the export stops here instead of looping forever.
-                _ if export.attempts > max_attempts => Err(Failure::before(
-                    ErrorCode::AttemptsExhausted,
-                    format!(
-                        "claimed {} times, {max_attempts} allowed, without a recorded outcome; \
-                         check the ERP for the order before pushing it again",
-                        export.attempts
-                    ),
-                )),
-                Some(Ok(t)) if t.connection.org_id == export.org_id => Ok(t.clone()),
-                Some(Err(f)) => Err(f.clone()),
-                _ => Err(Failure::before(
-                    ErrorCode::ConfigUnreadable,
-                    "the connection is gone",
-                )),
-            };
+            let target = target_of(&export, &targets, max_attempts);
             let drafts = &drafts;
             async move {
                 let content = match target {
@@ -878,5 +873,32 @@ fn count(export: &Export, step: &Step, now: DateTime<Utc>) {
             metrics::counter!(metric::EXPORTS, "status" => "FAILED").increment(1);
         }
         _ => {}
+    }
+}
+
+/// The target an export goes to, or why it goes nowhere.
+fn target_of(
+    export: &Export,
+    targets: &Targets,
+    max_attempts: u32,
+) -> Result<Arc<Target>, Failure> {
+    match targets.get(&export.erp_connection_id) {
+        // Every claim counts an attempt. More claims than attempts allowed means earlier
+        // attempts ended without an outcome being recorded (a crash, a lease that ran out):
+        // the export stops here instead of looping forever.
+        _ if export.attempts > max_attempts => Err(Failure::before(
+            ErrorCode::AttemptsExhausted,
+            format!(
+                "claimed {} times, {max_attempts} allowed, without a recorded outcome; \
+                 check the ERP for the order before pushing it again",
+                export.attempts
+            ),
+        )),
+        Some(Ok(t)) if t.connection.org_id == export.org_id => Ok(t.clone()),
+        Some(Err(f)) => Err(f.clone()),
+        _ => Err(Failure::before(
+            ErrorCode::ConfigUnreadable,
+            "the connection is gone",
+        )),
     }
 }
