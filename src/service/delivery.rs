@@ -274,9 +274,6 @@ impl DeliveryService {
         Ok(())
     }
 
-    /// Opens each claimed export's connection (once per connection), renders what was never
-    /// archived, archives it and records the hashes in one statement. An export that cannot
-    /// be prepared comes back finished with its failure; one whose lease ran out is dropped.
     /// What a claimed batch needs read before rendering: each connection's opened target
     /// (or why it cannot be used), and the drafts whose file is not archived yet.
     async fn load_batch(
@@ -322,6 +319,9 @@ impl DeliveryService {
         Ok((targets, drafts))
     }
 
+    /// Opens each claimed export's connection (once per connection), renders what was never
+    /// archived, archives it and records the hashes in one statement. An export that cannot
+    /// be prepared comes back finished with its failure; one whose lease ran out is dropped.
     pub async fn prepare(
         &self,
         worker: Uuid,

@@ -197,14 +197,14 @@ async fn within<T>(
 }
 
 impl SftpSession {
-    /// Connects within `target.timeout`: resolve (refusing blocked networks), TCP, SSH
-    /// handshake with the host key check, authentication, SFTP subsystem.
-    pub async fn connect(target: &SftpTarget, blocked: &[IpNet]) -> Result<Self, ConnectorError> {
-        let deadline = Instant::now() + target.timeout;
-        let host = target.host.as_str();
-        let addrs = network::resolve(host, target.port, blocked, deadline).await?;
-        let stream = network::connect(host, &addrs, deadline).await?;
-
+    /// The SSH handshake, the server's key checked against the pinned one; answers the
+    /// handle and the fingerprint the server presented.
+    async fn handshake(
+        host: &str,
+        stream: tokio::net::TcpStream,
+        target: &SftpTarget,
+        deadline: Instant,
+    ) -> Result<(Handle<HostKeyCheck>, String), ConnectorError> {
         let config = client::Config {
             preferred: russh::Preferred {
                 cipher: CIPHERS.into(),
@@ -221,7 +221,7 @@ impl SftpSession {
             expected: target.host_key_fingerprint.clone(),
             presented: presented.clone(),
         };
-        let mut handle = match within(
+        let handle = match within(
             deadline,
             host,
             "the SSH handshake",
@@ -251,15 +251,17 @@ impl SftpSession {
                 .ok_or_else(|| {
                     ConnectorError::with_detail(ErrorCode::ProtocolError, "no host key presented")
                 })?;
+        Ok((handle, host_key_fingerprint))
+    }
 
-        within(
-            deadline,
-            host,
-            "authentication",
-            Self::authenticate(&mut handle, target),
-        )
-        .await??;
-
+    /// Opens the SFTP subsystem on an authenticated connection; answers the session, whether
+    /// the server renames atomically (`posix-rename`), and the write size it takes.
+    async fn open_sftp(
+        handle: &Handle<HostKeyCheck>,
+        host: &str,
+        deadline: Instant,
+        timeout: std::time::Duration,
+    ) -> Result<(RawSftpSession, bool, usize), ConnectorError> {
         let channel = within(
             deadline,
             host,
@@ -277,7 +279,7 @@ impl SftpSession {
         .await?
         .map_err(|e| ssh_error(host, e))?;
         let sftp = RawSftpSession::new(channel.into_stream());
-        sftp.set_timeout(target.timeout.as_secs().max(1));
+        sftp.set_timeout(timeout.as_secs().max(1));
         let version = within(deadline, host, "SFTP init", sftp.init())
             .await?
             .map_err(|e| sftp_error("/", e))?;
@@ -291,10 +293,34 @@ impl SftpSession {
                 write_chunk = offered.min(MAX_WRITE_CHUNK);
             }
         }
+        Ok((sftp, has(POSIX_RENAME), write_chunk))
+    }
+
+    /// Connects within `target.timeout`: resolve (refusing blocked networks), TCP, SSH
+    /// handshake with the host key check, authentication, SFTP subsystem.
+    pub async fn connect(target: &SftpTarget, blocked: &[IpNet]) -> Result<Self, ConnectorError> {
+        let deadline = Instant::now() + target.timeout;
+        let host = target.host.as_str();
+        let addrs = network::resolve(host, target.port, blocked, deadline).await?;
+        let stream = network::connect(host, &addrs, deadline).await?;
+
+        let (mut handle, host_key_fingerprint) =
+            Self::handshake(host, stream, target, deadline).await?;
+
+        within(
+            deadline,
+            host,
+            "authentication",
+            Self::authenticate(&mut handle, target),
+        )
+        .await??;
+
+        let (sftp, posix_rename, write_chunk) =
+            Self::open_sftp(&handle, host, deadline, target.timeout).await?;
         Ok(Self {
             handle,
             sftp,
-            posix_rename: has(POSIX_RENAME),
+            posix_rename,
             write_chunk,
             host: host.to_owned(),
             host_key_fingerprint,
