@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ExportFacts, RenderError, Renderer, check_id, sorted_lines, units};
 use crate::domain::FieldError;
-use crate::domain::order::ApprovedOrder;
+use crate::domain::order::{ApprovedOrder, OrderLine};
 
 /// Peppol BIS Order 3's customization id.
 pub const CUSTOMIZATION_ID: &str = "urn:fdc:peppol.eu:poacc:trns:order:3";
@@ -149,55 +149,62 @@ impl UblOptions {
             xml.close("cac:Delivery");
         }
         for line in sorted_lines(order) {
-            xml.open("cac:OrderLine");
-            xml.open("cac:LineItem");
-            xml.leaf("cbc:ID", &line.line_no.to_string());
-            xml.leaf_with(
-                "cbc:Quantity",
-                &[("unitCode", &self.unit_code(&line.uom))],
-                &line.qty.to_plain(),
-            );
-            if let Some(price) = &line.unit_price {
-                let currency = line
-                    .currency
-                    .as_ref()
-                    .or(h.currency.as_ref())
-                    .ok_or_else(|| {
-                        RenderError::Unwritable(format!(
-                            "line {}: a price needs a currency (the line's or the order's)",
-                            line.line_no
-                        ))
-                    })?;
-                xml.open("cac:Price");
-                xml.leaf_with(
-                    "cbc:PriceAmount",
-                    &[("currencyID", currency)],
-                    &price.to_plain(),
-                );
-                xml.close("cac:Price");
-            }
-            xml.open("cac:Item");
-            if let Some(description) = &line.description {
-                xml.leaf("cbc:Description", description);
-            }
-            xml.leaf(
-                "cbc:Name",
-                line.description.as_deref().unwrap_or(&line.internal_sku),
-            );
-            if let Some(theirs) = &line.customer_sku_raw {
-                xml.open("cac:BuyersItemIdentification");
-                xml.leaf("cbc:ID", theirs);
-                xml.close("cac:BuyersItemIdentification");
-            }
-            xml.open("cac:SellersItemIdentification");
-            xml.leaf("cbc:ID", &line.internal_sku);
-            xml.close("cac:SellersItemIdentification");
-            xml.close("cac:Item");
-            xml.close("cac:LineItem");
-            xml.close("cac:OrderLine");
+            self.order_line(&mut xml, line, h.currency.as_ref())?;
         }
         xml.close("Order");
         Ok(xml.finish())
+    }
+
+    /// One `cac:OrderLine`; a priced line needs a currency, its own or the order's.
+    fn order_line(
+        &self,
+        xml: &mut Xml,
+        line: &OrderLine,
+        order_currency: Option<&String>,
+    ) -> Result<(), RenderError> {
+        xml.open("cac:OrderLine");
+        xml.open("cac:LineItem");
+        xml.leaf("cbc:ID", &line.line_no.to_string());
+        xml.leaf_with(
+            "cbc:Quantity",
+            &[("unitCode", &self.unit_code(&line.uom))],
+            &line.qty.to_plain(),
+        );
+        if let Some(price) = &line.unit_price {
+            let currency = line.currency.as_ref().or(order_currency).ok_or_else(|| {
+                RenderError::Unwritable(format!(
+                    "line {}: a price needs a currency (the line's or the order's)",
+                    line.line_no
+                ))
+            })?;
+            xml.open("cac:Price");
+            xml.leaf_with(
+                "cbc:PriceAmount",
+                &[("currencyID", currency)],
+                &price.to_plain(),
+            );
+            xml.close("cac:Price");
+        }
+        xml.open("cac:Item");
+        if let Some(description) = &line.description {
+            xml.leaf("cbc:Description", description);
+        }
+        xml.leaf(
+            "cbc:Name",
+            line.description.as_deref().unwrap_or(&line.internal_sku),
+        );
+        if let Some(theirs) = &line.customer_sku_raw {
+            xml.open("cac:BuyersItemIdentification");
+            xml.leaf("cbc:ID", theirs);
+            xml.close("cac:BuyersItemIdentification");
+        }
+        xml.open("cac:SellersItemIdentification");
+        xml.leaf("cbc:ID", &line.internal_sku);
+        xml.close("cac:SellersItemIdentification");
+        xml.close("cac:Item");
+        xml.close("cac:LineItem");
+        xml.close("cac:OrderLine");
+        Ok(())
     }
 
     fn buyer(&self, xml: &mut Xml, order: &ApprovedOrder) {
