@@ -352,6 +352,58 @@ fn date(field: &str, value: Option<String>) -> Result<Option<NaiveDate>, FieldEr
         .transpose()
 }
 
+/// A source document's fields checked.
+fn source_document(s: SourceDocumentInput) -> Result<SourceDocument, FieldError> {
+    let sha256 = match s.sha256 {
+        Some(h) if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+            Some(h)
+        }
+        Some(_) => {
+            return Err(FieldError::new(
+                "source_document.sha256",
+                "must be 64 lowercase hex characters",
+            ));
+        }
+        None => None,
+    };
+    Ok(SourceDocument {
+        document_id: s.document_id,
+        file_name: text("source_document.file_name", s.file_name, 512)?,
+        sha256,
+    })
+}
+
+/// Line `i` checked (all but the uniqueness of its number, which needs the other lines).
+fn line_of(i: usize, line: LineInput) -> Result<OrderLine, FieldError> {
+    let field = |name: &str| format!("lines[{i}].{name}");
+    if !line.qty.is_positive() {
+        return Err(FieldError::new(field("qty"), "must be greater than 0"));
+    }
+    if !line.qty.fits() {
+        return Err(FieldError::new(field("qty"), DIGITS_RULE));
+    }
+    if line.unit_price.as_ref().is_some_and(|p| !p.fits()) {
+        return Err(FieldError::new(field("unit_price"), DIGITS_RULE));
+    }
+    if line
+        .unit_price
+        .as_ref()
+        .is_some_and(DecimalText::is_negative)
+    {
+        return Err(FieldError::new(field("unit_price"), "must not be negative"));
+    }
+    Ok(OrderLine {
+        line_no: line.line_no,
+        internal_sku: required_text(&field("internal_sku"), line.internal_sku, 128)?,
+        qty: line.qty,
+        uom: required_text(&field("uom"), line.uom, 16)?,
+        unit_price: line.unit_price,
+        currency: currency(&field("currency"), line.currency)?,
+        customer_sku_raw: text(&field("customer_sku_raw"), line.customer_sku_raw, 256)?,
+        description: multiline_text(&field("description"), line.description, 2000)?,
+    })
+}
+
 impl DraftInput {
     /// Validates every field (the draft rules and the export schema's limits), naming the first
     /// bad one.
@@ -381,28 +433,7 @@ impl DraftInput {
         };
         let source_document = self
             .source_document
-            .map(|Obj(s)| -> Result<SourceDocument, FieldError> {
-                let sha256 = match s.sha256 {
-                    Some(h)
-                        if h.len() == 64
-                            && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
-                    {
-                        Some(h)
-                    }
-                    Some(_) => {
-                        return Err(FieldError::new(
-                            "source_document.sha256",
-                            "must be 64 lowercase hex characters",
-                        ));
-                    }
-                    None => None,
-                };
-                Ok(SourceDocument {
-                    document_id: s.document_id,
-                    file_name: text("source_document.file_name", s.file_name, 512)?,
-                    sha256,
-                })
-            })
+            .map(|Obj(s)| source_document(s))
             .transpose()?;
         let mut seen = HashSet::new();
         let mut lines = Vec::with_capacity(self.lines.len());
@@ -417,32 +448,7 @@ impl DraftInput {
                     format!("{} appears more than once", line.line_no),
                 ));
             }
-            if !line.qty.is_positive() {
-                return Err(FieldError::new(field("qty"), "must be greater than 0"));
-            }
-            if !line.qty.fits() {
-                return Err(FieldError::new(field("qty"), DIGITS_RULE));
-            }
-            if line.unit_price.as_ref().is_some_and(|p| !p.fits()) {
-                return Err(FieldError::new(field("unit_price"), DIGITS_RULE));
-            }
-            if line
-                .unit_price
-                .as_ref()
-                .is_some_and(DecimalText::is_negative)
-            {
-                return Err(FieldError::new(field("unit_price"), "must not be negative"));
-            }
-            lines.push(OrderLine {
-                line_no: line.line_no,
-                internal_sku: required_text(&field("internal_sku"), line.internal_sku, 128)?,
-                qty: line.qty,
-                uom: required_text(&field("uom"), line.uom, 16)?,
-                unit_price: line.unit_price,
-                currency: currency(&field("currency"), line.currency)?,
-                customer_sku_raw: text(&field("customer_sku_raw"), line.customer_sku_raw, 256)?,
-                description: multiline_text(&field("description"), line.description, 2000)?,
-            });
+            lines.push(line_of(i, line)?);
         }
         lines.sort_by_key(|l| l.line_no);
         Ok(NewDraft {
