@@ -205,6 +205,17 @@ impl LoginService {
             .await?)
     }
 
+    /// The org a login names. A slug that cannot be one (too long, control characters, NUL,
+    /// which PostgreSQL refuses in text) is an unknown org, answered the same way after the
+    /// same work.
+    async fn org_named(&self, slug: &str) -> Result<Option<crate::domain::org::Org>, ServiceError> {
+        let plausible = slug.trim().len() <= 63 && !slug.chars().any(char::is_control);
+        if !plausible {
+            return Ok(None);
+        }
+        Ok(self.store.org_by_slug(slug.trim()).await?)
+    }
+
     /// Checks the credentials and issues a token. Wrong org, e-mail or password: the same 401
     /// after the same work; disabled user (right password): 403.
     pub async fn login(&self, attempt: LoginAttempt<'_>) -> Result<LoggedIn, ServiceError> {
@@ -218,37 +229,12 @@ impl LoginService {
             .check(attempt.client, attempt.org_slug, attempt.email)
             .map_err(throttled)?;
         let password = attempt.password.clone();
-        // A slug that cannot be one (too long, control characters, NUL, which PostgreSQL
-        // refuses in text) is an unknown org, answered the same way after the same work.
-        let plausible =
-            attempt.org_slug.trim().len() <= 63 && !attempt.org_slug.chars().any(char::is_control);
-        let org = match plausible {
-            true => self.store.org_by_slug(attempt.org_slug.trim()).await?,
-            false => None,
-        };
-        let Some(org) = org else {
+        let Some(org) = self.org_named(attempt.org_slug).await? else {
             self.check_password(place, password, None).await?;
             tracing::info!(org_slug = %Bounded(attempt.org_slug), "login failed: unknown org");
             return Err(self.failure(&attempt));
         };
-        let audit = |action, details| NewAuditEntry {
-            org_id: org.id,
-            actor: Actor {
-                user_id: None,
-                // What was typed, bounded: it is untrusted input headed for the audit log.
-                label: attempt
-                    .email
-                    .trim()
-                    .to_lowercase()
-                    .chars()
-                    .take(320)
-                    .collect(),
-            },
-            action,
-            entity_type: "user",
-            entity_id: None,
-            details,
-        };
+        let audit = |action, details| attempt_audit(org.id, attempt.email, action, details);
         let found = match Email::parse(attempt.email) {
             Ok(email) => self.store.user_by_email(org.id, &email).await?,
             Err(_) => None,
@@ -299,5 +285,26 @@ impl LoginService {
             access_token,
             expires_in: DEFAULT_TTL_SECS,
         })
+    }
+}
+
+/// The audit row of a login attempt in an org, before the user is known.
+fn attempt_audit(
+    org_id: uuid::Uuid,
+    email: &str,
+    action: &'static str,
+    details: serde_json::Value,
+) -> NewAuditEntry {
+    NewAuditEntry {
+        org_id,
+        actor: Actor {
+            user_id: None,
+            // What was typed, bounded: it is untrusted input headed for the audit log.
+            label: email.trim().to_lowercase().chars().take(320).collect(),
+        },
+        action,
+        entity_type: "user",
+        entity_id: None,
+        details,
     }
 }
