@@ -272,13 +272,7 @@ pub fn decide(
     now: DateTime<Utc>,
     jitter: Jitter,
 ) -> Decision {
-    let retry_or_fail = || {
-        if attempt >= policy.max_attempts {
-            ExportDecision::Fail
-        } else {
-            ExportDecision::Retry(at(now, backoff(policy.retry_base, attempt, jitter.backoff)))
-        }
-    };
+    let retry_or_fail = || retry_or_fail(policy, attempt, now, jitter);
     match result {
         AttemptResult::Delivered => Decision {
             export: ExportDecision::Sent,
@@ -308,53 +302,88 @@ pub fn decide(
             retry_after,
         } => {
             let error = Some((code.clone(), message.clone()));
-            let asked = retry_after.map(|w| w.min(policy.retry_after_cap));
-            let failures = circuit.consecutive_failures.saturating_add(1);
-            if circuit.state == CircuitState::Open {
-                // An attempt that started before the circuit opened: it waits with the rest,
-                // and the cool-down already running is not extended by it.
-                let next = circuit.next_probe_at.unwrap_or(now);
-                return Decision {
-                    export: ExportDecision::Requeue(next),
-                    circuit: CircuitChange::Update(Circuit {
-                        consecutive_failures: failures,
-                        last_error: error,
-                        ..circuit.clone()
-                    }),
-                };
-            }
-            let opens = circuit.state == CircuitState::HalfOpen
-                || failures >= policy.failures_to_open
-                || asked.is_some();
-            if opens {
-                let openings = circuit.openings.saturating_add(1);
-                let wait =
-                    cool_down(policy, openings, jitter.cool_down).max(asked.unwrap_or_default());
-                let opened = Circuit {
-                    state: CircuitState::Open,
-                    consecutive_failures: failures,
-                    openings,
-                    since: now,
-                    next_probe_at: Some(at(now, wait)),
-                    last_error: error,
-                };
-                let next = at(now, wait);
-                // The connection failed, not the export: it waits for the connection without
-                // using up its attempts.
-                return Decision {
-                    export: ExportDecision::Requeue(next),
-                    circuit: CircuitChange::Opened(opened),
-                };
-            }
-            Decision {
-                export: retry_or_fail(),
-                circuit: CircuitChange::Update(Circuit {
-                    consecutive_failures: failures,
-                    last_error: error,
-                    ..circuit.clone()
-                }),
-            }
+            transient_failure(
+                policy,
+                circuit,
+                error,
+                *retry_after,
+                now,
+                jitter,
+                retry_or_fail,
+            )
         }
+    }
+}
+
+/// Retried after a backoff, or failed for good when this was the last attempt allowed.
+fn retry_or_fail(
+    policy: &DeliveryPolicy,
+    attempt: u32,
+    now: DateTime<Utc>,
+    jitter: Jitter,
+) -> ExportDecision {
+    if attempt >= policy.max_attempts {
+        ExportDecision::Fail
+    } else {
+        ExportDecision::Retry(at(now, backoff(policy.retry_base, attempt, jitter.backoff)))
+    }
+}
+
+/// A transient failure of the connection: counted against its circuit, which it may open
+/// (then the export waits for the connection without using up its attempts).
+fn transient_failure(
+    policy: &DeliveryPolicy,
+    circuit: &Circuit,
+    error: Option<(String, String)>,
+    retry_after: Option<Duration>,
+    now: DateTime<Utc>,
+    jitter: Jitter,
+    retry_or_fail: impl Fn() -> ExportDecision,
+) -> Decision {
+    let asked = retry_after.map(|w| w.min(policy.retry_after_cap));
+    let failures = circuit.consecutive_failures.saturating_add(1);
+    if circuit.state == CircuitState::Open {
+        // An attempt that started before the circuit opened: it waits with the rest,
+        // and the cool-down already running is not extended by it.
+        let next = circuit.next_probe_at.unwrap_or(now);
+        return Decision {
+            export: ExportDecision::Requeue(next),
+            circuit: CircuitChange::Update(Circuit {
+                consecutive_failures: failures,
+                last_error: error,
+                ..circuit.clone()
+            }),
+        };
+    }
+    let opens = circuit.state == CircuitState::HalfOpen
+        || failures >= policy.failures_to_open
+        || asked.is_some();
+    if opens {
+        let openings = circuit.openings.saturating_add(1);
+        let wait = cool_down(policy, openings, jitter.cool_down).max(asked.unwrap_or_default());
+        let opened = Circuit {
+            state: CircuitState::Open,
+            consecutive_failures: failures,
+            openings,
+            since: now,
+            next_probe_at: Some(at(now, wait)),
+            last_error: error,
+        };
+        let next = at(now, wait);
+        // The connection failed, not the export: it waits for the connection without
+        // using up its attempts.
+        return Decision {
+            export: ExportDecision::Requeue(next),
+            circuit: CircuitChange::Opened(opened),
+        };
+    }
+    Decision {
+        export: retry_or_fail(),
+        circuit: CircuitChange::Update(Circuit {
+            consecutive_failures: failures,
+            last_error: error,
+            ..circuit.clone()
+        }),
     }
 }
 
