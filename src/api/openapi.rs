@@ -162,6 +162,52 @@ fn connector_body(config_schema: &Value, optional: bool) -> Value {
     })
 }
 
+/// The answers every operation can give beside its own: 401/403 when secured, 404/422 with a
+/// path parameter, 413/422 with a body, 422 with a query.
+fn add_standard_responses(path: &str, op: &mut Map<String, Value>) {
+    let secured = op.contains_key("security");
+    let has_body = op.contains_key("requestBody");
+    let has_path_param = path.contains('{');
+    let has_query = op.get("parameters").is_some_and(|p| {
+        p.as_array()
+            .is_some_and(|ps| ps.iter().any(|x| x["in"] == "query"))
+    });
+    let Some(Value::Object(responses)) = op.get_mut("responses") else {
+        return;
+    };
+    if secured {
+        ensure_response(
+            responses,
+            "401",
+            "Missing, malformed or expired credentials",
+        );
+        ensure_response(
+            responses,
+            "403",
+            "The role does not allow this, or the user is disabled",
+        );
+    }
+    if has_path_param {
+        ensure_response(
+            responses,
+            "404",
+            "Not found (also for another org's objects)",
+        );
+        ensure_response(responses, "422", "A path parameter is not a valid id");
+    }
+    if has_body {
+        ensure_response(responses, "413", "The body is larger than 1 MiB");
+        ensure_response(
+            responses,
+            "422",
+            "The body is malformed or a field is invalid",
+        );
+    }
+    if has_query {
+        ensure_response(responses, "422", "A query parameter is invalid");
+    }
+}
+
 /// Makes the generated document exact; see the module docs.
 pub fn finalize(doc: OpenApi, registry: &Registry) -> Value {
     let mut doc = serde_json::to_value(doc).unwrap_or_else(|_| json!({}));
@@ -210,47 +256,7 @@ pub fn finalize(doc: OpenApi, registry: &Registry) -> Value {
             if path.ends_with("/preview") || path.ends_with("/file") {
                 describe_file(op);
             }
-            let secured = op.contains_key("security");
-            let has_body = op.contains_key("requestBody");
-            let has_path_param = path.contains('{');
-            let has_query = op.get("parameters").is_some_and(|p| {
-                p.as_array()
-                    .is_some_and(|ps| ps.iter().any(|x| x["in"] == "query"))
-            });
-            let Some(Value::Object(responses)) = op.get_mut("responses") else {
-                continue;
-            };
-            if secured {
-                ensure_response(
-                    responses,
-                    "401",
-                    "Missing, malformed or expired credentials",
-                );
-                ensure_response(
-                    responses,
-                    "403",
-                    "The role does not allow this, or the user is disabled",
-                );
-            }
-            if has_path_param {
-                ensure_response(
-                    responses,
-                    "404",
-                    "Not found (also for another org's objects)",
-                );
-                ensure_response(responses, "422", "A path parameter is not a valid id");
-            }
-            if has_body {
-                ensure_response(responses, "413", "The body is larger than 1 MiB");
-                ensure_response(
-                    responses,
-                    "422",
-                    "The body is malformed or a field is invalid",
-                );
-            }
-            if has_query {
-                ensure_response(responses, "422", "A query parameter is invalid");
-            }
+            add_standard_responses(path, op);
         }
     }
     doc["paths"] = Value::Object(expanded);

@@ -206,49 +206,62 @@ pub async fn serve(
         let (id, conn) = tracker.add();
         let tracker = tracker.clone();
         let router = router.clone();
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let per_request = conn.clone();
-            let service = tower::service_fn(
-                move |mut req: axum::extract::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    let guard = InFlight::new(per_request.clone());
-                    let router = router.clone();
-                    async move {
-                        let response = router.oneshot(req.map(axum::body::Body::new)).await;
-                        drop(guard);
-                        response
-                    }
-                },
-            );
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .keep_alive(true)
-                .max_header_size(HYPER_MAX_HEADER_BYTES)
-                .max_buf_size(HYPER_MAX_HEADER_BYTES + 64 * 1024)
-                .max_headers(HYPER_MAX_HEADERS);
-            let connection =
-                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            tokio::pin!(connection);
-            let mut graceful = false;
-            loop {
-                tokio::select! {
-                    _ = connection.as_mut() => break,
-                    () = conn.kill.notified() => break,
-                    changed = stop.changed(), if !graceful => {
-                        if changed.is_err() || *stop.borrow() {
-                            graceful = true;
-                            connection.as_mut().graceful_shutdown();
-                        }
-                    }
-                }
-            }
+            serve_connection(stream, peer, conn, router, limits, stop).await;
             tracker.remove(id);
         });
     }
     drain(tracker, stop_tx, reaper, limits).await
+}
+
+/// Serves one accepted connection until it closes, is killed (idle at the cap) or, after
+/// shutdown began, finishes its request in progress.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    conn: Arc<Conn>,
+    router: Router,
+    limits: ServerLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let per_request = conn.clone();
+    let service = tower::service_fn(
+        move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let guard = InFlight::new(per_request.clone());
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(req.map(axum::body::Body::new)).await;
+                drop(guard);
+                response
+            }
+        },
+    );
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        .max_header_size(HYPER_MAX_HEADER_BYTES)
+        .max_buf_size(HYPER_MAX_HEADER_BYTES + 64 * 1024)
+        .max_headers(HYPER_MAX_HEADERS);
+    let connection =
+        builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    tokio::pin!(connection);
+    let mut graceful = false;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => break,
+            () = conn.kill.notified() => break,
+            changed = stop.changed(), if !graceful => {
+                if changed.is_err() || *stop.borrow() {
+                    graceful = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
 }
 
 /// Shutdown: idle connections close now, busy ones finish their request, and after
