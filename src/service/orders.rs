@@ -278,6 +278,11 @@ impl OrderService {
                 }
             }
         };
+        self.answer_push(kind, outcome)
+    }
+
+    /// What a push answers for what the store did; a created export wakes the workers.
+    fn answer_push(&self, kind: PushKind, outcome: PushOutcome) -> Result<Pushed, ServiceError> {
         match outcome {
             PushOutcome::Created(export) => {
                 metrics::counter!(metric::EXPORTS, "status" => "PENDING").increment(1);
