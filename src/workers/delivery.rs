@@ -479,54 +479,62 @@ impl DeliveryWorker {
         }
         let deliveries = batch.into_iter().map(|prepared| {
             let slot = slots.remove(&prepared.export().id).flatten();
-            let worker = self.clone();
-            let done = done.clone();
-            async move {
-                let connection = prepared.export().erp_connection_id;
-                // A probe that found no free slot waits for one here.
-                let slot = match slot {
-                    Some(slot) => Some(slot),
-                    None => worker.slots.clone().acquire_owned().await.ok(),
-                };
-                let started = Instant::now();
-                let mut slot = slot;
-                let mut waiting = None;
-                let (finished, tried) = match prepared {
-                    Prepared::Ready(job) => {
-                        let lane = worker.lane(connection);
-                        match lane.acquire_owned().await {
-                            Ok(_lane) => {
-                                let delivery = worker.app.delivery.deliver(job);
-                                tokio::pin!(delivery);
-                                let finished = tokio::select! {
-                                    finished = &mut delivery => finished,
-                                    () = tokio::time::sleep(SLOW_ATTEMPT) => {
-                                        // Waiting on a slow ERP costs a socket, not work: the
-                                        // slot goes to others while this attempt waits.
-                                        if let Ok(permit) = worker.waiting.clone().try_acquire_owned() {
-                                            waiting = Some(permit);
-                                            drop(slot.take());
-                                            worker.freed.notify_one();
-                                        }
-                                        delivery.await
-                                    }
-                                };
-                                (Some(finished), true)
-                            }
-                            Err(_) => (None, false),
-                        }
-                    }
-                    Prepared::Done(finished) => (Some(finished), false),
-                };
-                let took = tried.then(|| started.elapsed());
-                if let Some(finished) = finished {
-                    let _ = done.send(finished);
-                }
-                drop(waiting);
-                worker.finished(connection, took, slot);
-            }
+            self.clone().deliver_prepared(prepared, slot, done.clone())
         });
         futures::future::join_all(deliveries).await;
+    }
+
+    /// Delivers one prepared export under its connection's lane (or passes on its finished
+    /// preparation), hands the outcome to the recorder and frees its slot. An attempt slower
+    /// than `SLOW_ATTEMPT` gives its slot to others while it waits.
+    async fn deliver_prepared(
+        self: Arc<Self>,
+        prepared: Prepared,
+        slot: Option<OwnedSemaphorePermit>,
+        done: mpsc::UnboundedSender<Finished>,
+    ) {
+        let connection = prepared.export().erp_connection_id;
+        // A probe that found no free slot waits for one here.
+        let slot = match slot {
+            Some(slot) => Some(slot),
+            None => self.slots.clone().acquire_owned().await.ok(),
+        };
+        let started = Instant::now();
+        let mut slot = slot;
+        let mut waiting = None;
+        let (finished, tried) = match prepared {
+            Prepared::Ready(job) => {
+                let lane = self.lane(connection);
+                match lane.acquire_owned().await {
+                    Ok(_lane) => {
+                        let delivery = self.app.delivery.deliver(job);
+                        tokio::pin!(delivery);
+                        let finished = tokio::select! {
+                            finished = &mut delivery => finished,
+                            () = tokio::time::sleep(SLOW_ATTEMPT) => {
+                                // Waiting on a slow ERP costs a socket, not work: the
+                                // slot goes to others while this attempt waits.
+                                if let Ok(permit) = self.waiting.clone().try_acquire_owned() {
+                                    waiting = Some(permit);
+                                    drop(slot.take());
+                                    self.freed.notify_one();
+                                }
+                                delivery.await
+                            }
+                        };
+                        (Some(finished), true)
+                    }
+                    Err(_) => (None, false),
+                }
+            }
+            Prepared::Done(finished) => (Some(finished), false),
+        };
+        let took = tried.then(|| started.elapsed());
+        if let Some(finished) = finished {
+            let _ = done.send(finished);
+        }
+        drop(waiting);
+        self.finished(connection, took, slot);
     }
 
     /// The per-connection limit's semaphore.
