@@ -135,6 +135,43 @@ pub struct FinishedAttempt<'a> {
     pub audit: &'a NewAuditEntry,
 }
 
+/// Finished attempts sorted by the statement that records them.
+pub(crate) struct Outcomes<'r, 'a> {
+    /// SENT, with the final path.
+    pub sent: Vec<(&'r FinishedAttempt<'a>, &'a str)>,
+    /// Due again later: when, the error, and 1 when the attempt is given back (a requeue).
+    pub retried: Vec<(&'r FinishedAttempt<'a>, DateTime<Utc>, &'a Value, i32)>,
+    /// FAILED, with the error.
+    pub failed: Vec<(&'r FinishedAttempt<'a>, &'a Value)>,
+}
+
+impl<'r, 'a> Outcomes<'r, 'a> {
+    /// Sorts a batch of finished attempts.
+    pub fn of(attempts: &'r [FinishedAttempt<'a>]) -> Self {
+        let mut sorted = Self {
+            sent: Vec::new(),
+            retried: Vec::new(),
+            failed: Vec::new(),
+        };
+        for a in attempts {
+            match a.outcome {
+                AttemptOutcome::Sent { dropzone_path } => sorted.sent.push((a, dropzone_path)),
+                // Retries count the attempt; requeues give it back (the column is subtracted).
+                AttemptOutcome::Retry {
+                    next_attempt_at,
+                    error,
+                } => sorted.retried.push((a, next_attempt_at, error, 0)),
+                AttemptOutcome::Requeue {
+                    next_attempt_at,
+                    error,
+                } => sorted.retried.push((a, next_attempt_at, error, 1)),
+                AttemptOutcome::Failed { error } => sorted.failed.push((a, error)),
+            }
+        }
+        sorted
+    }
+}
+
 /// An acknowledgement to apply to a SENT export.
 #[derive(Debug, Clone)]
 pub struct AckApply<'a> {
@@ -344,6 +381,134 @@ macro_rules! impl_export_store {
                     .await?;
                 row.map(TryInto::try_into).transpose()
             }
+
+            /// Ends a batch `UPDATE … FROM (VALUES …)` on the exports this worker still
+            /// holds. `lease_owner` is set only on a claimed PENDING export and every outcome
+            /// clears it, so it alone says the worker still holds the export; a status test
+            /// here would match the queue index's predicate and tempt the planner into walking
+            /// the whole queue instead of looking the ids up.
+            fn held_by(q: &mut sqlx::QueryBuilder<$db>, worker: uuid::Uuid) {
+                q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.lease_owner = ");
+                q.push_bind(worker);
+                q.push(" RETURNING erp_export.id, erp_export.draft_order_id");
+            }
+
+            /// Attempts that failed for good: FAILED with their error; (export, draft) ids.
+            async fn record_failed(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                worker: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+                failed: &[(&$crate::store::FinishedAttempt<'_>, &serde_json::Value)],
+            ) -> Result<Vec<(uuid::Uuid, uuid::Uuid)>, $crate::store::StoreError> {
+                if failed.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE erp_export SET status = 'FAILED', error_json = v.column2, \
+                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
+                );
+                q.push_bind(now).push(" FROM (");
+                q.push_values(failed, |mut row, (a, error)| {
+                    row.push_bind(a.export.id)
+                        .push_bind(sqlx::types::Json($crate::store::storable(error)));
+                });
+                Self::held_by(&mut q, worker);
+                let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
+                    q.build_query_as().persistent(false).fetch_all(&mut **tx).await?;
+                Ok(rows)
+            }
+
+            /// Drafts whose export was just recorded SENT become PUSHED, FAILED ones ERROR.
+            async fn settle_pushing_drafts(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                now: chrono::DateTime<chrono::Utc>,
+                pushed_drafts: &[uuid::Uuid],
+                errored_drafts: &[uuid::Uuid],
+            ) -> Result<(), $crate::store::StoreError> {
+                for (drafts, to) in [(pushed_drafts, "PUSHED"), (errored_drafts, "ERROR")] {
+                    if drafts.is_empty() {
+                        continue;
+                    }
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE draft_order SET status = ");
+                    q.push_bind(to).push(", updated_at = ").push_bind(now);
+                    q.push(" WHERE status = 'PUSHING' AND id IN (");
+                    let mut ids = q.separated(", ");
+                    for id in drafts.iter() {
+                        ids.push_bind(*id);
+                    }
+                    q.push(")");
+                    q.build().persistent(false).execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Rejected acknowledgements: their SENT exports FAILED, the drafts ERROR; the ids
+            /// changed.
+            async fn record_rejections(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                now: chrono::DateTime<chrono::Utc>,
+                rejected: &[(&$crate::store::AckApply<'_>, serde_json::Value)],
+            ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
+                let mut failed = Vec::new();
+                for chunk in rejected.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE erp_export SET status = 'FAILED', error_json = v.column2, updated_at = ",
+                    );
+                    q.push_bind(now).push(" FROM (");
+                    q.push_values(chunk, |mut row, (a, error)| {
+                        row.push_bind(a.export.id).push_bind(sqlx::types::Json($crate::store::storable(&error)));
+                    });
+                    q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.status = 'SENT' \
+                            RETURNING erp_export.id, erp_export.draft_order_id");
+                    let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
+                        q.build_query_as().fetch_all(&mut **tx).await?;
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let mut d = sqlx::QueryBuilder::<$db>::new("UPDATE draft_order SET status = 'ERROR', updated_at = ");
+                    d.push_bind(now).push(" WHERE status = 'PUSHED' AND id IN (");
+                    let mut list = d.separated(", ");
+                    for (_, draft) in &rows {
+                        list.push_bind(*draft);
+                    }
+                    d.push(")");
+                    d.build().execute(&mut **tx).await?;
+                    failed.extend(rows.into_iter().map(|(id, _)| id));
+                }
+                Ok(failed)
+            }
+
+            /// Why a locked draft in `status` cannot be pushed now (its status, or a retry
+            /// whose latest export is not FAILED), with the export still live; None when it can.
+            async fn push_refusal(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                push: &$crate::store::NewPush<'_>,
+                status: $crate::domain::draft::DraftStatus,
+            ) -> Result<Option<$crate::store::PushOutcome>, $crate::store::StoreError> {
+                use $crate::store::exports as q;
+                let latest_failed = if push.latest_must_be_failed {
+                    let latest: Option<$crate::store::rows::ExportRow> =
+                        sqlx::query_as(q::LATEST_EXPORT_OF_DRAFT)
+                            .bind(push.draft_id)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                    latest.is_some_and(|l| l.status == "FAILED")
+                } else {
+                    true
+                };
+                if push.from.contains(&status) && latest_failed {
+                    return Ok(None);
+                }
+                let live: Option<$crate::store::rows::ExportRow> =
+                    sqlx::query_as(q::LIVE_EXPORT_OF_DRAFT)
+                        .bind(push.draft_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                Ok(Some($crate::store::PushOutcome::WrongStatus {
+                    status,
+                    live_export: live.map(TryInto::try_into).transpose()?,
+                }))
+            }
         }
 
         #[async_trait::async_trait]
@@ -397,27 +562,9 @@ macro_rules! impl_export_store {
                         draft_status: status,
                     });
                 }
-                let latest_failed = if push.latest_must_be_failed {
-                    let latest: Option<$crate::store::rows::ExportRow> =
-                        sqlx::query_as(q::LATEST_EXPORT_OF_DRAFT)
-                            .bind(push.draft_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    latest.is_some_and(|l| l.status == "FAILED")
-                } else {
-                    true
-                };
-                if !push.from.contains(&status) || !latest_failed {
-                    let live: Option<$crate::store::rows::ExportRow> =
-                        sqlx::query_as(q::LIVE_EXPORT_OF_DRAFT)
-                            .bind(push.draft_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
+                if let Some(refused) = Self::push_refusal(&mut tx, push, status).await? {
                     tx.rollback().await?;
-                    return Ok(PushOutcome::WrongStatus {
-                        status,
-                        live_export: live.map(TryInto::try_into).transpose()?,
-                    });
+                    return Ok(refused);
                 }
                 let connection: Option<uuid::Uuid> = sqlx::query_scalar(q::ACTIVE_CONNECTION_ID)
                     .bind(push.org_id)
@@ -532,52 +679,22 @@ macro_rules! impl_export_store {
                 worker: uuid::Uuid,
                 attempts: &[$crate::store::FinishedAttempt<'_>],
             ) -> Result<Vec<uuid::Uuid>, $crate::store::StoreError> {
-                use $crate::store::AttemptOutcome;
                 if attempts.is_empty() {
                     return Ok(Vec::new());
                 }
                 let now = $crate::store::now();
-                let sent: Vec<_> = attempts
-                    .iter()
-                    .filter_map(|a| match &a.outcome {
-                        AttemptOutcome::Sent { dropzone_path } => Some((a, *dropzone_path)),
-                        _ => None,
-                    })
-                    .collect();
-                // Retries count the attempt; requeues give it back (the column is subtracted).
-                let retried: Vec<_> = attempts
-                    .iter()
-                    .filter_map(|a| match &a.outcome {
-                        AttemptOutcome::Retry { next_attempt_at, error } => {
-                            Some((a, *next_attempt_at, *error, 0_i32))
-                        }
-                        AttemptOutcome::Requeue { next_attempt_at, error } => {
-                            Some((a, *next_attempt_at, *error, 1_i32))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                let failed: Vec<_> = attempts
-                    .iter()
-                    .filter_map(|a| match &a.outcome {
-                        AttemptOutcome::Failed { error } => Some((a, *error)),
-                        _ => None,
-                    })
-                    .collect();
+                let $crate::store::exports::Outcomes {
+                    sent,
+                    retried,
+                    failed,
+                } = $crate::store::exports::Outcomes::of(attempts);
                 let mut tx = self.begin_write().await?;
                 let mut recorded: Vec<uuid::Uuid> = Vec::new();
                 let mut pushed_drafts = Vec::new();
                 let mut errored_drafts = Vec::new();
-                // `lease_owner` is set only on a claimed PENDING export and every outcome clears
-                // it, so it alone says the worker still holds the export. A status test here
-                // would match the queue index's predicate and tempt the planner into walking
-                // the whole queue instead of looking the ids up. Batch statements are planned
-                // for each call (not cached): their best plan depends on the queue's size now.
-                let tail = |q: &mut sqlx::QueryBuilder<$db>| {
-                    q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.lease_owner = ");
-                    q.push_bind(worker);
-                    q.push(" RETURNING erp_export.id, erp_export.draft_order_id");
-                };
+                // Batch statements are planned for each call (not cached): their best plan
+                // depends on the queue's size now.
+                let tail = |q: &mut sqlx::QueryBuilder<$db>| Self::held_by(q, worker);
                 if !sent.is_empty() {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "UPDATE erp_export SET status = 'SENT', dropzone_path = v.column2, \
@@ -613,38 +730,11 @@ macro_rules! impl_export_store {
                         q.build_query_as().persistent(false).fetch_all(&mut *tx).await?;
                     recorded.extend(rows.into_iter().map(|(id, _)| id));
                 }
-                if !failed.is_empty() {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE erp_export SET status = 'FAILED', error_json = v.column2, \
-                         lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
-                    );
-                    q.push_bind(now).push(" FROM (");
-                    q.push_values(&failed, |mut row, (a, error)| {
-                        row.push_bind(a.export.id)
-                            .push_bind(sqlx::types::Json($crate::store::storable(error)));
-                    });
-                    tail(&mut q);
-                    let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
-                        q.build_query_as().persistent(false).fetch_all(&mut *tx).await?;
-                    for (id, draft) in rows {
-                        recorded.push(id);
-                        errored_drafts.push(draft);
-                    }
+                for (id, draft) in Self::record_failed(&mut tx, worker, now, &failed).await? {
+                    recorded.push(id);
+                    errored_drafts.push(draft);
                 }
-                for (drafts, to) in [(&pushed_drafts, "PUSHED"), (&errored_drafts, "ERROR")] {
-                    if drafts.is_empty() {
-                        continue;
-                    }
-                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE draft_order SET status = ");
-                    q.push_bind(to).push(", updated_at = ").push_bind(now);
-                    q.push(" WHERE status = 'PUSHING' AND id IN (");
-                    let mut ids = q.separated(", ");
-                    for id in drafts.iter() {
-                        ids.push_bind(*id);
-                    }
-                    q.push(")");
-                    q.build().persistent(false).execute(&mut *tx).await?;
-                }
+                Self::settle_pushing_drafts(&mut tx, now, &pushed_drafts, &errored_drafts).await?;
                 let audits: Vec<_> = attempts
                     .iter()
                     .filter(|a| recorded.contains(&a.export.id))
@@ -731,31 +821,7 @@ macro_rules! impl_export_store {
                     d.build().execute(&mut *tx).await?;
                     changed.extend(rows.into_iter().map(|(id, _, _)| id));
                 }
-                for chunk in rejected.chunks(500) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE erp_export SET status = 'FAILED', error_json = v.column2, updated_at = ",
-                    );
-                    q.push_bind(now).push(" FROM (");
-                    q.push_values(chunk, |mut row, (a, error)| {
-                        row.push_bind(a.export.id).push_bind(sqlx::types::Json($crate::store::storable(&error)));
-                    });
-                    q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.status = 'SENT' \
-                            RETURNING erp_export.id, erp_export.draft_order_id");
-                    let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
-                        q.build_query_as().fetch_all(&mut *tx).await?;
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    let mut d = sqlx::QueryBuilder::<$db>::new("UPDATE draft_order SET status = 'ERROR', updated_at = ");
-                    d.push_bind(now).push(" WHERE status = 'PUSHED' AND id IN (");
-                    let mut list = d.separated(", ");
-                    for (_, draft) in &rows {
-                        list.push_bind(*draft);
-                    }
-                    d.push(")");
-                    d.build().execute(&mut *tx).await?;
-                    changed.extend(rows.into_iter().map(|(id, _)| id));
-                }
+                changed.extend(Self::record_rejections(&mut tx, now, &rejected).await?);
                 let changed_set: std::collections::HashSet<uuid::Uuid> =
                     changed.iter().copied().collect();
                 let audits: Vec<_> = acks
