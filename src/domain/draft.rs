@@ -40,6 +40,24 @@ impl DraftStatus {
         DraftStatus::Error,
     ];
 
+    /// The statuses a draft may move to from this one: the draft's state machine, in one
+    /// place (the store's statements implement it; a store test checks them against it).
+    pub fn next(self) -> &'static [DraftStatus] {
+        match self {
+            DraftStatus::Ready => &[DraftStatus::Approved],
+            DraftStatus::Approved => &[DraftStatus::Pushing],
+            DraftStatus::Pushing => &[DraftStatus::Pushed, DraftStatus::Error],
+            // The ERP rejected what was delivered.
+            DraftStatus::Pushed => &[DraftStatus::Error],
+            DraftStatus::Error => &[DraftStatus::Pushing],
+        }
+    }
+
+    /// True when a draft in this status may move to `to`.
+    pub fn may_become(self, to: DraftStatus) -> bool {
+        self.next().contains(&to)
+    }
+
     /// The stored and serialised name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -34,6 +34,21 @@ impl ExportStatus {
         ExportStatus::Failed,
     ];
 
+    /// The statuses an export may move to from this one: the export's state machine, in one
+    /// place (the store's statements implement it; a store test checks them against it).
+    pub fn next(self) -> &'static [ExportStatus] {
+        match self {
+            ExportStatus::Pending => &[ExportStatus::Sent, ExportStatus::Failed],
+            ExportStatus::Sent => &[ExportStatus::Acked, ExportStatus::Failed],
+            ExportStatus::Acked | ExportStatus::Failed => &[],
+        }
+    }
+
+    /// True when an export in this status may move to `to`.
+    pub fn may_become(self, to: ExportStatus) -> bool {
+        self.next().contains(&to)
+    }
+
     /// The stored and serialised name.
     pub fn as_str(self) -> &'static str {
         match self {

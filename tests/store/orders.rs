@@ -20,6 +20,7 @@ on_both_backends!(
     claims_lease_exports_to_one_worker_until_the_lease_runs_out,
     claims_skip_excluded_connections_and_cap_each_connection,
     outcomes_are_recorded_only_by_the_lease_holder,
+    every_status_change_is_one_the_domain_allows,
 );
 
 async fn setup(db: &TestDb) -> (Uuid, Uuid) {
@@ -539,4 +540,188 @@ async fn outcomes_are_recorded_only_by_the_lease_holder(db: &TestDb) {
     assert_eq!(draft.status, DraftStatus::Error);
     assert_eq!(db.store.queue_depth().await.unwrap(), 1);
     assert_eq!(db.store.next_due_at().await.unwrap(), Some(next));
+}
+
+/// Every draft's and export's status, to compare before and after a store operation.
+async fn statuses(
+    store: &dyn Store,
+    org_id: Uuid,
+    drafts: &[Uuid],
+    exports: &[Uuid],
+) -> (Vec<DraftStatus>, Vec<ExportStatus>) {
+    let mut d = Vec::new();
+    for id in drafts {
+        d.push(store.draft(org_id, *id).await.unwrap().unwrap().status);
+    }
+    let mut e = Vec::new();
+    for id in exports {
+        e.push(store.export(org_id, *id).await.unwrap().unwrap().status);
+    }
+    (d, e)
+}
+
+/// Runs one store operation and checks each status it changed against the domain's state
+/// machine; answers how many changed.
+macro_rules! step {
+    ($store:expr, $org:expr, $drafts:expr, $exports:expr, $op:expr) => {{
+        let (d0, e0) = statuses($store, $org, $drafts, $exports).await;
+        $op;
+        let (d1, e1) = statuses($store, $org, $drafts, $exports).await;
+        let mut changed = 0;
+        for (from, to) in d0.iter().zip(&d1).filter(|(a, b)| a != b) {
+            assert!(from.may_become(*to), "draft {from} became {to}");
+            changed += 1;
+        }
+        for (from, to) in e0.iter().zip(&e1).filter(|(a, b)| a != b) {
+            assert!(from.may_become(*to), "export {from} became {to}");
+            changed += 1;
+        }
+        changed
+    }};
+}
+
+/// Each store operation that changes a status (approve, push, retry push, a delivery's
+/// outcomes, acknowledgements and rejections) makes only changes the domain's state machine
+/// allows, on both backends' statements (PostgreSQL's fast paths included).
+async fn every_status_change_is_one_the_domain_allows(db: &TestDb) {
+    let store = db.store.as_ref();
+    let (org_id, conn) = setup(db).await;
+    let line = r#"[{"line_no": 1, "internal_sku": "A", "qty": 1, "uom": "PCE"}]"#;
+    let drafts = [
+        draft(store, org_id, line).await,
+        draft(store, org_id, line).await,
+        draft(store, org_id, line).await,
+    ];
+    let mut exports: Vec<Uuid> = Vec::new();
+    let mut changes = 0;
+    let audit = fx::audit(org_id, "ANY");
+    for id in drafts {
+        changes += step!(store, org_id, &drafts, &exports, {
+            store
+                .approve_draft(org_id, id, "ops", orderflow::store::now(), &audit)
+                .await
+                .unwrap()
+                .unwrap();
+        });
+        // Approving twice changes nothing.
+        let again = step!(store, org_id, &drafts, &exports, {
+            let _ = store
+                .approve_draft(org_id, id, "ops", orderflow::store::now(), &audit)
+                .await
+                .unwrap();
+        });
+        assert_eq!(again, 0);
+    }
+    for id in drafts {
+        let created: Uuid;
+        changes += step!(store, org_id, &drafts, &exports, {
+            let PushOutcome::Created(e) = store
+                .push_draft(&push(org_id, id, conn, None, &audit))
+                .await
+                .unwrap()
+            else {
+                panic!("not created")
+            };
+            created = e.id;
+        });
+        exports.push(created);
+    }
+    let worker = Uuid::new_v4();
+    let claimed = store
+        .claim_exports(&claim(worker, 10, 10, &[]))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    let by_draft = |d: Uuid| claimed.iter().find(|e| e.draft_order_id == d).unwrap();
+    let error = json!({"code": "CONNECTION_REFUSED", "message": "x", "at": "t", "attempt": 1});
+    let sent = AttemptOutcome::Sent {
+        dropzone_path: "/in/x.json",
+    };
+    let failed = AttemptOutcome::Failed { error: &error };
+    for (d, outcome) in [(drafts[0], &sent), (drafts[1], &failed), (drafts[2], &sent)] {
+        changes += step!(store, org_id, &drafts, &exports, {
+            assert!(
+                store
+                    .finish_attempt(by_draft(d), worker, outcome, &audit)
+                    .await
+                    .unwrap()
+            );
+        });
+    }
+    let acked = orderflow::domain::ack::AckOutcome::Acked {
+        erp_order_id: Some("SO-1".into()),
+        processed_at: None,
+    };
+    let rejected = orderflow::domain::ack::AckOutcome::Rejected {
+        error_code: Some("E1".into()),
+        message: Some("no".into()),
+        processed_at: None,
+    };
+    let first = store.export(org_id, exports[0]).await.unwrap().unwrap();
+    let third = store.export(org_id, exports[2]).await.unwrap().unwrap();
+    changes += step!(store, org_id, &drafts, &exports, {
+        let applied = store
+            .apply_acks(&[
+                orderflow::store::AckApply {
+                    export: &first,
+                    outcome: &acked,
+                    audit: &audit,
+                },
+                orderflow::store::AckApply {
+                    export: &third,
+                    outcome: &rejected,
+                    audit: &audit,
+                },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(applied.len(), 2);
+    });
+    // A second verdict on a settled export changes nothing.
+    let settled = step!(store, org_id, &drafts, &exports, {
+        let _ = store
+            .apply_acks(&[orderflow::store::AckApply {
+                export: &first,
+                outcome: &rejected,
+                audit: &audit,
+            }])
+            .await
+            .unwrap();
+    });
+    assert_eq!(settled, 0);
+    // A failed delivery's draft may be pushed again.
+    let retried: Uuid;
+    changes += step!(store, org_id, &drafts, &exports, {
+        let retry = NewPush {
+            from: &[DraftStatus::Error],
+            latest_must_be_failed: true,
+            ..push(org_id, drafts[1], conn, None, &audit)
+        };
+        let PushOutcome::Created(e) = store.push_draft(&retry).await.unwrap() else {
+            panic!("retry not created")
+        };
+        retried = e.id;
+    });
+    exports.push(retried);
+    let (d, e) = statuses(store, org_id, &drafts, &exports).await;
+    assert_eq!(
+        d,
+        [
+            DraftStatus::Pushed,
+            DraftStatus::Pushing,
+            DraftStatus::Error
+        ]
+    );
+    assert_eq!(
+        e,
+        [
+            ExportStatus::Acked,
+            ExportStatus::Failed,
+            ExportStatus::Failed,
+            ExportStatus::Pending
+        ]
+    );
+    // Approvals 3, pushes 3 (a new export is not a change), outcomes 2 each (export and
+    // draft), the ack 1 and the rejection 2, the retry 1.
+    assert_eq!(changes, 3 + 3 + 6 + 3 + 1);
 }
