@@ -734,6 +734,12 @@ impl DeliveryService {
     ) -> Result<Option<futures::stream::BoxStream<'static, ()>>, StoreError> {
         self.store.export_notifications().await
     }
+
+    /// Tells other processes' workers that exports were pushed (PostgreSQL `NOTIFY`; nothing
+    /// where the backend has one process).
+    pub async fn announce_pushes(&self) -> Result<(), StoreError> {
+        self.store.announce_exports().await
+    }
 }
 
 /// The queue wait of first attempts (push → claim), for the histogram.

@@ -22,7 +22,7 @@ pub const GATHER: Duration = Duration::from_millis(2);
 
 /// Sends one announcement.
 pub async fn announce_once(app: &App) -> Result<(), StoreError> {
-    app.store.announce_exports().await
+    app.delivery.announce_pushes().await
 }
 
 /// Announces after pushes (`App::announce_pushes`) until `shutdown` turns true.
