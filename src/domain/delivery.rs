@@ -272,7 +272,6 @@ pub fn decide(
     now: DateTime<Utc>,
     jitter: Jitter,
 ) -> Decision {
-    let retry_or_fail = || retry_or_fail(policy, attempt, now, jitter);
     match result {
         AttemptResult::Delivered => Decision {
             export: ExportDecision::Sent,
@@ -280,7 +279,7 @@ pub fn decide(
         },
         AttemptResult::NotTried { transient } => Decision {
             export: if *transient {
-                retry_or_fail()
+                retry_or_fail(policy, attempt, now, jitter)
             } else {
                 ExportDecision::Fail
             },
@@ -302,15 +301,7 @@ pub fn decide(
             retry_after,
         } => {
             let error = Some((code.clone(), message.clone()));
-            transient_failure(
-                policy,
-                circuit,
-                error,
-                *retry_after,
-                now,
-                jitter,
-                retry_or_fail,
-            )
+            transient_failure(policy, circuit, attempt, error, *retry_after, now, jitter)
         }
     }
 }
@@ -334,11 +325,11 @@ fn retry_or_fail(
 fn transient_failure(
     policy: &DeliveryPolicy,
     circuit: &Circuit,
+    attempt: u32,
     error: Option<(String, String)>,
     retry_after: Option<Duration>,
     now: DateTime<Utc>,
     jitter: Jitter,
-    retry_or_fail: impl Fn() -> ExportDecision,
 ) -> Decision {
     let asked = retry_after.map(|w| w.min(policy.retry_after_cap));
     let failures = circuit.consecutive_failures.saturating_add(1);
@@ -378,7 +369,7 @@ fn transient_failure(
         };
     }
     Decision {
-        export: retry_or_fail(),
+        export: retry_or_fail(policy, attempt, now, jitter),
         circuit: CircuitChange::Update(Circuit {
             consecutive_failures: failures,
             last_error: error,
