@@ -117,6 +117,14 @@ pub struct NewAuditEntry {
 }
 
 impl NewAuditEntry {
+    /// The same entry with one more detail (details are an object).
+    pub fn with_detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        if let Some(details) = self.details.as_object_mut() {
+            details.insert(key.to_owned(), value.into());
+        }
+        self
+    }
+
     /// An entry about one export (`erp_export`).
     pub fn export(
         org_id: Uuid,

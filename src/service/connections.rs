@@ -542,7 +542,10 @@ impl ConnectionService {
             let _place = self.enter_slow_work(org_id)?;
             let result = run_test(connector.as_ref(), &ctx, &opened.transport).await;
             let tested = active.as_ref().map(|a| a.id);
-            self.audit_test_on_save(actor, org_id, tested, connector.as_ref(), &result)
+            let audit = Self::test_entry(actor, org_id, tested, connector.as_ref(), &result)
+                .with_detail("on_save", true);
+            self.store
+                .record_connection_test(org_id, None, None, &audit)
                 .await?;
             if !result.success {
                 return Ok(SaveOutcome::TestFailed(result));
@@ -571,27 +574,22 @@ impl ConnectionService {
         })
     }
 
-    /// Records a test made before a save (its outcome decides whether the save goes on).
-    async fn audit_test_on_save(
-        &self,
+    /// The audit row of a connection test, of a saved connection or of an unsaved config.
+    fn test_entry(
         actor: &Actor,
         org_id: Uuid,
         connection_id: Option<Uuid>,
         connector: &dyn Connector,
         result: &TestResult,
-    ) -> Result<(), ServiceError> {
-        let audit = Self::entry(
+    ) -> NewAuditEntry {
+        Self::entry(
             org_id,
             actor,
             action::CONNECTION_TESTED,
             connection_id,
             json!({ "connector_type": connector.connector_type(), "success": result.success,
-                    "error_code": result.error_code, "latency_ms": result.latency_ms, "on_save": true }),
-        );
-        self.store
-            .record_connection_test(org_id, None, None, &audit)
-            .await?;
-        Ok(())
+                    "error_code": result.error_code, "latency_ms": result.latency_ms }),
+        )
     }
 
     /// Seals and stores a saved config: a new version of the active connection, or a new
@@ -825,15 +823,9 @@ impl ConnectionService {
             self.record_learned(actor, connection, opened, &result.learned, Some(at))
                 .await?;
         }
-        let audit = Self::entry(
-            org_id,
-            actor,
-            action::CONNECTION_TESTED,
-            tested_connection.as_ref().map(|c| c.id),
-            json!({ "connector_type": connector.connector_type(), "success": result.success,
-                    "error_code": result.error_code, "latency_ms": result.latency_ms,
-                    "unsaved_config": tested_connection.is_none() }),
-        );
+        let tested = tested_connection.as_ref().map(|c| c.id);
+        let audit = Self::test_entry(actor, org_id, tested, connector.as_ref(), &result)
+            .with_detail("unsaved_config", tested_connection.is_none());
         self.store
             .record_connection_test(
                 org_id,
