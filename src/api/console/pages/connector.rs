@@ -188,16 +188,24 @@ fn value_text(v: Option<&Value>) -> String {
     }
 }
 
-/// One field of the generated form; `shown` holds the non-secret values to fill in, `invalid`
-/// the field the last save refused and why.
-fn field(
-    slug: &str,
-    name: &str,
-    prop: &Value,
-    shown: &Map<String, Value>,
-    secrets_set: &[String],
-    invalid: Option<&(String, String)>,
-) -> Markup {
+/// What a connector form is filled with.
+#[derive(Clone, Copy)]
+struct Filled<'a> {
+    /// The non-secret values to show.
+    shown: &'a Map<String, Value>,
+    /// The secrets that are set (shown as set, never their values).
+    secrets_set: &'a [String],
+    /// The field the last save refused, and why.
+    invalid: Option<&'a (String, String)>,
+}
+
+/// One field of the generated form.
+fn field(slug: &str, name: &str, prop: &Value, filled: Filled<'_>) -> Markup {
+    let Filled {
+        shown,
+        secrets_set,
+        invalid,
+    } = filled;
     // Unique on the page, which holds one form per connector type.
     let id = format!("f-{slug}-{name}");
     let help = format!("{id}-help");
@@ -341,31 +349,29 @@ fn config_form(
     user: &ConsoleUser,
     slug: &str,
     schema: &Value,
-    shown: &Map<String, Value>,
-    secrets_set: &[String],
-    invalid: Option<&(String, String)>,
+    filled: Filled<'_>,
 ) -> Markup {
     html! {
-    form.config method="post" action={ "/ui/connector/" (slug) } {
-        input type="hidden" name=(CSRF_FIELD) value=(user.csrf(state));
-        @for (mode, group) in by_mode(layout(schema)) {
-            @match mode {
-                None => { @for f in group { (field(slug, f.name, f.prop, shown, secrets_set, invalid)) } }
-                Some(mode) => {
-                    fieldset.mode data-mode=(mode) {
-                        legend { "Only for " (mode) }
-                        @for f in group { (field(slug, f.name, f.prop, shown, secrets_set, invalid)) }
+        form.config method="post" action={ "/ui/connector/" (slug) } {
+            input type="hidden" name=(CSRF_FIELD) value=(user.csrf(state));
+            @for (mode, group) in by_mode(layout(schema)) {
+                @match mode {
+                    None => { @for f in group { (field(slug, f.name, f.prop, filled)) } }
+                    Some(mode) => {
+                        fieldset.mode data-mode=(mode) {
+                            legend { "Only for " (mode) }
+                            @for f in group { (field(slug, f.name, f.prop, filled)) }
+                        }
                     }
                 }
             }
+            label.check { input type="checkbox" name="test_on_save" value="true"; " Test before saving (nothing is saved if the test fails)" }
+            div.actions {
+                button type="submit" name="intent" value="save" { "Save" }
+                button type="submit" name="intent" value="test" { "Test this form without saving" }
+                button type="submit" name="intent" value="preview" { "Preview a sample order in this format" }
+            }
         }
-        label.check { input type="checkbox" name="test_on_save" value="true"; " Test before saving (nothing is saved if the test fails)" }
-        div.actions {
-            button type="submit" name="intent" value="save" { "Save" }
-            button type="submit" name="intent" value="test" { "Test this form without saving" }
-            button type="submit" name="intent" value="preview" { "Preview a sample order in this format" }
-        }
-    }
     }
 }
 
@@ -471,7 +477,7 @@ async fn render(
                 }
                 (earlier_connections(state, user, &inactive))
                 h3 { @if details.is_some() { "Edit" } @else { "Create" } }
-                (config_form(state, user, slug, &schema, shown, secrets_set, invalid))
+                (config_form(state, user, slug, &schema, Filled { shown, secrets_set, invalid }))
             }
         });
     }
