@@ -694,7 +694,6 @@ macro_rules! impl_export_store {
                 let mut errored_drafts = Vec::new();
                 // Batch statements are planned for each call (not cached): their best plan
                 // depends on the queue's size now.
-                let tail = |q: &mut sqlx::QueryBuilder<$db>| Self::held_by(q, worker);
                 if !sent.is_empty() {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "UPDATE erp_export SET status = 'SENT', dropzone_path = v.column2, \
@@ -704,7 +703,7 @@ macro_rules! impl_export_store {
                     q.push_values(&sent, |mut row, (a, path)| {
                         row.push_bind(a.export.id).push_bind((*path).to_owned());
                     });
-                    tail(&mut q);
+                    Self::held_by(&mut q, worker);
                     let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
                         q.build_query_as().persistent(false).fetch_all(&mut *tx).await?;
                     for (id, draft) in rows {
@@ -725,7 +724,7 @@ macro_rules! impl_export_store {
                             .push_bind(sqlx::types::Json($crate::store::storable(error)))
                             .push_bind(*refund);
                     });
-                    tail(&mut q);
+                    Self::held_by(&mut q, worker);
                     let rows: Vec<(uuid::Uuid, uuid::Uuid)> =
                         q.build_query_as().persistent(false).fetch_all(&mut *tx).await?;
                     recorded.extend(rows.into_iter().map(|(id, _)| id));
