@@ -112,7 +112,7 @@ impl App {
         let tokens = Arc::new(TokenIssuer::new(&settings.jwt_secret));
         let cursors = Cursors::new(&settings.jwt_secret);
         let registry = Arc::new(registry);
-        let connector_env = Arc::new(ConnectorEnv::from_settings(&settings));
+        let connector_env = Arc::new(ConnectorEnv::from_settings(&settings.connectors));
         let archive = Archive::open(&settings.object_storage)?;
         let wake_delivery = Arc::new(Notify::new());
         let announce_pushes = Arc::new(Notify::new());
@@ -140,13 +140,13 @@ impl App {
         let audit_store = store.clone();
         let operations = OperationsService::new(store.clone(), crate::telemetry::metrics_handle());
         let ack_polls =
-            AckPollService::new(store.clone(), connections.clone(), settings.ack_poll_lease);
+            AckPollService::new(store.clone(), connections.clone(), settings.ack_poll.lease);
         let delivery = DeliveryService::new(
             store.clone(),
             connections.clone(),
             archive.clone(),
-            settings.delivery_policy(),
-            settings.export_lease,
+            settings.delivery.policy,
+            settings.delivery.lease,
         );
         Ok(Arc::new(App {
             settings,

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::api::ServerLimits;
 use crate::crypto::{KeyError, Keyring, SecretString};
+use crate::domain::delivery::DeliveryPolicy;
+use crate::workers::delivery::DeliveryLimits;
 
 /// Default `CONNECTOR_BLOCKED_NETWORKS`: loopback, unspecified ("this network"),
 /// link-local, and the cloud metadata addresses (AWS/GCP/Azure `169.254.169.254`, AWS IPv6
@@ -62,9 +65,10 @@ pub enum ObjectStorage {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LogFormat {
-    /// One JSON object per line (default, for production).
+    /// One JSON object per line (the default, for production).
+    #[default]
     Json,
     /// Human-readable lines.
     Pretty,
@@ -77,7 +81,111 @@ pub struct DatabaseSettings {
     pub url: String,
 }
 
-/// The full service configuration.
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://./data/orderflow.db".to_owned(),
+        }
+    }
+}
+
+impl Default for ObjectStorage {
+    fn default() -> Self {
+        ObjectStorage::Filesystem(PathBuf::from("./data/objects"))
+    }
+}
+
+/// Where connectors may reach: the folder tree of `filesystem` dropzones and the networks
+/// no connector may be pointed at.
+#[derive(Debug, Clone)]
+pub struct ConnectorSettings {
+    /// The only tree `filesystem` dropzones may touch.
+    pub dropzone_fs_root: PathBuf,
+    /// Networks an SFTP host or HTTP endpoint may not be in.
+    pub blocked_networks: Vec<IpNet>,
+    /// `CONNECTOR_ALLOW_PLAIN_HTTP`: HTTP connectors may use `http://` URLs (tests, private
+    /// networks); off by default, so an order never leaves unencrypted by mistake.
+    pub allow_plain_http: bool,
+}
+
+impl Default for ConnectorSettings {
+    fn default() -> Self {
+        Self {
+            dropzone_fs_root: PathBuf::from("./data/dropzones"),
+            // The constant is checked by a test; it cannot fail to parse at run time.
+            blocked_networks: parse_networks(DEFAULT_BLOCKED_NETWORKS).unwrap_or_default(),
+            allow_plain_http: false,
+        }
+    }
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Listen address.
+    pub bind_addr: SocketAddr,
+    /// Whole-request timeout. Above the longest connection test (120 s) so tests can finish.
+    pub request_timeout: Duration,
+    /// Connection handling limits, and how long shutdown waits for requests in progress.
+    pub limits: ServerLimits,
+    /// The address users reach the service at (`PUBLIC_URL`); when https, the console's cookies
+    /// are `Secure`.
+    pub public_url: Option<String>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            bind_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            request_timeout: Duration::from_secs(150),
+            limits: ServerLimits::default(),
+            public_url: None,
+        }
+    }
+}
+
+/// Delivery: the retry schedule and circuit breaker, the worker's limits, and leases.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Retries and circuit breaking.
+    pub policy: DeliveryPolicy,
+    /// Deliveries in flight, in the process and per connection.
+    pub limits: DeliveryLimits,
+    /// How long a claimed export stays reserved.
+    pub lease: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            policy: DeliveryPolicy::default(),
+            limits: DeliveryLimits::default(),
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Acknowledgement polling.
+#[derive(Debug, Clone)]
+pub struct AckPollSettings {
+    /// How often every connection with an ack folder is polled.
+    pub interval: Duration,
+    /// How long a worker's claim on polling one connection lasts unless renewed (a crashed
+    /// worker blocks that connection's polling this long at most).
+    pub lease: Duration,
+}
+
+impl Default for AckPollSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The full service configuration: one part per component. Each part's `Default` is the one
+/// place its defaults are written; a variable left unset means exactly that default.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Config cipher keys.
@@ -88,86 +196,44 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Object storage for export files.
     pub object_storage: ObjectStorage,
-    /// The only tree `filesystem` dropzones may touch.
-    pub dropzone_fs_root: PathBuf,
-    /// Networks an SFTP host may not resolve to.
-    pub blocked_networks: Vec<IpNet>,
-    /// `CONNECTOR_ALLOW_PLAIN_HTTP`: HTTP connectors may use `http://` URLs (tests, private
-    /// networks); off by default, so an order never leaves unencrypted by mistake.
-    pub allow_plain_http: bool,
-    /// HTTP listen address.
-    pub bind_addr: SocketAddr,
-    /// Acknowledgement polling interval.
-    pub ack_poll_interval: Duration,
-    /// How long a worker's claim on polling one connection lasts unless renewed (a crashed
-    /// worker blocks that connection's polling this long at most).
-    pub ack_poll_lease: Duration,
-    /// Delivery attempts before an export is `FAILED`.
-    pub export_max_attempts: u32,
-    /// First retry backoff.
-    pub export_retry_base: Duration,
-    /// How long a claimed export stays reserved.
-    pub export_lease: Duration,
-    /// Consecutive transient failures that open a connection's circuit.
-    pub circuit_failures_to_open: u32,
-    /// First cool-down of an open circuit (doubles per reopening).
-    pub circuit_cool_down: Duration,
-    /// Longest cool-down of an open circuit.
-    pub circuit_cool_down_max: Duration,
-    /// Whole-request timeout. Above the longest connection test (120 s) so tests can finish.
-    pub request_timeout: Duration,
-    /// Time a client has to send a request's headers.
-    pub http_header_read_timeout: Duration,
-    /// Time a connection may stay open with no request in progress.
-    pub http_idle_timeout: Duration,
-    /// Open HTTP connections at most (default: half the descriptor limit, at most 1024).
-    pub http_max_connections: usize,
-    /// How long shutdown waits for requests in progress.
-    pub shutdown_grace: Duration,
-    /// Deliveries in flight in one process.
-    pub delivery_concurrency: usize,
-    /// Deliveries in flight to one connection.
-    pub delivery_per_connection: usize,
+    /// What connectors may reach.
+    pub connectors: ConnectorSettings,
+    /// The HTTP server.
+    pub http: HttpSettings,
+    /// Delivery.
+    pub delivery: DeliverySettings,
+    /// Acknowledgement polling.
+    pub ack_poll: AckPollSettings,
     /// Log format.
     pub log_format: LogFormat,
-    /// The address users reach the service at (`PUBLIC_URL`); when https, the console's cookies
-    /// are `Secure`.
-    pub public_url: Option<String>,
 }
 
-/// Default `HTTP_MAX_CONNECTIONS`: half the process's descriptor limit (the rest is for the
-/// database, dropzones and SFTP sessions), at most 1024 and at least 16.
-pub fn default_max_connections() -> usize {
-    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(4096);
-    usize::try_from(soft / 2).unwrap_or(1024).clamp(16, 1024)
-}
+/// The signature of a variable lookup: the environment, or a map in tests.
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Reads the database URL alone (for commands that must work before secrets exist).
-pub fn database_settings(lookup: &dyn Fn(&str) -> Option<String>) -> DatabaseSettings {
-    DatabaseSettings {
-        url: non_empty(lookup, "DATABASE_URL")
-            .unwrap_or_else(|| "sqlite://./data/orderflow.db".to_owned()),
-    }
+pub fn database_settings(lookup: Lookup<'_>) -> DatabaseSettings {
+    non_empty(lookup, "DATABASE_URL")
+        .map_or_else(DatabaseSettings::default, |url| DatabaseSettings { url })
 }
 
 /// Reads the log format alone (logging starts before the rest is validated).
-pub fn log_format(lookup: &dyn Fn(&str) -> Option<String>) -> LogFormat {
+pub fn log_format(lookup: Lookup<'_>) -> LogFormat {
     match non_empty(lookup, "LOG_FORMAT").as_deref() {
         Some("pretty") => LogFormat::Pretty,
-        _ => LogFormat::Json,
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::default(),
     }
 }
 
-fn non_empty(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+fn non_empty(lookup: Lookup<'_>, name: &str) -> Option<String> {
     lookup(name)
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
 }
 
 fn parse_num<T>(
-    lookup: &dyn Fn(&str) -> Option<String>,
+    lookup: Lookup<'_>,
     name: &'static str,
     default: T,
     min: T,
@@ -189,14 +255,14 @@ where
     }
 }
 
-/// A number of seconds (`default` when unset, at least `min`).
+/// A number of seconds (`default` when unset, at least `min` seconds).
 fn secs(
-    lookup: &dyn Fn(&str) -> Option<String>,
+    lookup: Lookup<'_>,
     name: &'static str,
-    default: u64,
+    default: Duration,
     min: u64,
 ) -> Result<Duration, ConfigError> {
-    parse_num(lookup, name, default, min).map(Duration::from_secs)
+    parse_num(lookup, name, default.as_secs(), min).map(Duration::from_secs)
 }
 
 /// Parses a comma-separated CIDR list.
@@ -211,7 +277,10 @@ pub fn parse_networks(text: &str) -> Result<Vec<IpNet>, ConfigError> {
         .collect()
 }
 
-fn parse_object_storage(url: &str) -> Result<ObjectStorage, ConfigError> {
+fn object_storage(lookup: Lookup<'_>) -> Result<ObjectStorage, ConfigError> {
+    let Some(url) = non_empty(lookup, "OBJECT_STORAGE_URL") else {
+        return Ok(ObjectStorage::default());
+    };
     if let Some(dir) = url.strip_prefix("file://") {
         if dir.is_empty() {
             return Err(invalid("OBJECT_STORAGE_URL", "file:// needs a directory"));
@@ -233,26 +302,95 @@ fn parse_object_storage(url: &str) -> Result<ObjectStorage, ConfigError> {
     }
 }
 
-impl Settings {
-    /// The retry schedule and circuit breaker these settings describe.
-    pub fn delivery_policy(&self) -> crate::domain::delivery::DeliveryPolicy {
-        crate::domain::delivery::DeliveryPolicy {
-            max_attempts: self.export_max_attempts,
-            retry_base: self.export_retry_base,
-            failures_to_open: self.circuit_failures_to_open,
-            cool_down_base: self.circuit_cool_down,
-            cool_down_max: self.circuit_cool_down_max.max(self.circuit_cool_down),
-            ..Default::default()
-        }
-    }
+fn connectors(lookup: Lookup<'_>) -> Result<ConnectorSettings, ConfigError> {
+    let default = ConnectorSettings::default();
+    Ok(ConnectorSettings {
+        dropzone_fs_root: non_empty(lookup, "DROPZONE_FS_ROOT")
+            .map_or(default.dropzone_fs_root, PathBuf::from),
+        // Set but empty means "block nothing", unlike unset.
+        blocked_networks: match lookup("CONNECTOR_BLOCKED_NETWORKS") {
+            Some(text) => parse_networks(&text)?,
+            None => default.blocked_networks,
+        },
+        allow_plain_http: flag(
+            lookup,
+            "CONNECTOR_ALLOW_PLAIN_HTTP",
+            default.allow_plain_http,
+        )?,
+    })
+}
 
+fn http(lookup: Lookup<'_>) -> Result<HttpSettings, ConfigError> {
+    let default = HttpSettings::default();
+    let limits = default.limits;
+    Ok(HttpSettings {
+        bind_addr: bind_addr(lookup, default.bind_addr)?,
+        request_timeout: secs(lookup, "REQUEST_TIMEOUT_SECS", default.request_timeout, 1)?,
+        limits: ServerLimits {
+            header_read_timeout: secs(
+                lookup,
+                "HTTP_HEADER_READ_TIMEOUT_SECS",
+                limits.header_read_timeout,
+                1,
+            )?,
+            idle_timeout: secs(lookup, "HTTP_IDLE_TIMEOUT_SECS", limits.idle_timeout, 1)?,
+            max_connections: parse_num(lookup, "HTTP_MAX_CONNECTIONS", limits.max_connections, 1)?,
+            shutdown_grace: secs(lookup, "SHUTDOWN_GRACE_SECS", limits.shutdown_grace, 0)?,
+        },
+        public_url: public_url(lookup)?,
+    })
+}
+
+fn delivery(lookup: Lookup<'_>) -> Result<DeliverySettings, ConfigError> {
+    let default = DeliverySettings::default();
+    let (policy, limits) = (default.policy, default.limits);
+    let cool_down_base = secs(lookup, "CIRCUIT_COOL_DOWN_SECS", policy.cool_down_base, 1)?;
+    Ok(DeliverySettings {
+        policy: DeliveryPolicy {
+            max_attempts: parse_num(lookup, "EXPORT_MAX_ATTEMPTS", policy.max_attempts, 1)?,
+            retry_base: secs(lookup, "EXPORT_RETRY_BASE_SECS", policy.retry_base, 1)?,
+            failures_to_open: parse_num(
+                lookup,
+                "CIRCUIT_FAILURES_TO_OPEN",
+                policy.failures_to_open,
+                1,
+            )?,
+            cool_down_base,
+            // A cap below the first cool-down would shorten it; the first one wins.
+            cool_down_max: secs(
+                lookup,
+                "CIRCUIT_COOL_DOWN_MAX_SECS",
+                policy.cool_down_max,
+                1,
+            )?
+            .max(cool_down_base),
+            ..policy
+        },
+        limits: DeliveryLimits {
+            concurrency: parse_num(lookup, "DELIVERY_CONCURRENCY", limits.concurrency, 1)?,
+            per_connection: parse_num(lookup, "DELIVERY_PER_CONNECTION", limits.per_connection, 1)?,
+            ..limits
+        },
+        lease: secs(lookup, "EXPORT_LEASE_SECS", default.lease, 5)?,
+    })
+}
+
+fn ack_poll(lookup: Lookup<'_>) -> Result<AckPollSettings, ConfigError> {
+    let default = AckPollSettings::default();
+    Ok(AckPollSettings {
+        interval: secs(lookup, "ACK_POLL_INTERVAL_SECS", default.interval, 1)?,
+        lease: secs(lookup, "ACK_POLL_LEASE_SECS", default.lease, 3)?,
+    })
+}
+
+impl Settings {
     /// Reads the process environment (call `dotenvy` first to include `.env`).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(&|name| std::env::var(name).ok())
     }
 
     /// Reads settings through `lookup`, validating every value.
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(lookup: Lookup<'_>) -> Result<Self, ConfigError> {
         let keyring = Keyring::from_hex(
             &lookup("ENCRYPTION_MASTER_KEY").unwrap_or_default(),
             &lookup("ENCRYPTION_PREVIOUS_KEYS").unwrap_or_default(),
@@ -262,80 +400,22 @@ impl Settings {
         if !crate::store::is_supported_url(&database.url) {
             return Err(invalid("DATABASE_URL", crate::store::SUPPORTED_URLS));
         }
-        // The delivery components own their defaults; a variable left unset means exactly that.
-        let policy = crate::domain::delivery::DeliveryPolicy::default();
-        let limits = crate::workers::delivery::DeliveryLimits::default();
-        let object_storage = parse_object_storage(
-            &non_empty(lookup, "OBJECT_STORAGE_URL")
-                .unwrap_or_else(|| "file://./data/objects".to_owned()),
-        )?;
-        let blocked_networks = parse_networks(
-            &lookup("CONNECTOR_BLOCKED_NETWORKS")
-                .unwrap_or_else(|| DEFAULT_BLOCKED_NETWORKS.to_owned()),
-        )?;
         Ok(Self {
             keyring,
             jwt_secret,
             database,
-            object_storage,
-            dropzone_fs_root: non_empty(lookup, "DROPZONE_FS_ROOT")
-                .map_or_else(|| PathBuf::from("./data/dropzones"), PathBuf::from),
-            blocked_networks,
-            allow_plain_http: flag(lookup, "CONNECTOR_ALLOW_PLAIN_HTTP")?,
-            bind_addr: bind_addr(lookup)?,
-            ack_poll_interval: secs(lookup, "ACK_POLL_INTERVAL_SECS", 60, 1)?,
-            ack_poll_lease: secs(lookup, "ACK_POLL_LEASE_SECS", 30, 3)?,
-            export_max_attempts: parse_num(lookup, "EXPORT_MAX_ATTEMPTS", policy.max_attempts, 1)?,
-            export_retry_base: secs(
-                lookup,
-                "EXPORT_RETRY_BASE_SECS",
-                policy.retry_base.as_secs(),
-                1,
-            )?,
-            export_lease: secs(lookup, "EXPORT_LEASE_SECS", 60, 5)?,
-            circuit_failures_to_open: parse_num(
-                lookup,
-                "CIRCUIT_FAILURES_TO_OPEN",
-                policy.failures_to_open,
-                1,
-            )?,
-            circuit_cool_down: secs(
-                lookup,
-                "CIRCUIT_COOL_DOWN_SECS",
-                policy.cool_down_base.as_secs(),
-                1,
-            )?,
-            circuit_cool_down_max: secs(
-                lookup,
-                "CIRCUIT_COOL_DOWN_MAX_SECS",
-                policy.cool_down_max.as_secs(),
-                1,
-            )?,
-            request_timeout: secs(lookup, "REQUEST_TIMEOUT_SECS", 150, 1)?,
-            http_header_read_timeout: secs(lookup, "HTTP_HEADER_READ_TIMEOUT_SECS", 10, 1)?,
-            http_idle_timeout: secs(lookup, "HTTP_IDLE_TIMEOUT_SECS", 60, 1)?,
-            http_max_connections: parse_num(
-                lookup,
-                "HTTP_MAX_CONNECTIONS",
-                default_max_connections(),
-                1,
-            )?,
-            shutdown_grace: secs(lookup, "SHUTDOWN_GRACE_SECS", 20, 0)?,
-            delivery_concurrency: parse_num(lookup, "DELIVERY_CONCURRENCY", limits.concurrency, 1)?,
-            delivery_per_connection: parse_num(
-                lookup,
-                "DELIVERY_PER_CONNECTION",
-                limits.per_connection,
-                1,
-            )?,
+            object_storage: object_storage(lookup)?,
+            connectors: connectors(lookup)?,
+            http: http(lookup)?,
+            delivery: delivery(lookup)?,
+            ack_poll: ack_poll(lookup)?,
             log_format: log_format(lookup),
-            public_url: public_url(lookup)?,
         })
     }
 }
 
 /// `JWT_SECRET`: long enough, and not one character repeated or only whitespace.
-fn jwt_secret(lookup: &dyn Fn(&str) -> Option<String>) -> Result<SecretString, ConfigError> {
+fn jwt_secret(lookup: Lookup<'_>) -> Result<SecretString, ConfigError> {
     let jwt_secret = SecretString::new(lookup("JWT_SECRET").unwrap_or_default());
     if jwt_secret.expose().len() < 32 {
         return Err(ConfigError::JwtSecret(jwt_secret.expose().len()));
@@ -348,10 +428,11 @@ fn jwt_secret(lookup: &dyn Fn(&str) -> Option<String>) -> Result<SecretString, C
     Ok(jwt_secret)
 }
 
-/// A true/false variable, false when unset.
-fn flag(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str) -> Result<bool, ConfigError> {
+/// A true/false variable, `default` when unset.
+fn flag(lookup: Lookup<'_>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
     match non_empty(lookup, name).as_deref() {
-        None | Some("false" | "0") => Ok(false),
+        None => Ok(default),
+        Some("false" | "0") => Ok(false),
         Some("true" | "1") => Ok(true),
         Some(other) => Err(invalid(
             name,
@@ -361,14 +442,16 @@ fn flag(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str) -> Result<b
 }
 
 /// `BIND_ADDR`: where the HTTP server listens.
-fn bind_addr(lookup: &dyn Fn(&str) -> Option<String>) -> Result<SocketAddr, ConfigError> {
-    let text = non_empty(lookup, "BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8000".to_owned());
+fn bind_addr(lookup: Lookup<'_>, default: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    let Some(text) = non_empty(lookup, "BIND_ADDR") else {
+        return Ok(default);
+    };
     text.parse()
         .map_err(|_| invalid("BIND_ADDR", format!("not an address:port: {text:?}")))
 }
 
 /// `PUBLIC_URL`, when set: an http(s) URL.
-fn public_url(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+fn public_url(lookup: Lookup<'_>) -> Result<Option<String>, ConfigError> {
     match non_empty(lookup, "PUBLIC_URL") {
         Some(url) if url.starts_with("https://") || url.starts_with("http://") => Ok(Some(url)),
         Some(_) => Err(invalid("PUBLIC_URL", "must start with https:// or http://")),
@@ -401,10 +484,14 @@ mod tests {
             s.object_storage,
             ObjectStorage::Filesystem("./data/objects".into())
         );
-        assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8000");
-        assert_eq!(s.blocked_networks.len(), 9);
-        assert_eq!(s.export_max_attempts, 6);
-        assert_eq!(s.ack_poll_interval, Duration::from_secs(60));
+        assert_eq!(s.http.bind_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.connectors.blocked_networks.len(), 9);
+        assert_eq!(
+            parse_networks(DEFAULT_BLOCKED_NETWORKS).unwrap(),
+            s.connectors.blocked_networks
+        );
+        assert_eq!(s.delivery.policy.max_attempts, 6);
+        assert_eq!(s.ack_poll.interval, Duration::from_secs(60));
         assert_eq!(s.log_format, LogFormat::Json);
     }
 

@@ -47,16 +47,24 @@ pub struct ServerLimits {
     pub shutdown_grace: Duration,
 }
 
-impl ServerLimits {
-    /// The limits the settings name.
-    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+impl Default for ServerLimits {
+    fn default() -> Self {
         Self {
-            header_read_timeout: settings.http_header_read_timeout,
-            idle_timeout: settings.http_idle_timeout,
-            max_connections: settings.http_max_connections,
-            shutdown_grace: settings.shutdown_grace,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: default_max_connections(),
+            shutdown_grace: Duration::from_secs(20),
         }
     }
+}
+
+/// Default open connections: half the process's descriptor limit (the rest is for the
+/// database, dropzones and SFTP sessions), at most 1024 and at least 16.
+fn default_max_connections() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(4096);
+    usize::try_from(soft / 2).unwrap_or(1024).clamp(16, 1024)
 }
 
 struct Conn {

@@ -60,7 +60,7 @@ impl From<Arc<App>> for AppState {
             callbacks: app.callbacks.clone(),
             operations: app.operations.clone(),
             cursors: app.cursors.clone(),
-            public_url: app.settings.public_url.clone(),
+            public_url: app.settings.http.public_url.clone(),
             console_secret: app.settings.jwt_secret.clone(),
         }
     }

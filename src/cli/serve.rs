@@ -9,7 +9,7 @@ use rand::RngCore;
 
 use super::admin::load_settings;
 use super::dotenv::{DOTENV_PATH, write_dotenv};
-use crate::api::{AppState, Application, ServerLimits};
+use crate::api::{AppState, Application};
 use crate::app::App;
 use crate::auth::token::DEFAULT_TTL_SECS;
 use crate::config::{LogFormat, Settings};
@@ -47,19 +47,19 @@ async fn shutdown_signal() {
 async fn run(app: Arc<App>, on_bound: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     let settings = &app.settings;
     let server = Application::bind(
-        settings.bind_addr,
+        settings.http.bind_addr,
         AppState::from(app.clone()),
-        settings.request_timeout,
-        ServerLimits::from_settings(settings),
+        settings.http.request_timeout,
+        settings.http.limits,
     )
     .await
-    .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
+    .with_context(|| format!("cannot listen on {}", settings.http.bind_addr))?;
     let addr = server.local_addr()?;
     let workers = Workers::spawn(app.clone());
     tracing::info!(%addr, "listening");
     on_bound(addr);
     let served = server.run_until(shutdown_signal()).await;
-    workers.shutdown(settings.shutdown_grace).await;
+    workers.shutdown(settings.http.limits.shutdown_grace).await;
     app.store.close().await;
     served.context("server failed")
 }
@@ -86,7 +86,9 @@ pub(super) async fn worker() -> anyhow::Result<()> {
     let workers = Workers::spawn(app.clone());
     tracing::info!("worker started");
     shutdown_signal().await;
-    workers.shutdown(app.settings.shutdown_grace).await;
+    workers
+        .shutdown(app.settings.http.limits.shutdown_grace)
+        .await;
     app.store.close().await;
     Ok(())
 }
@@ -109,6 +111,7 @@ pub(super) async fn quickstart() -> anyhow::Result<()> {
     }
     telemetry::init_logging(settings.log_format);
     let export_dir = settings
+        .connectors
         .dropzone_fs_root
         .join(DEMO_SLUG)
         .join("import/orders");

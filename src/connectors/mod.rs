@@ -62,7 +62,7 @@ pub struct ConnectorEnv {
 
 impl ConnectorEnv {
     /// The environment the settings describe.
-    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+    pub fn from_settings(settings: &crate::config::ConnectorSettings) -> Self {
         Self::new(
             settings.dropzone_fs_root.clone(),
             settings.blocked_networks.clone(),

@@ -22,7 +22,7 @@ const POLL_TIME_LIMIT: Duration = Duration::from_secs(600);
 /// A connection whose previous poll still runs is skipped that round.
 pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let running: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
-    let mut tick = tokio::time::interval(app.settings.ack_poll_interval);
+    let mut tick = tokio::time::interval(app.settings.ack_poll.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -49,17 +49,6 @@ impl Default for DeliveryLimits {
     }
 }
 
-impl DeliveryLimits {
-    /// The limits the settings name (`DELIVERY_CONCURRENCY`, `DELIVERY_PER_CONNECTION`).
-    pub fn from_settings(settings: &crate::config::Settings) -> Self {
-        Self {
-            concurrency: settings.delivery_concurrency,
-            per_connection: settings.delivery_per_connection,
-            ..Default::default()
-        }
-    }
-}
-
 /// How long a push wake-up waits for more pushes before claiming (a latency cost far below a
 /// delivery's, and it turns a burst of pushes into one claim).
 const PUSH_GATHER: Duration = Duration::from_millis(3);

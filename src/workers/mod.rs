@@ -35,10 +35,7 @@ impl Workers {
     pub fn spawn(app: Arc<App>) -> Self {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let delivery = delivery::DeliveryWorker::new(
-            app.clone(),
-            delivery::DeliveryLimits::from_settings(&app.settings),
-        );
+        let delivery = delivery::DeliveryWorker::new(app.clone(), app.settings.delivery.limits);
         tasks.spawn(delivery.run(stopped.clone()));
         tasks.spawn(announce::run(app.clone(), stopped.clone()));
         tasks.spawn(acks::run(app.clone(), stopped.clone()));

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use orderflow::api::{AppState, Application, ServerLimits};
+use orderflow::api::{AppState, Application};
 use orderflow::app::App;
 use orderflow::auth::TokenIssuer;
 use orderflow::config::{LogFormat, Settings};
@@ -261,10 +261,10 @@ pub async fn spawn_app_with(db: TestDb, extra: &[(&str, &str)], registry: Regist
         .await
         .unwrap();
     let server = Application::bind(
-        settings.bind_addr,
+        settings.http.bind_addr,
         AppState::from(app.clone()),
-        settings.request_timeout,
-        ServerLimits::from_settings(&settings),
+        settings.http.request_timeout,
+        settings.http.limits,
     )
     .await
     .unwrap();

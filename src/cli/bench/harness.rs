@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::api::{AppState, Application, ServerLimits};
+use crate::api::{AppState, Application};
 use crate::app::App;
 use crate::cli::admin::load_settings;
 use crate::crypto::SecretString;
@@ -46,10 +46,10 @@ impl Bench {
     pub async fn start() -> anyhow::Result<Bench> {
         let mut settings = load_settings()?;
         crate::telemetry::init_logging(settings.log_format);
-        settings.blocked_networks.clear();
+        settings.connectors.blocked_networks.clear();
         // The bench's HTTP receiver is plain HTTP on loopback.
-        settings.allow_plain_http = true;
-        settings.bind_addr = "127.0.0.1:0".parse()?;
+        settings.connectors.allow_plain_http = true;
+        settings.http.bind_addr = "127.0.0.1:0".parse()?;
         let database = if settings.database.url.starts_with("postgres") {
             "postgres"
         } else {
@@ -75,10 +75,10 @@ impl Bench {
             accounts::issue_token(app.store.as_ref(), &app.tokens, &org, &email, 24 * 3600).await?;
 
         let server = Application::bind(
-            app.settings.bind_addr,
+            app.settings.http.bind_addr,
             AppState::from(app.clone()),
-            app.settings.request_timeout,
-            ServerLimits::from_settings(&app.settings),
+            app.settings.http.request_timeout,
+            app.settings.http.limits,
         )
         .await?;
         let base = format!("http://{}", server.local_addr()?);
@@ -109,6 +109,7 @@ impl Bench {
     pub fn org_folder(&self) -> std::path::PathBuf {
         self.app
             .settings
+            .connectors
             .dropzone_fs_root
             .join(self.org.slug.to_string())
     }
