@@ -175,7 +175,7 @@ impl FromRequest<AppState> for SignedForm {
             let refusal = crate::api::error::ApiError::Forbidden(
                 "The form did not come from this session; reload the page and try again",
             );
-            return Err(super::views::error_page(state, Some(&user), refusal).into_response());
+            return Err(super::views::PageError::new(state, Some(&user), refusal).into_response());
         }
         Ok(Self { user, fields })
     }

@@ -223,15 +223,39 @@ impl IntoResponse for Html {
     }
 }
 
-/// A page for an error that has nowhere better to go (a missing draft, a forged form).
-pub fn error_page(state: &AppState, user: Option<&ConsoleUser>, err: ApiError) -> Html {
-    let (status, n) = Notice::from_error(err);
-    let title = match status {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::FORBIDDEN => "Not allowed",
-        _ => "Something went wrong",
-    };
-    Html(status, page(state, user, title, notice(Some(&n))))
+/// The one way a console handler fails: a page for an error that has nowhere better to go (a
+/// missing draft, a forged form, a role that may not act), answered with the error's status.
+pub struct PageError(Html);
+
+impl PageError {
+    /// The error page `err` gets when `user` (if signed in) asked.
+    pub fn new(state: &AppState, user: Option<&ConsoleUser>, err: impl Into<ApiError>) -> Self {
+        let (status, n) = Notice::from_error(err.into());
+        let title = match status {
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::FORBIDDEN => "Not allowed",
+            _ => "Something went wrong",
+        };
+        Self(Html(status, page(state, user, title, notice(Some(&n)))))
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+/// `?` for console handlers: a failure becomes the signed-in user's error page.
+pub trait OrPage<T> {
+    /// The value, or the error page for `user`.
+    fn or_page(self, state: &AppState, user: &ConsoleUser) -> Result<T, PageError>;
+}
+
+impl<T, E: Into<ApiError>> OrPage<T> for Result<T, E> {
+    fn or_page(self, state: &AppState, user: &ConsoleUser) -> Result<T, PageError> {
+        self.map_err(|err| PageError::new(state, Some(user), err))
+    }
 }
 
 /// Links to the first and the next page of a list.

@@ -2,12 +2,11 @@
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use maud::html;
 
 use super::{Fields, page_request};
 use crate::api::console::session::ConsoleUser;
-use crate::api::console::views::{Html, error_page, page, pager, time};
+use crate::api::console::views::{Html, OrPage, PageError, page, pager, time};
 use crate::api::error::ApiError;
 use crate::api::state::AppState;
 use crate::domain::page::listing;
@@ -18,7 +17,7 @@ pub async fn list(
     State(state): State<AppState>,
     user: ConsoleUser,
     Query(query): Query<Fields>,
-) -> Response {
+) -> Result<Html, PageError> {
     let action = query
         .get("action")
         .map(|a| a.trim().to_owned())
@@ -34,10 +33,7 @@ pub async fn list(
                 .await?,
         )
     };
-    let entries = match found.await {
-        Ok(entries) => entries,
-        Err(err) => return error_page(&state, Some(&user), err).into_response(),
-    };
+    let entries = found.await.or_page(&state, &user)?;
     let filter = action.clone().unwrap_or_default();
     let content = html! {
         form.filter method="get" action="/ui/audit" {
@@ -64,11 +60,10 @@ pub async fn list(
         }
         (pager("/ui/audit", &format!("action={}", urlencode(&filter)), entries.next_seq.map(|s| state.cursors.seal(&listing, s)).as_deref()))
     };
-    Html(
+    Ok(Html(
         StatusCode::OK,
         page(&state, Some(&user), "Audit log", content),
-    )
-    .into_response()
+    ))
 }
 
 /// Percent-encodes a query value (actions are visible ASCII; this keeps `&`, `#` and spaces

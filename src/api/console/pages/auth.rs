@@ -14,7 +14,7 @@ use crate::api::console::session::{
     CSRF_FIELD, ConsoleUser, LOGIN_CSRF_COOKIE, SESSION_COOKIE, SignedForm, cookie, csrf_token,
     csrf_valid, set_cookie, with_cookie,
 };
-use crate::api::console::views::{Html, Notice, error_page, notice, page};
+use crate::api::console::views::{Html, Notice, OrPage, PageError, notice, page};
 use crate::api::error::ApiError;
 use crate::api::extract::ClientAddr;
 use crate::api::state::AppState;
@@ -119,13 +119,15 @@ pub async fn submit(
 pub async fn logout(
     State(state): State<AppState>,
     SignedForm { user, .. }: SignedForm,
-) -> Response {
+) -> Result<Response, PageError> {
     // The cookie's token must stop working, not just leave this browser: revoke it.
-    if let Err(err) = state.login.logout(&user.auth.session).await {
-        return error_page(&state, Some(&user), ApiError::from(err)).into_response();
-    }
-    with_cookie(
+    state
+        .login
+        .logout(&user.auth.session)
+        .await
+        .or_page(&state, &user)?;
+    Ok(with_cookie(
         Redirect::to("/ui/login").into_response(),
         set_cookie(&state, SESSION_COOKIE, "", 0),
-    )
+    ))
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::Fields;
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser, SignedForm};
 use crate::api::console::views::{
-    Html, Notice, action_form, error_page, health_facts, notice, page, preview, status, time,
+    Html, Notice, OrPage, PageError, action_form, health_facts, notice, page, preview, status, time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -428,22 +428,16 @@ async fn render(
     user: &ConsoleUser,
     code: StatusCode,
     outcome: Outcome,
-) -> Response {
+) -> Result<Response, PageError> {
     let org_id = user.auth.org_id();
-    if let Err(err) = user.auth.require(Role::CONNECTOR_MANAGERS) {
-        return error_page(state, Some(user), err).into_response();
-    }
-    let connections = match state.connections.list(org_id).await {
-        Ok(c) => c,
-        Err(err) => return error_page(state, Some(user), err.into()).into_response(),
-    };
+    user.auth
+        .require(Role::CONNECTOR_MANAGERS)
+        .or_page(state, user)?;
+    let connections = state.connections.list(org_id).await.or_page(state, user)?;
     let mut sections = Vec::new();
     for connector in state.connections.registry().all() {
         let slug = connector.slug();
-        let (details, health) = match active_of(state, org_id, slug).await {
-            Ok(found) => found,
-            Err(err) => return error_page(state, Some(user), err.into()).into_response(),
-        };
+        let (details, health) = active_of(state, org_id, slug).await.or_page(state, user)?;
         let schema = crate::formats::connection_schema(connector.config_schema());
         let empty = Map::new();
         // What was just submitted belongs to its own type's form only.
@@ -492,7 +486,7 @@ async fn render(
         }
         @for s in sections { (s) }
     };
-    Html(code, page(state, Some(user), "Connector", content)).into_response()
+    Ok(Html(code, page(state, Some(user), "Connector", content)).into_response())
 }
 
 /// `GET /ui/connector`.
@@ -500,7 +494,7 @@ pub async fn show(
     State(state): State<AppState>,
     user: ConsoleUser,
     Query(query): Query<Fields>,
-) -> Response {
+) -> Result<Response, PageError> {
     let done = query.get("done").and_then(|d| match d.as_str() {
         "saved" => Some("Saved."),
         "disabled" => Some("Disabled."),
@@ -520,7 +514,7 @@ async fn refused(
     user: &ConsoleUser,
     err: ApiError,
     form: Option<(String, Map<String, Value>)>,
-) -> Response {
+) -> Result<Response, PageError> {
     let public = err.public();
     // A 422 names its field: the message goes beside that field too.
     let invalid = public
@@ -553,7 +547,7 @@ async fn preview_form(
     slug: String,
     body: &Map<String, Value>,
     shown: Map<String, Value>,
-) -> Response {
+) -> Result<Response, PageError> {
     let org_id = user.auth.org_id();
     match state
         .previews
@@ -579,7 +573,7 @@ async fn test_form(
     slug: String,
     mut body: Map<String, Value>,
     shown: Map<String, Value>,
-) -> Response {
+) -> Result<Response, PageError> {
     body.remove("test_on_save");
     let (actor, org_id) = (user.auth.actor(), user.auth.org_id());
     match state
@@ -604,17 +598,16 @@ pub async fn submit(
     State(state): State<AppState>,
     Path(slug): Path<String>,
     SignedForm { user, fields }: SignedForm,
-) -> Response {
-    if let Err(err) = user.auth.require(Role::CONNECTOR_MANAGERS) {
-        return error_page(&state, Some(&user), err).into_response();
-    }
+) -> Result<Response, PageError> {
+    user.auth
+        .require(Role::CONNECTOR_MANAGERS)
+        .or_page(&state, &user)?;
     let Some(connector) = state.connections.registry().by_slug(&slug).cloned() else {
-        return error_page(
+        return Err(PageError::new(
             &state,
             Some(&user),
             ApiError::NotFound("Unknown connector type".into()),
-        )
-        .into_response();
+        ));
     };
     let body = body_from_form(
         &crate::formats::connection_schema(connector.config_schema()),
@@ -649,7 +642,9 @@ pub async fn submit(
             };
             render(&state, &user, StatusCode::OK, outcome).await
         }
-        Ok(SaveOutcome::Saved { .. }) => Redirect::to("/ui/connector?done=saved").into_response(),
+        Ok(SaveOutcome::Saved { .. }) => {
+            Ok(Redirect::to("/ui/connector?done=saved").into_response())
+        }
         Ok(SaveOutcome::TestFailed(result)) => {
             let outcome = Outcome {
                 notice: Some(Notice::Error(
@@ -670,7 +665,7 @@ pub async fn act(
     State(state): State<AppState>,
     Path((slug, action)): Path<(String, String)>,
     SignedForm { user, .. }: SignedForm,
-) -> Response {
+) -> Result<Response, PageError> {
     let actor = user.auth.actor();
     let org_id = user.auth.org_id();
     if action == "poll-acks" {
@@ -702,9 +697,9 @@ pub async fn act(
             Err(err) => refused(&state, &user, err, None).await,
         };
     }
-    if let Err(err) = user.auth.require(Role::CONNECTOR_MANAGERS) {
-        return error_page(&state, Some(&user), err).into_response();
-    }
+    user.auth
+        .require(Role::CONNECTOR_MANAGERS)
+        .or_page(&state, &user)?;
     let done = match action.as_str() {
         "test" => {
             return match state.connections.test(&actor, org_id, &slug, None).await {
@@ -732,7 +727,7 @@ pub async fn act(
         _ => Err(ServiceError::NotFound("No such action".into())),
     };
     match done {
-        Ok(()) => Redirect::to(&format!(
+        Ok(()) => Ok(Redirect::to(&format!(
             "/ui/connector?done={}",
             if action == "disable" {
                 "disabled"
@@ -740,7 +735,7 @@ pub async fn act(
                 "reset-trust"
             }
         ))
-        .into_response(),
+        .into_response()),
         Err(err) => refused(&state, &user, err.into(), None).await,
     }
 }
@@ -763,7 +758,7 @@ pub async fn enable(
     State(state): State<AppState>,
     Path(id): Path<String>,
     SignedForm { user, .. }: SignedForm,
-) -> Response {
+) -> Result<Response, PageError> {
     let done = async {
         user.auth.require(Role::CONNECTOR_MANAGERS)?;
         let id = parse_uuid("id", &id)?;
@@ -774,7 +769,7 @@ pub async fn enable(
         Ok::<_, ApiError>(())
     };
     match done.await {
-        Ok(()) => Redirect::to("/ui/connector?done=enabled").into_response(),
+        Ok(()) => Ok(Redirect::to("/ui/connector?done=enabled").into_response()),
         Err(err) => refused(&state, &user, err, None).await,
     }
 }
@@ -785,7 +780,7 @@ pub async fn retry_now(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
     SignedForm { user, .. }: SignedForm,
-) -> Response {
+) -> Result<Response, PageError> {
     let done = async {
         user.auth.require(Role::DELIVERY_OPERATORS)?;
         state
@@ -794,10 +789,8 @@ pub async fn retry_now(
             .await?;
         Ok::<_, ApiError>(())
     };
-    match done.await {
-        Ok(()) => Redirect::to(back_to(&headers)).into_response(),
-        Err(err) => error_page(&state, Some(&user), err).into_response(),
-    }
+    done.await.or_page(&state, &user)?;
+    Ok(Redirect::to(back_to(&headers)).into_response())
 }
 
 /// The console page a form was sent from (its `Referer`, same-origin paths under `/ui/`

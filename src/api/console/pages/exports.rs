@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::{Fields, page_request, status_filter};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser, SignedForm};
 use crate::api::console::views::{
-    Html, Notice, error_page, health_banner, notice, outside, page, pager, refreshing, status,
-    status_filter_form, time,
+    Html, Notice, OrPage, PageError, health_banner, notice, outside, page, pager, refreshing,
+    status, status_filter_form, time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -28,7 +28,7 @@ async fn list_page(
     query: &Fields,
     code: StatusCode,
     message: Option<&Notice>,
-) -> Response {
+) -> Result<Html, PageError> {
     let render = async {
         let filter: Option<ExportStatus> = status_filter(query.get("status"))?;
         let listing = listing(
@@ -48,10 +48,7 @@ async fn list_page(
         let health = state.connections.active_health(user.auth.org_id()).await?;
         Ok::<_, ApiError>((filter, exports, next, health))
     };
-    let (filter, exports, next, health) = match render.await {
-        Ok(found) => found,
-        Err(err) => return error_page(state, Some(user), err).into_response(),
-    };
+    let (filter, exports, next, health) = render.await.or_page(state, user)?;
     let filter_text = filter.map(ExportStatus::as_str).unwrap_or_default();
     let self_url = match query.get("cursor") {
         Some(c) => format!("/ui/exports?status={filter_text}&cursor={c}"),
@@ -90,7 +87,7 @@ async fn list_page(
         }
         (pager("/ui/exports", &format!("status={filter_text}"), next.as_deref()))
     };
-    Html(code, page(state, Some(user), "Exports", content)).into_response()
+    Ok(Html(code, page(state, Some(user), "Exports", content)))
 }
 
 /// `GET /ui/exports?status=&cursor=`.
@@ -98,7 +95,7 @@ pub async fn list(
     State(state): State<AppState>,
     user: ConsoleUser,
     Query(query): Query<Fields>,
-) -> Response {
+) -> Result<Html, PageError> {
     list_page(&state, &user, &query, StatusCode::OK, None).await
 }
 
@@ -106,7 +103,7 @@ pub async fn list(
 pub async fn poll_acks(
     State(state): State<AppState>,
     SignedForm { user, .. }: SignedForm,
-) -> Response {
+) -> Result<Html, PageError> {
     let outcome = async {
         user.auth.require(Role::DRAFT_WRITERS)?;
         Ok::<_, ApiError>(state.ack_polls.poll_active(user.auth.org_id()).await?)
@@ -197,11 +194,8 @@ pub async fn details(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path(id): Path<String>,
-) -> Response {
-    let e = match find(&state, &user, &id).await {
-        Ok(e) => e,
-        Err(err) => return error_page(&state, Some(&user), err).into_response(),
-    };
+) -> Result<Html, PageError> {
+    let e = find(&state, &user, &id).await.or_page(&state, &user)?;
     let content = html! {
         (live(&e))
         dl.facts {
@@ -211,7 +205,10 @@ pub async fn details(
         }
     };
     let title = format!("Export {}", e.file_name);
-    Html(StatusCode::OK, page(&state, Some(&user), &title, content)).into_response()
+    Ok(Html(
+        StatusCode::OK,
+        page(&state, Some(&user), &title, content),
+    ))
 }
 
 /// `GET /ui/exports/{id}/live`: the live part alone (htmx).
@@ -236,28 +233,22 @@ pub async fn file(
     user: ConsoleUser,
     Path(id): Path<String>,
     Query(query): Query<Fields>,
-) -> Response {
+) -> Result<Response, PageError> {
     let found = async {
         let id = parse_uuid("id", &id)?;
         Ok::<_, ApiError>(state.orders.export_file(user.auth.org_id(), id).await?)
     };
-    match found.await {
-        Ok((e, bytes)) => {
-            let media_type = crate::formats::media_type_of(&bytes);
-            let mut response = bytes.into_response();
-            let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
-            if query.contains_key("download") {
-                // File names are ASCII: templates and the values in them are reduced to
-                // letters, digits, `.`, `_` and `-`.
-                if let Ok(v) =
-                    HeaderValue::from_str(&format!("attachment; filename=\"{}\"", e.file_name))
-                {
-                    headers.insert(CONTENT_DISPOSITION, v);
-                }
-            }
-            response
+    let (e, bytes) = found.await.or_page(&state, &user)?;
+    let media_type = crate::formats::media_type_of(&bytes);
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
+    if query.contains_key("download") {
+        // File names are ASCII: templates and the values in them are reduced to
+        // letters, digits, `.`, `_` and `-`.
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", e.file_name)) {
+            headers.insert(CONTENT_DISPOSITION, v);
         }
-        Err(err) => error_page(&state, Some(&user), err).into_response(),
     }
+    Ok(response)
 }

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::{Fields, page_request, status_filter};
 use crate::api::console::session::{CSRF_FIELD, ConsoleUser, SignedForm};
 use crate::api::console::views::{
-    Html, Notice, error_page, health_banner, notice, outside, page, pager, preview, refreshing,
-    status, status_filter_form, time,
+    Html, Notice, OrPage, PageError, health_banner, notice, outside, page, pager, preview,
+    refreshing, status, status_filter_form, time,
 };
 use crate::api::error::ApiError;
 use crate::api::extract::parse_uuid;
@@ -29,7 +29,7 @@ pub async fn list(
     State(state): State<AppState>,
     user: ConsoleUser,
     Query(query): Query<Fields>,
-) -> Response {
+) -> Result<Html, PageError> {
     let render = async {
         let filter: Option<DraftStatus> = status_filter(query.get("status"))?;
         let listing = listing(
@@ -46,10 +46,7 @@ pub async fn list(
         let health = state.connections.active_health(user.auth.org_id()).await?;
         Ok::<_, ApiError>((filter, drafts, next, health))
     };
-    let (filter, drafts, next, health) = match render.await {
-        Ok(found) => found,
-        Err(err) => return error_page(&state, Some(&user), err).into_response(),
-    };
+    let (filter, drafts, next, health) = render.await.or_page(&state, &user)?;
     let filter_text = filter.map(DraftStatus::as_str).unwrap_or_default();
     let self_url = match query.get("cursor") {
         Some(c) => format!("/ui/drafts?status={filter_text}&cursor={c}"),
@@ -81,7 +78,10 @@ pub async fn list(
         }
         (pager("/ui/drafts", &format!("status={filter_text}"), next.as_deref()))
     };
-    Html(StatusCode::OK, page(&state, Some(&user), "Orders", content)).into_response()
+    Ok(Html(
+        StatusCode::OK,
+        page(&state, Some(&user), "Orders", content),
+    ))
 }
 
 fn label(d: &DraftOrder) -> String {
@@ -180,7 +180,7 @@ fn draft_page(
     status_code: StatusCode,
     message: Option<&Notice>,
     previewed: &Result<Preview, String>,
-) -> Response {
+) -> Html {
     let may_act = Role::ORDER_OPERATORS.contains(&user.auth.user.role);
     let pending = d.status == DraftStatus::Pushing
         || exports
@@ -228,7 +228,7 @@ fn draft_page(
         }
     };
     let title = format!("Order {}", crate::domain::text::reveal_bidi(&label(d)));
-    Html(status_code, page(state, Some(user), &title, content)).into_response()
+    Html(status_code, page(state, Some(user), &title, content))
 }
 
 /// The draft as a push now would deliver it, or why nothing can be shown.
@@ -261,33 +261,29 @@ pub async fn details(
     user: ConsoleUser,
     Path(id): Path<String>,
     Query(query): Query<Fields>,
-) -> Response {
+) -> Result<Html, PageError> {
     let found = async {
         let id = parse_uuid("id", &id)?;
         Ok::<_, ApiError>(state.orders.get(user.auth.org_id(), id).await?)
     };
-    match found.await {
-        Ok((d, exports)) => {
-            let done = query.get("done").and_then(|d| match d.as_str() {
-                "approve" => Some("Approved."),
-                "push" => Some("Pushed; the export is on its way."),
-                "retry-push" => Some("Pushed again; the export is on its way."),
-                _ => None,
-            });
-            let n = done.map(|t| Notice::Done(t.into()));
-            let previewed = previewed(&state, &user, &d).await;
-            draft_page(
-                &state,
-                &user,
-                &d,
-                &exports,
-                StatusCode::OK,
-                n.as_ref(),
-                &previewed,
-            )
-        }
-        Err(err) => error_page(&state, Some(&user), err).into_response(),
-    }
+    let (d, exports) = found.await.or_page(&state, &user)?;
+    let done = query.get("done").and_then(|d| match d.as_str() {
+        "approve" => Some("Approved."),
+        "push" => Some("Pushed; the export is on its way."),
+        "retry-push" => Some("Pushed again; the export is on its way."),
+        _ => None,
+    });
+    let n = done.map(|t| Notice::Done(t.into()));
+    let previewed = previewed(&state, &user, &d).await;
+    Ok(draft_page(
+        &state,
+        &user,
+        &d,
+        &exports,
+        StatusCode::OK,
+        n.as_ref(),
+        &previewed,
+    ))
 }
 
 /// `POST /ui/drafts/{id}/{approve|push|retry-push}`.
@@ -295,7 +291,7 @@ pub async fn act(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
     SignedForm { user, fields }: SignedForm,
-) -> Response {
+) -> Result<Response, PageError> {
     let org_id = user.auth.org_id();
     let outcome = async {
         let id = parse_uuid("id", &id)?;
@@ -327,25 +323,22 @@ pub async fn act(
         }
         Ok::<_, ApiError>(id)
     };
-    match outcome.await {
-        Ok(id) => Redirect::to(&format!("/ui/drafts/{id}?done={action}")).into_response(),
-        Err(err) => {
-            let (code, n) = Notice::from_error(err);
-            // Show the refusal on the draft's own page when there is one to show.
-            let Ok(id) = Uuid::parse_str(&id) else {
-                return Html(
-                    code,
-                    page(&state, Some(&user), "Not found", notice(Some(&n))),
-                )
-                .into_response();
-            };
-            match state.orders.get(org_id, id).await {
-                Ok((d, exports)) => {
-                    let previewed = previewed(&state, &user, &d).await;
-                    draft_page(&state, &user, &d, &exports, code, Some(&n), &previewed)
-                }
-                Err(err) => error_page(&state, Some(&user), err.into()).into_response(),
-            }
+    let err = match outcome.await {
+        Ok(id) => {
+            return Ok(Redirect::to(&format!("/ui/drafts/{id}?done={action}")).into_response());
         }
-    }
+        Err(err) => err,
+    };
+    let (code, n) = Notice::from_error(err);
+    // Show the refusal on the draft's own page when there is one to show.
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return Ok(Html(
+            code,
+            page(&state, Some(&user), "Not found", notice(Some(&n))),
+        )
+        .into_response());
+    };
+    let (d, exports) = state.orders.get(org_id, id).await.or_page(&state, &user)?;
+    let previewed = previewed(&state, &user, &d).await;
+    Ok(draft_page(&state, &user, &d, &exports, code, Some(&n), &previewed).into_response())
 }
