@@ -164,13 +164,9 @@ macro_rules! impl_account_store {
                     return Ok(Vec::new());
                 }
                 let mut q = sqlx::QueryBuilder::new(
-                    "SELECT id, slug, name, created_at FROM org WHERE id IN (",
+                    "SELECT id, slug, name, created_at FROM org WHERE id IN ",
                 );
-                let mut list = q.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                q.push(")");
+                $crate::store::push_list(&mut q, ids.iter().copied());
                 let rows: Vec<$crate::store::rows::OrgRow> =
                     q.build_query_as().fetch_all(&self.pool).await?;
                 rows.into_iter().map(TryInto::try_into).collect()

@@ -99,20 +99,16 @@ macro_rules! impl_audit_store {
                 $crate::domain::page::Page<$crate::domain::audit::AuditEntry>,
                 $crate::store::StoreError,
             > {
-                // One extra row tells whether another page follows.
-                let rows: Vec<$crate::store::rows::AuditRow> =
-                    sqlx::query_as($crate::store::audit::LIST_AUDIT)
-                        .bind(org_id)
-                        .bind(page.before_seq)
-                        .bind(action)
-                        .bind(i64::from(page.limit) + 1)
-                        .fetch_all(&self.pool)
-                        .await?;
-                Ok($crate::store::paginate(
-                    rows.into_iter().map(Into::into).collect(),
+                $crate::store::list_page(
+                    &self.pool,
+                    $crate::store::audit::LIST_AUDIT,
+                    org_id,
+                    action,
                     page,
+                    |row: $crate::store::rows::AuditRow| Ok(row.into()),
                     |e: &$crate::domain::audit::AuditEntry| e.seq,
-                ))
+                )
+                .await
             }
         }
     };

@@ -231,19 +231,16 @@ macro_rules! impl_connection_store {
             async fn connections_by_ids(
                 &self,
                 ids: &[uuid::Uuid],
-            ) -> Result<Vec<$crate::domain::connection::Connection>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::domain::connection::Connection>, $crate::store::StoreError>
+            {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
                 let mut q = sqlx::QueryBuilder::new(
                     "SELECT id, org_id, connector_type, config_encrypted, config_version, status, \
-                     last_test_at, created_at, updated_at FROM erp_connection WHERE id IN (",
+                     last_test_at, created_at, updated_at FROM erp_connection WHERE id IN ",
                 );
-                let mut list = q.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                q.push(")");
+                $crate::store::push_list(&mut q, ids.iter().copied());
                 let rows: Vec<$crate::store::rows::ConnectionRow> =
                     q.build_query_as().fetch_all(&self.pool).await?;
                 rows.into_iter().map(TryInto::try_into).collect()

@@ -431,12 +431,8 @@ macro_rules! impl_export_store {
                     }
                     let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE draft_order SET status = ");
                     q.push_bind(to).push(", updated_at = ").push_bind(now);
-                    q.push(" WHERE status = 'PUSHING' AND id IN (");
-                    let mut ids = q.separated(", ");
-                    for id in drafts.iter() {
-                        ids.push_bind(*id);
-                    }
-                    q.push(")");
+                    q.push(" WHERE status = 'PUSHING' AND id IN ");
+                    $crate::store::push_list(&mut q, drafts.iter().copied());
                     q.build().persistent(false).execute(&mut **tx).await?;
                 }
                 Ok(())
@@ -466,12 +462,8 @@ macro_rules! impl_export_store {
                         continue;
                     }
                     let mut d = sqlx::QueryBuilder::<$db>::new("UPDATE draft_order SET status = 'ERROR', updated_at = ");
-                    d.push_bind(now).push(" WHERE status = 'PUSHED' AND id IN (");
-                    let mut list = d.separated(", ");
-                    for (_, draft) in &rows {
-                        list.push_bind(*draft);
-                    }
-                    d.push(")");
+                    d.push_bind(now).push(" WHERE status = 'PUSHED' AND id IN ");
+                    $crate::store::push_list(&mut d, rows.iter().map(|(_, draft)| *draft));
                     d.build().execute(&mut **tx).await?;
                     failed.extend(rows.into_iter().map(|(id, _)| id));
                 }
@@ -613,19 +605,16 @@ macro_rules! impl_export_store {
                 $crate::domain::page::Page<$crate::domain::export::Export>,
                 $crate::store::StoreError,
             > {
-                let rows: Vec<$crate::store::rows::ExportRow> =
-                    sqlx::query_as($crate::store::exports::LIST_EXPORTS)
-                        .bind(org_id)
-                        .bind(page.before_seq)
-                        .bind(status.map(|s| s.as_str()))
-                        .bind(i64::from(page.limit) + 1)
-                        .fetch_all(&self.pool)
-                        .await?;
-                let exports = rows
-                    .into_iter()
-                    .map(TryInto::try_into)
-                    .collect::<Result<Vec<$crate::domain::export::Export>, _>>()?;
-                Ok($crate::store::paginate(exports, page, |e| e.seq))
+                $crate::store::list_page(
+                    &self.pool,
+                    $crate::store::exports::LIST_EXPORTS,
+                    org_id,
+                    status.map(|s| s.as_str()),
+                    page,
+                    |row: $crate::store::rows::ExportRow| row.try_into(),
+                    |e: &$crate::domain::export::Export| e.seq,
+                )
+                .await
             }
 
             async fn exports_of_draft(
@@ -756,12 +745,8 @@ macro_rules! impl_export_store {
                         $crate::store::exports::export_columns!(),
                         " FROM erp_export WHERE org_id = "
                     ));
-                    q.push_bind(org_id).push(" AND file_name IN (");
-                    let mut list = q.separated(", ");
-                    for name in chunk {
-                        list.push_bind(name.clone());
-                    }
-                    q.push(")");
+                    q.push_bind(org_id).push(" AND file_name IN ");
+                    $crate::store::push_list(&mut q, chunk.iter().cloned());
                     let rows: Vec<$crate::store::rows::ExportRow> =
                         q.build_query_as().fetch_all(&self.pool).await?;
                     for row in rows {

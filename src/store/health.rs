@@ -175,12 +175,8 @@ macro_rules! impl_health_store {
                 for chunk in connection_ids.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("SELECT ");
                     q.push(h::CIRCUIT_COLUMNS)
-                        .push(" FROM connection_health WHERE connection_id IN (");
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    q.push(")");
+                        .push(" FROM connection_health WHERE connection_id IN ");
+                    $crate::store::push_list(&mut q, chunk.iter().copied());
                     let rows: Vec<h::CircuitRow> = q.build_query_as().fetch_all(&self.pool).await?;
                     for row in rows {
                         let (id, circuit) = row.into_circuit()?;

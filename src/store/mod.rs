@@ -185,6 +185,56 @@ macro_rules! impl_store {
 }
 use impl_store;
 
+/// Appends `(v, v, …)` to `q`, every value bound: the list form both backends read (SQLite has
+/// no arrays), for `IN` over a batch.
+pub(crate) fn push_list<DB, T>(
+    q: &mut sqlx::QueryBuilder<DB>,
+    values: impl IntoIterator<Item = T>,
+) -> &mut sqlx::QueryBuilder<DB>
+where
+    DB: sqlx::Database,
+    for<'t> T: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push("(");
+    let mut list = q.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    q.push(")")
+}
+
+/// One page of an org's list, newest first. `sql` takes the org, the page's `before_seq`, an
+/// optional filter and a limit; the one row asked beyond the page tells whether another follows.
+pub(crate) async fn list_page<DB, R, T>(
+    pool: &sqlx::Pool<DB>,
+    sql: &'static str,
+    org_id: uuid::Uuid,
+    filter: Option<&str>,
+    page: PageRequest,
+    item: impl Fn(R) -> Result<T, StoreError>,
+    seq: impl Fn(&T) -> i64,
+) -> Result<Page<T>, StoreError>
+where
+    DB: sqlx::Database,
+    R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'t> uuid::Uuid: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<i64>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<String>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let rows: Vec<R> = sqlx::query_as(sql)
+        .bind(org_id)
+        .bind(page.before_seq)
+        .bind(filter.map(str::to_owned))
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(pool)
+        .await?;
+    let items = rows.into_iter().map(item).collect::<Result<Vec<T>, _>>()?;
+    Ok(paginate(items, page, seq))
+}
+
 /// Turns `limit + 1` rows (newest first) into a page that continues after the last item.
 pub(crate) fn paginate<T>(mut rows: Vec<T>, page: PageRequest, seq: impl Fn(&T) -> i64) -> Page<T> {
     let limit = page.limit as usize;

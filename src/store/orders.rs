@@ -62,10 +62,10 @@ pub(super) const LINES_OF_DRAFT: &str = "SELECT line_no, internal_sku, qty, uom,
 pub(super) const DRAFTS_BY_IDS: &str = "SELECT seq, id, org_id, status, external_order_number, \
     order_date, currency, requested_delivery_date, notes, customer_id, customer_erp_number, \
     customer_name, source_document, approved_at, approved_by, erp_order_id, created_at, \
-    updated_at FROM draft_order WHERE id IN (";
+    updated_at FROM draft_order WHERE id IN ";
 pub(super) const LINES_OF_DRAFTS: &str = "SELECT draft_order_id, line_no, internal_sku, qty, uom, \
     unit_price, currency, customer_sku_raw, description FROM draft_order_line \
-    WHERE draft_order_id IN (";
+    WHERE draft_order_id IN ";
 pub(super) const LIST_DRAFTS: &str = "SELECT seq, id, org_id, status, external_order_number, \
     order_date, currency, requested_delivery_date, notes, customer_id, customer_erp_number, \
     customer_name, source_document, approved_at, approved_by, erp_order_id, created_at, \
@@ -184,11 +184,7 @@ macro_rules! impl_order_store {
                 }
                 let in_list = |sql: &'static str| {
                     let mut q = sqlx::QueryBuilder::<$db>::new(sql);
-                    let mut list = q.separated(", ");
-                    for id in ids {
-                        list.push_bind(*id);
-                    }
-                    q.push(")");
+                    $crate::store::push_list(&mut q, ids.iter().copied());
                     q
                 };
                 // Drafts and lines are read at once, on two connections: this is on the
@@ -230,19 +226,16 @@ macro_rules! impl_order_store {
                 $crate::domain::page::Page<$crate::domain::draft::DraftOrder>,
                 $crate::store::StoreError,
             > {
-                let rows: Vec<$crate::store::rows::DraftRow> =
-                    sqlx::query_as($crate::store::orders::LIST_DRAFTS)
-                        .bind(org_id)
-                        .bind(page.before_seq)
-                        .bind(status.map(|s| s.as_str()))
-                        .bind(i64::from(page.limit) + 1)
-                        .fetch_all(&self.pool)
-                        .await?;
-                let drafts = rows
-                    .into_iter()
-                    .map(|r| r.into_draft(Vec::new()))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok($crate::store::paginate(drafts, page, |d| d.seq))
+                $crate::store::list_page(
+                    &self.pool,
+                    $crate::store::orders::LIST_DRAFTS,
+                    org_id,
+                    status.map(|s| s.as_str()),
+                    page,
+                    |row: $crate::store::rows::DraftRow| row.into_draft(Vec::new()),
+                    |d: &$crate::domain::draft::DraftOrder| d.seq,
+                )
+                .await
             }
 
             async fn approve_draft(
