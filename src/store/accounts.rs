@@ -148,12 +148,12 @@ macro_rules! impl_account_store {
                 &self,
                 org_id: uuid::Uuid,
             ) -> Result<Option<$crate::domain::org::Org>, $crate::store::StoreError> {
-                let row: Option<$crate::store::rows::OrgRow> =
-                    sqlx::query_as($crate::store::accounts::ORG_BY_ID)
-                        .bind(org_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(TryInto::try_into).transpose()
+                $crate::store::Queries::find::<$crate::store::rows::OrgRow, _>(
+                    &self.pool,
+                    $crate::store::accounts::ORG_BY_ID,
+                    &[org_id],
+                )
+                .await
             }
 
             async fn orgs_by_ids(
@@ -212,13 +212,12 @@ macro_rules! impl_account_store {
                 org_id: uuid::Uuid,
                 user_id: uuid::Uuid,
             ) -> Result<Option<$crate::domain::user::User>, $crate::store::StoreError> {
-                let row: Option<$crate::store::rows::UserRow> =
-                    sqlx::query_as($crate::store::accounts::USER_BY_ID)
-                        .bind(org_id)
-                        .bind(user_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(TryInto::try_into).transpose()
+                $crate::store::Queries::find::<$crate::store::rows::UserRow, _>(
+                    &self.pool,
+                    $crate::store::accounts::USER_BY_ID,
+                    &[org_id, user_id],
+                )
+                .await
             }
 
             async fn user_for_token(

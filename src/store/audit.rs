@@ -99,7 +99,7 @@ macro_rules! impl_audit_store {
                 $crate::domain::page::Page<$crate::domain::audit::AuditEntry>,
                 $crate::store::StoreError,
             > {
-                $crate::store::list_page(
+                $crate::store::Queries::list_page(
                     &self.pool,
                     $crate::store::audit::LIST_AUDIT,
                     org_id,

@@ -192,12 +192,12 @@ macro_rules! impl_connection_store {
                 org_id: uuid::Uuid,
             ) -> Result<Option<$crate::domain::connection::Connection>, $crate::store::StoreError>
             {
-                let row: Option<$crate::store::rows::ConnectionRow> =
-                    sqlx::query_as($crate::store::connections::ACTIVE_CONNECTION)
-                        .bind(org_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(TryInto::try_into).transpose()
+                $crate::store::Queries::find::<$crate::store::rows::ConnectionRow, _>(
+                    &self.pool,
+                    $crate::store::connections::ACTIVE_CONNECTION,
+                    &[org_id],
+                )
+                .await
             }
 
             async fn connection_by_id(
@@ -206,13 +206,12 @@ macro_rules! impl_connection_store {
                 id: uuid::Uuid,
             ) -> Result<Option<$crate::domain::connection::Connection>, $crate::store::StoreError>
             {
-                let row: Option<$crate::store::rows::ConnectionRow> =
-                    sqlx::query_as($crate::store::connections::CONNECTION_BY_ID)
-                        .bind(org_id)
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(TryInto::try_into).transpose()
+                $crate::store::Queries::find::<$crate::store::rows::ConnectionRow, _>(
+                    &self.pool,
+                    $crate::store::connections::CONNECTION_BY_ID,
+                    &[org_id, id],
+                )
+                .await
             }
 
             async fn list_connections(
@@ -353,12 +352,12 @@ macro_rules! impl_connection_store {
                 id: uuid::Uuid,
             ) -> Result<Option<$crate::domain::connection::Connection>, $crate::store::StoreError>
             {
-                let row: Option<$crate::store::rows::ConnectionRow> =
-                    sqlx::query_as($crate::store::connections::CONNECTION_BY_ID_ANY_ORG)
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(TryInto::try_into).transpose()
+                $crate::store::Queries::find::<$crate::store::rows::ConnectionRow, _>(
+                    &self.pool,
+                    $crate::store::connections::CONNECTION_BY_ID_ANY_ORG,
+                    &[id],
+                )
+                .await
             }
 
             async fn replace_connection_blob(

@@ -605,7 +605,7 @@ macro_rules! impl_export_store {
                 $crate::domain::page::Page<$crate::domain::export::Export>,
                 $crate::store::StoreError,
             > {
-                $crate::store::list_page(
+                $crate::store::Queries::list_page(
                     &self.pool,
                     $crate::store::exports::LIST_EXPORTS,
                     org_id,

@@ -14,6 +14,7 @@ mod exports;
 mod health;
 mod orders;
 mod postgres;
+mod queries;
 pub(crate) mod rows;
 mod sqlite;
 
@@ -35,6 +36,7 @@ pub use exports::{
 pub use health::{CircuitWrite, HealthStore, QueueChange};
 pub use orders::OrderStore;
 pub use postgres::PostgresStore;
+pub(crate) use queries::Queries;
 pub use sqlite::SqliteStore;
 
 /// The service's database: one trait per aggregate, and the housekeeping every backend has.
@@ -201,38 +203,6 @@ where
         list.push_bind(value);
     }
     q.push(")")
-}
-
-/// One page of an org's list, newest first. `sql` takes the org, the page's `before_seq`, an
-/// optional filter and a limit; the one row asked beyond the page tells whether another follows.
-pub(crate) async fn list_page<DB, R, T>(
-    pool: &sqlx::Pool<DB>,
-    sql: &'static str,
-    org_id: uuid::Uuid,
-    filter: Option<&str>,
-    page: PageRequest,
-    item: impl Fn(R) -> Result<T, StoreError>,
-    seq: impl Fn(&T) -> i64,
-) -> Result<Page<T>, StoreError>
-where
-    DB: sqlx::Database,
-    R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'t> uuid::Uuid: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    for<'t> Option<i64>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-    for<'t> Option<String>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
-{
-    let rows: Vec<R> = sqlx::query_as(sql)
-        .bind(org_id)
-        .bind(page.before_seq)
-        .bind(filter.map(str::to_owned))
-        .bind(i64::from(page.limit) + 1)
-        .fetch_all(pool)
-        .await?;
-    let items = rows.into_iter().map(item).collect::<Result<Vec<T>, _>>()?;
-    Ok(paginate(items, page, seq))
 }
 
 /// Turns `limit + 1` rows (newest first) into a page that continues after the last item.

@@ -226,7 +226,7 @@ macro_rules! impl_order_store {
                 $crate::domain::page::Page<$crate::domain::draft::DraftOrder>,
                 $crate::store::StoreError,
             > {
-                $crate::store::list_page(
+                $crate::store::Queries::list_page(
                     &self.pool,
                     $crate::store::orders::LIST_DRAFTS,
                     org_id,
