@@ -112,7 +112,7 @@ pub(super) const SET_USER_DISABLED: &str = "UPDATE app_user SET disabled = $3 \
 
 /// Implements [`AccountStore`] for a backend.
 macro_rules! impl_account_store {
-    ($backend:ty) => {
+    ($backend:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::AccountStore for $backend {
             async fn create_org(
@@ -188,7 +188,7 @@ macro_rules! impl_account_store {
                         .bind($crate::store::now())
                         .fetch_one(&mut *tx)
                         .await?;
-                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &[audit]).await?;
                 tx.commit().await?;
                 row.try_into()
             }
@@ -281,7 +281,7 @@ macro_rules! impl_account_store {
                     tx.rollback().await?;
                     return Err($crate::store::StoreError::NotFound);
                 };
-                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &[audit]).await?;
                 tx.commit().await?;
                 row.try_into()
             }

@@ -156,7 +156,7 @@ pub(super) const SET_KEY_CHECK: &str = "INSERT INTO key_check (id, check_value, 
 
 /// Implements [`ConnectionStore`] for a backend.
 macro_rules! impl_connection_store {
-    ($backend:ty) => {
+    ($backend:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::ConnectionStore for $backend {
             async fn insert_connection(
@@ -182,7 +182,7 @@ macro_rules! impl_connection_store {
                     .bind(now)
                     .fetch_one(&mut *tx)
                     .await?;
-                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &[audit]).await?;
                 tx.commit().await?;
                 row.try_into()
             }
@@ -285,7 +285,7 @@ macro_rules! impl_connection_store {
                     .execute(&mut *tx)
                     .await?;
                 if let Some(audit) = audit {
-                    $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                    <$db as $crate::store::Queries>::insert_audits(&mut *tx, &[audit]).await?;
                 }
                 tx.commit().await?;
                 row.try_into().map(Some)
@@ -307,7 +307,7 @@ macro_rules! impl_connection_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &[audit]).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -332,7 +332,7 @@ macro_rules! impl_connection_store {
                     tx.rollback().await?;
                     return Err($crate::store::StoreError::NotFound);
                 };
-                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &[audit]).await?;
                 tx.commit().await?;
                 row.try_into()
             }
@@ -378,7 +378,7 @@ macro_rules! impl_connection_store {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &[audit]).await?;
                 tx.commit().await?;
                 Ok(true)
             }

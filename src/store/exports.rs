@@ -583,7 +583,7 @@ macro_rules! impl_export_store {
                     .bind(push.now)
                     .execute(&mut *tx)
                     .await?;
-                $crate::store::audit::insert_audit!(&mut *tx, push.audit)?;
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &[push.audit]).await?;
                 tx.commit().await?;
                 Ok(PushOutcome::Created(row.try_into()?))
             }
@@ -728,7 +728,7 @@ macro_rules! impl_export_store {
                     .filter(|a| recorded.contains(&a.export.id))
                     .map(|a| a.audit)
                     .collect();
-                $crate::store::audit::insert_audits!(&mut *tx, $db, &audits);
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &audits).await?;
                 tx.commit().await?;
                 Ok(recorded)
             }
@@ -814,7 +814,7 @@ macro_rules! impl_export_store {
                     .map(|a| a.audit)
                     .collect();
                 for chunk in audits.chunks(500) {
-                    $crate::store::audit::insert_audits!(&mut *tx, $db, chunk);
+                    <$db as $crate::store::Queries>::insert_audits(&mut *tx, chunk).await?;
                 }
                 tx.commit().await?;
                 Ok(changed)

@@ -231,7 +231,7 @@ macro_rules! impl_health_store {
                         .await?;
                 }
                 let audits: Vec<_> = audits.iter().collect();
-                $crate::store::audit::insert_audits!(&mut *tx, $db, &audits);
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &audits).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -303,7 +303,7 @@ macro_rules! impl_health_store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &[audit]).await?;
                 tx.commit().await?;
                 Ok(true)
             }

@@ -160,7 +160,7 @@ macro_rules! impl_order_store {
                     });
                     insert.build().execute(&mut *tx).await?;
                 }
-                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &[audit]).await?;
                 tx.commit().await?;
                 self.draft_with_lines(org_id, id)
                     .await?
@@ -258,7 +258,7 @@ macro_rules! impl_order_store {
                     tx.rollback().await?;
                     return Ok(None);
                 }
-                $crate::store::audit::insert_audit!(&mut *tx, audit)?;
+                <$db as $crate::store::Queries>::insert_audits(&mut *tx, &[audit]).await?;
                 tx.commit().await?;
                 self.draft_with_lines(org_id, id).await
             }

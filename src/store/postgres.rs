@@ -399,9 +399,9 @@ impl PostgresStore {
 }
 
 impl_store!(PostgresStore);
-impl_account_store!(PostgresStore);
-impl_audit_store!(PostgresStore);
-impl_connection_store!(PostgresStore);
+impl_account_store!(PostgresStore, sqlx::Postgres);
+impl_audit_store!(PostgresStore, sqlx::Postgres);
+impl_connection_store!(PostgresStore, sqlx::Postgres);
 impl_order_store!(PostgresStore, sqlx::Postgres);
 impl_export_store!(PostgresStore, sqlx::Postgres);
 impl_health_store!(PostgresStore, sqlx::Postgres);

@@ -191,9 +191,9 @@ impl SqliteStore {
 }
 
 impl_store!(SqliteStore);
-impl_account_store!(SqliteStore);
-impl_audit_store!(SqliteStore);
-impl_connection_store!(SqliteStore);
+impl_account_store!(SqliteStore, sqlx::Sqlite);
+impl_audit_store!(SqliteStore, sqlx::Sqlite);
+impl_connection_store!(SqliteStore, sqlx::Sqlite);
 impl_order_store!(SqliteStore, sqlx::Sqlite);
 impl_export_store!(SqliteStore, sqlx::Sqlite);
 impl_health_store!(SqliteStore, sqlx::Sqlite);
