@@ -3,8 +3,10 @@
 //! from the URL by [`connect`]. Every tenant-owned query takes the caller's org id.
 //!
 //! The trait is split per aggregate (accounts, audit, connections, orders, exports); each
-//! aggregate's SQL is written once and expanded for both backends by a macro in its file. A
-//! state change and its audit row are always one transaction.
+//! aggregate's SQL is written once and expanded for both backends by a macro in its file.
+//! Statements that need nothing backend-specific live as ordinary generic code in
+//! [`Queries`], whose `where` clause states once what a backend must bind. A state change and
+//! its audit row are always one transaction.
 
 mod accounts;
 mod audit;
