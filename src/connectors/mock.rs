@@ -21,6 +21,23 @@ fn failure(config: &ConnectorConfig) -> Option<ConnectorError> {
     Some(ConnectorError::new(code))
 }
 
+fn schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "fail_with": { "type": "string" },
+            "token": { "type": "string", "writeOnly": true }
+        }
+    })
+}
+
+fn validate(config: &ConnectorConfig, _env: &ValidationEnv) -> Result<ConnectorConfig, FieldError> {
+    if config.has("fail_with") && failure(config).is_none() {
+        return Err(FieldError::new("fail_with", "not an error code"));
+    }
+    Ok(config.clone())
+}
+
 #[async_trait]
 impl super::Connector for MockConnector {
     fn info(&self) -> &'static super::ConnectorInfo {
@@ -31,29 +48,10 @@ impl super::Connector for MockConnector {
             secret_fields: &["token"],
             identity_fields: &[],
             sticky_fields: &[],
+            schema,
+            validate,
         };
         &INFO
-    }
-
-    fn config_schema(&self) -> Value {
-        json!({
-            "type": "object",
-            "properties": {
-                "fail_with": { "type": "string" },
-                "token": { "type": "string", "writeOnly": true }
-            }
-        })
-    }
-
-    fn validate(
-        &self,
-        config: &ConnectorConfig,
-        _env: &ValidationEnv,
-    ) -> Result<ConnectorConfig, FieldError> {
-        if config.has("fail_with") && failure(config).is_none() {
-            return Err(FieldError::new("fail_with", "not an error code"));
-        }
-        Ok(config.clone())
     }
 
     fn timeout(&self, _config: &ConnectorConfig) -> Duration {

@@ -257,6 +257,10 @@ pub struct ConnectorInfo {
     /// Fields the service keeps across updates like secrets (e.g. a host key recorded on first
     /// use), unless the identity changes or the caller sets them explicitly.
     pub sticky_fields: &'static [&'static str],
+    /// The config's JSON Schema (2020-12), served to clients and read by the console's form.
+    pub schema: fn() -> serde_json::Value,
+    /// Checks a config without I/O and returns the normal form to store.
+    pub validate: fn(&ConnectorConfig, &ValidationEnv) -> Result<ConnectorConfig, FieldError>,
 }
 
 /// A connector type.
@@ -277,7 +281,9 @@ pub trait Connector: Send + Sync + 'static {
         self.info().display_name
     }
     /// JSON Schema of the config; secret fields are `writeOnly`.
-    fn config_schema(&self) -> serde_json::Value;
+    fn config_schema(&self) -> serde_json::Value {
+        (self.info().schema)()
+    }
     /// See [`ConnectorInfo::secret_fields`].
     fn secret_fields(&self) -> &'static [&'static str] {
         self.info().secret_fields
@@ -311,7 +317,9 @@ pub trait Connector: Send + Sync + 'static {
         &self,
         config: &ConnectorConfig,
         env: &ValidationEnv,
-    ) -> Result<ConnectorConfig, FieldError>;
+    ) -> Result<ConnectorConfig, FieldError> {
+        (self.info().validate)(config, env)
+    }
     /// Checks what needs the disk before saving (e.g. symlinks leading out of the org folder).
     async fn check_before_save(
         &self,

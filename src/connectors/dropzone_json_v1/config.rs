@@ -36,6 +36,8 @@ pub static INFO: ConnectorInfo = ConnectorInfo {
     // A host key recorded on first use must not be forgotten just because an update did not
     // repeat it.
     sticky_fields: &["host_key_fingerprint"],
+    schema,
+    validate: |config, env| DropzoneConfig::parse(config, env).map(|c| c.to_config()),
 };
 
 const COMMON_FIELDS: &[&str] = &[

@@ -103,18 +103,6 @@ impl super::Connector for DropzoneJsonV1 {
         &config::INFO
     }
 
-    fn config_schema(&self) -> serde_json::Value {
-        config::schema()
-    }
-
-    fn validate(
-        &self,
-        config: &ConnectorConfig,
-        env: &ValidationEnv,
-    ) -> Result<ConnectorConfig, FieldError> {
-        DropzoneConfig::parse(config, env).map(|c| c.to_config())
-    }
-
     async fn check_before_save(
         &self,
         ctx: &ConnectorContext,

@@ -37,6 +37,8 @@ pub static INFO: ConnectorInfo = ConnectorInfo {
     // An API key meant for one endpoint must not follow the orders to another one silently.
     identity_fields: &["url"],
     sticky_fields: &[],
+    schema,
+    validate: |config, env| HttpConfig::parse(config, env).map(|c| c.to_config()),
 };
 
 const FIELDS: &[&str] = &[

@@ -22,7 +22,6 @@ use super::{
     ErrorCode, Learned, ValidationEnv, VerifiedCallback,
 };
 use crate::crypto::SecretBytes;
-use crate::domain::FieldError;
 use crate::domain::ack::{AckOutcome, identifier_value};
 
 /// The connector type; holds its pooled HTTPS clients.
@@ -112,24 +111,12 @@ impl super::Connector for HttpJsonV1 {
         &config::INFO
     }
 
-    fn config_schema(&self) -> Value {
-        config::schema()
-    }
-
     fn generate_secrets(&self, config: &mut ConnectorConfig) -> Vec<&'static str> {
         if config.has("signing_secret") {
             return Vec::new();
         }
         config.insert("signing_secret", json!(generate_secret()));
         vec!["signing_secret"]
-    }
-
-    fn validate(
-        &self,
-        config: &ConnectorConfig,
-        env: &ValidationEnv,
-    ) -> Result<ConnectorConfig, FieldError> {
-        HttpConfig::parse(config, env).map(|c| c.to_config())
     }
 
     async fn test_connection(
