@@ -459,7 +459,7 @@ async fn keys_rotate_rewrites_old_blobs_once_and_decrypt_prints_the_config() {
         .output()
         .unwrap();
     // A key that never sealed anything here is refused before any work, with one line that
-    // names the variable (issue 7: the key check value).
+    // names the variable (the key check value).
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

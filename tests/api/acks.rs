@@ -1,4 +1,4 @@
-//! `POST /api/v1/connectors/{slug}/poll-acks` and the background poller (SPEC §8, issue 9):
+//! `POST /api/v1/connectors/{slug}/poll-acks` and the background poller:
 //! who may poll, what the answer says, tenancy, metrics, and acks applied without anyone asking.
 
 use std::path::PathBuf;

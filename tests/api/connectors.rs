@@ -1,4 +1,4 @@
-//! Connector API (SPEC §4-§6) with DROPZONE_JSON_V1 in filesystem mode.
+//! Connector API (create, read, update, test, disable) with DROPZONE_JSON_V1 in filesystem mode.
 
 use std::path::Path;
 

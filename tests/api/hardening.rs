@@ -1,5 +1,5 @@
-//! Issue 7 findings, each with a test that failed before the fix: SSRF spellings, metrics
-//! label cardinality, brute force, oversized headers, the Bearer scheme, access logs and token
+//! What a hostile client or tenant tried, each with a test that failed before the fix: SSRF
+//! spellings, metrics label cardinality, brute force, oversized headers, the Bearer scheme, access logs and token
 //! lifetimes.
 
 use std::time::{Duration, Instant};

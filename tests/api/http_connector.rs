@@ -1,4 +1,4 @@
-//! HTTP_JSON_V1 through the API (issue 11): the signing secret generated and shown once, the
+//! HTTP_JSON_V1 through the API: the signing secret generated and shown once, the
 //! pipeline delivering to a real HTTPS ERP, acknowledgements from its answer and from signed
 //! callbacks (valid, bad signature, stale, replay, another org's export), on both backends, and
 //! no secret in any response or log.

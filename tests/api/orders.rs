@@ -1,4 +1,4 @@
-//! Draft orders, pushes and exports through the HTTP API (SPEC §7), delivered by the worker's
+//! Draft orders, pushes and exports through the HTTP API, delivered by the worker's
 //! single step.
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! ERP acknowledgements (SPEC §8, issue 9) read by `service::ack_poll` from a real
+//! ERP acknowledgements read by `service::ack_poll` from a real
 //! folder: the local filesystem, the in-process SFTP server and, when present, OpenSSH. Every
 //! rule is checked on every target; the database rules on SQLite and PostgreSQL.
 
@@ -276,7 +276,7 @@ fn error(name: &str) -> String {
     format!("error_{name}")
 }
 
-/// Every rule of SPEC §8 in three polls, against one target.
+/// Every acknowledgement rule in three polls, against one target.
 async fn every_rule(bed: Bed) {
     let e = bed.sent(7).await;
     // Another org's SENT export: its name in this org's folder matches nothing.

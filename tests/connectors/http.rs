@@ -1,4 +1,4 @@
-//! HTTP_JSON_V1 against a real HTTPS server in process (issue 11): signing checked by the
+//! HTTP_JSON_V1 against a real HTTPS server in process: signing checked by the
 //! reference Standard Webhooks implementation, every status class, timeouts, a reset mid-answer,
 //! redirects, mTLS, a wrong CA, blocked addresses and the connection test.
 

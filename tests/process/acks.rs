@@ -1,5 +1,5 @@
-//! A worker killed with SIGKILL between committing acknowledgements and moving their files
-//! (SPEC §8): the restarted worker sees the files again, changes nothing, writes no second
+//! A worker killed with SIGKILL between committing acknowledgements and moving their files:
+//! the restarted worker sees the files again, changes nothing, writes no second
 //! audit row, and moves them to `processed/`. The binary pauses at that exact point through a
 //! debug-build failpoint (`ORDERFLOW_FAILPOINT=ack_after_commit`), and the test kills it there.
 

@@ -1,4 +1,4 @@
-//! What an anonymous or hostile client can do to a running `orderflow serve` (issue 7):
+//! What an anonymous or hostile client can do to a running `orderflow serve`:
 //! memory under concurrent logins, idle and half-sent connections, shutdown, log injection,
 //! and a wrong encryption key at start.
 
