@@ -73,6 +73,35 @@ pub trait Store:
     async fn refresh_statistics(&self) -> Result<(), StoreError>;
 }
 
+/// The store over one backend's pool; [`SqliteStore`] and [`PostgresStore`] are its two
+/// instances, each with its own constructor and the statements only it runs.
+pub struct SqlStore<DB: sqlx::Database> {
+    pool: sqlx::Pool<DB>,
+}
+
+impl<DB: sqlx::Database> SqlStore<DB> {
+    /// The underlying pool, for tests that inspect raw rows.
+    pub fn pool(&self) -> &sqlx::Pool<DB> {
+        &self.pool
+    }
+}
+
+impl<DB: sqlx::Database> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl<DB: sqlx::Database> std::fmt::Debug for SqlStore<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &DB::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What [`is_supported_url`] asks of a database URL, in words.
 pub const SUPPORTED_URLS: &str = "must start with sqlite:// or postgres://";
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgListener};
 
 use super::accounts::impl_account_store;
 use super::audit::impl_audit_store;
@@ -22,10 +22,7 @@ use crate::domain::export::Export;
 const EXPORTS_CHANNEL: &str = "orderflow_exports";
 
 /// The PostgreSQL implementation of [`super::Store`].
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-}
+pub type PostgresStore = super::SqlStore<sqlx::Postgres>;
 
 /// Reads up to 4×limit due candidates (skipping connections whose circuit is not closed),
 /// keeps at most each connection's allowance (`per_connection` for those not listed), and
@@ -204,11 +201,6 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         Ok(Self { pool })
-    }
-
-    /// The underlying pool, for tests that inspect raw rows.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 
 use super::accounts::impl_account_store;
 use super::audit::impl_audit_store;
@@ -19,10 +19,7 @@ use super::{ClaimRequest, StoreError, impl_store};
 use crate::domain::export::Export;
 
 /// The SQLite implementation of [`super::Store`].
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
+pub type SqliteStore = super::SqlStore<sqlx::Sqlite>;
 
 /// SQLite's claim, first half: the same candidate selection as PostgreSQL's, read outside any
 /// write transaction (WAL readers never wait), so walking past exports that cannot be taken
@@ -104,11 +101,6 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(Self { pool })
-    }
-
-    /// The underlying pool, for tests that inspect raw rows.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
