@@ -357,11 +357,8 @@ pub(super) const NEXT_DUE: &str = "SELECT next_attempt_at FROM erp_export \
     WHERE status = 'PENDING' AND (lease_expires_at IS NULL OR lease_expires_at <= $1) \
     ORDER BY next_attempt_at LIMIT 1";
 
-/// Implements [`ExportStore`] for a backend whose sqlx database type is `$db`. The backend
-/// supplies `LOCK_DRAFT` (its draft-locking SELECT), `claim` and
-/// `push_fast` (a one-statement push for the common case, or None to use the general path),
-/// `push_many` (the same for many pushes at once, or None)
-/// and `apply_acks_fast` (likewise for acknowledgements).
+/// Implements [`ExportStore`] for a [`super::Backend`] whose sqlx database type is `$db`,
+/// through the backend's claim, draft lock and fast paths.
 macro_rules! impl_export_store {
     ($backend:ty, $db:ty) => {
         impl $backend {

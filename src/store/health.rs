@@ -157,8 +157,7 @@ pub(super) fn health_of(state: &str, failing: bool) -> Health {
     }
 }
 
-/// Implements [`HealthStore`] for a backend whose sqlx database is `$db`; the backend supplies
-/// `CLAIM_PROBE` (its one-export lease statement) and `begin_write`.
+/// Implements [`HealthStore`] for a [`super::Backend`] whose sqlx database is `$db`.
 macro_rules! impl_health_store {
     ($backend:ty, $db:ty) => {
         #[async_trait::async_trait]

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::domain::export::Export;
 use crate::domain::page::{Page, PageRequest};
 
 pub use accounts::{AccountStore, NewUser, UserWithHash};
@@ -102,6 +103,46 @@ impl<DB: sqlx::Database> std::fmt::Debug for SqlStore<DB> {
     }
 }
 
+/// What each backend provides itself, beside [`Queries`]: its constants, its write
+/// transactions, its fast paths (None: use the general path), its claim and its cross-process
+/// wake-ups. The aggregate implementations call only these and [`Queries`].
+pub(crate) trait Backend {
+    /// The sqlx database.
+    type Db: sqlx::Database;
+    /// The migrations of this backend's schema.
+    const MIGRATOR: sqlx::migrate::Migrator;
+    /// Whether plain pushes are recorded together ([`Backend::push_many`]).
+    const PUSHES_TOGETHER: bool;
+    /// Reads a draft's status (org, id), locking it where the backend can, so pushes of one
+    /// draft are serialised.
+    const LOCK_DRAFT: &'static str;
+    /// Leases a connection's next PENDING export for a probe (connection, owner, until, now).
+    const CLAIM_PROBE: &'static str;
+
+    /// Opens a transaction that will write (SQLite takes its write lock at once).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, StoreError>;
+    /// Tells other processes that exports were pushed.
+    async fn announce(&self) -> Result<(), StoreError>;
+    /// The common push in one statement; None when the general path must answer.
+    async fn push_fast(&self, push: &NewPush<'_>) -> Result<Option<Export>, StoreError>;
+    /// Plain pushes of distinct drafts together; None when the backend pushes one by one.
+    async fn push_many(
+        &self,
+        pushes: &[NewPush<'_>],
+    ) -> Result<Option<Vec<Option<Export>>>, StoreError>;
+    /// Acknowledgements in one statement; None when the general path applies them.
+    async fn apply_acks_fast(
+        &self,
+        acks: &[AckApply<'_>],
+    ) -> Result<Option<Vec<uuid::Uuid>>, StoreError>;
+    /// A stream that yields when another process pushed; None without such a channel.
+    async fn listen_exports(
+        &self,
+    ) -> Result<Option<futures::stream::BoxStream<'static, ()>>, StoreError>;
+    /// Leases due exports fairly across connections.
+    async fn claim(&self, claim: &ClaimRequest<'_>) -> Result<Vec<Export>, StoreError>;
+}
+
 /// What [`is_supported_url`] asks of a database URL, in words.
 pub const SUPPORTED_URLS: &str = "must start with sqlite:// or postgres://";
 
@@ -170,8 +211,7 @@ pub(crate) fn storable(value: &serde_json::Value) -> serde_json::Value {
 /// `COUNT(*)` of the applied migrations, for readiness.
 const COUNT_APPLIED_MIGRATIONS: &str = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
 
-/// Implements [`Store`]'s housekeeping for a backend with a `pool`, a `MIGRATOR` and a
-/// `listen_exports` method.
+/// Implements [`Store`]'s housekeeping for a [`Backend`].
 macro_rules! impl_store {
     ($backend:ty) => {
         #[async_trait::async_trait]

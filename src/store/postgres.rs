@@ -15,7 +15,7 @@ use super::connections::impl_connection_store;
 use super::exports::{export_columns, impl_export_store};
 use super::health::impl_health_store;
 use super::orders::impl_order_store;
-use super::{ClaimRequest, StoreError, impl_store};
+use super::{Backend, ClaimRequest, StoreError, impl_store};
 use crate::domain::export::Export;
 
 /// The channel pushes notify.
@@ -173,14 +173,6 @@ const CLAIM_PROBE: &str = concat!(
 );
 
 impl PostgresStore {
-    const CLAIM_PROBE: &str = CLAIM_PROBE;
-    const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
-    /// Plain pushes are recorded together ([`PUSH_MANY`]).
-    const PUSHES_TOGETHER: bool = true;
-    /// Serialises pushes of one draft (a second waits, then sees the first's export).
-    const LOCK_DRAFT: &str =
-        "SELECT status FROM draft_order WHERE org_id = $1 AND id = $2 FOR UPDATE";
-
     /// Connects to `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
@@ -202,6 +194,18 @@ impl PostgresStore {
             .await?;
         Ok(Self { pool })
     }
+}
+
+impl Backend for PostgresStore {
+    type Db = sqlx::Postgres;
+
+    const CLAIM_PROBE: &'static str = CLAIM_PROBE;
+    const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+    /// Plain pushes are recorded together ([`PUSH_MANY`]).
+    const PUSHES_TOGETHER: bool = true;
+    /// Serialises pushes of one draft (a second waits, then sees the first's export).
+    const LOCK_DRAFT: &'static str =
+        "SELECT status FROM draft_order WHERE org_id = $1 AND id = $2 FOR UPDATE";
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         Ok(self.pool.begin().await?)

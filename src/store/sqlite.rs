@@ -15,7 +15,7 @@ use super::connections::impl_connection_store;
 use super::exports::{export_columns, impl_export_store};
 use super::health::impl_health_store;
 use super::orders::impl_order_store;
-use super::{ClaimRequest, StoreError, impl_store};
+use super::{Backend, ClaimRequest, StoreError, impl_store};
 use crate::domain::export::Export;
 
 /// The SQLite implementation of [`super::Store`].
@@ -73,12 +73,6 @@ const CLAIM_PROBE: &str = concat!(
 );
 
 impl SqliteStore {
-    const CLAIM_PROBE: &str = CLAIM_PROBE;
-    const MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
-    /// One writer at a time: a batch would share nothing.
-    const PUSHES_TOGETHER: bool = false;
-    const LOCK_DRAFT: &str = "SELECT status FROM draft_order WHERE org_id = $1 AND id = $2";
-
     /// Opens (creating if needed) the database at `sqlite://PATH`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
@@ -102,6 +96,16 @@ impl SqliteStore {
             .await?;
         Ok(Self { pool })
     }
+}
+
+impl Backend for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    const CLAIM_PROBE: &'static str = CLAIM_PROBE;
+    const MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+    /// One writer at a time: a batch would share nothing.
+    const PUSHES_TOGETHER: bool = false;
+    const LOCK_DRAFT: &'static str = "SELECT status FROM draft_order WHERE org_id = $1 AND id = $2";
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
