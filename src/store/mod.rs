@@ -290,3 +290,83 @@ pub(crate) fn paginate<T>(mut rows: Vec<T>, page: PageRequest, seq: impl Fn(&T) 
         next_seq,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::connection::ConnectionStatus;
+    use crate::domain::delivery::CircuitState;
+    use crate::domain::draft::DraftStatus;
+    use crate::domain::export::ExportStatus;
+
+    /// The SQL of every store file (the statuses in it are literals where a partial index's
+    /// predicate needs them, and for the planner elsewhere).
+    const SOURCES: [&str; 10] = [
+        include_str!("accounts.rs"),
+        include_str!("audit.rs"),
+        include_str!("connections.rs"),
+        include_str!("exports.rs"),
+        include_str!("health.rs"),
+        include_str!("orders.rs"),
+        include_str!("postgres.rs"),
+        include_str!("queries.rs"),
+        include_str!("rows.rs"),
+        include_str!("sqlite.rs"),
+    ];
+
+    /// The words of `source` between single quotes that match `word`, where `before` (the
+    /// text just ahead of the quote) allows.
+    fn quoted(source: &str, word: fn(char) -> bool, before: fn(&str) -> bool) -> Vec<&str> {
+        let mut found = Vec::new();
+        for (start, _) in source.match_indices('\'') {
+            let rest = &source[start + 1..];
+            let end = rest.find(|c: char| !word(c)).unwrap_or(rest.len());
+            if end >= 2 && rest[end..].starts_with('\'') && before(&source[..start]) {
+                found.push(&rest[..end]);
+            }
+        }
+        found
+    }
+
+    /// Every status the SQL writes or compares as a literal is one the domain enums name, so a
+    /// renamed or misspelt status fails here instead of silently matching no row.
+    #[test]
+    fn every_status_literal_in_the_sql_is_a_domain_status() {
+        let statuses: Vec<&str> = DraftStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .chain(ExportStatus::ALL.iter().map(|s| s.as_str()))
+            .chain([ConnectionStatus::Active, ConnectionStatus::Disabled].map(|s| s.as_str()))
+            .collect();
+        let states = [
+            CircuitState::Closed,
+            CircuitState::Open,
+            CircuitState::HalfOpen,
+        ]
+        .map(CircuitState::as_str);
+        let (mut upper, mut lower) = (0, 0);
+        for source in SOURCES {
+            for literal in quoted(source, |c| c.is_ascii_uppercase() || c == '_', |_| true) {
+                assert!(
+                    statuses.contains(&literal),
+                    "'{literal}' is no domain status"
+                );
+                upper += 1;
+            }
+            let after_state = |text: &str| {
+                let text = text.trim_end();
+                ["state =", "state <>", "state,"]
+                    .iter()
+                    .any(|p| text.ends_with(p))
+            };
+            for literal in quoted(source, |c| c.is_ascii_lowercase() || c == '_', after_state) {
+                assert!(states.contains(&literal), "'{literal}' is no circuit state");
+                lower += 1;
+            }
+        }
+        // The scan must see the literals at all, or it proves nothing.
+        assert!(
+            upper >= 40 && lower >= 8,
+            "saw {upper} statuses, {lower} states"
+        );
+    }
+}
