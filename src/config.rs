@@ -221,7 +221,6 @@ pub fn database_settings(lookup: Lookup<'_>) -> DatabaseSettings {
 pub fn log_format(lookup: Lookup<'_>) -> LogFormat {
     match non_empty(lookup, "LOG_FORMAT").as_deref() {
         Some("pretty") => LogFormat::Pretty,
-        Some("json") => LogFormat::Json,
         _ => LogFormat::default(),
     }
 }
