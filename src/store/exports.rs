@@ -362,23 +362,6 @@ pub(super) const NEXT_DUE: &str = "SELECT next_attempt_at FROM erp_export \
 macro_rules! impl_export_store {
     ($backend:ty, $db:ty) => {
         impl $backend {
-            async fn export_row<'e, E>(
-                executor: E,
-                sql: &'static str,
-                a: uuid::Uuid,
-                b: impl sqlx::Encode<'e, $db> + sqlx::Type<$db> + Send + 'e,
-            ) -> Result<Option<$crate::domain::export::Export>, $crate::store::StoreError>
-            where
-                E: sqlx::Executor<'e, Database = $db>,
-            {
-                let row: Option<$crate::store::rows::ExportRow> = sqlx::query_as(sql)
-                    .bind(a)
-                    .bind(b)
-                    .fetch_optional(executor)
-                    .await?;
-                row.map(TryInto::try_into).transpose()
-            }
-
             /// Ends a batch `UPDATE … FROM (VALUES …)` on the exports this worker still
             /// holds. `lease_owner` is set only on a claimed PENDING export and every outcome
             /// clears it, so it alone says the worker still holds the export; a status test
@@ -541,13 +524,20 @@ macro_rules! impl_export_store {
                     status.parse().map_err(|e: $crate::domain::FieldError| {
                         $crate::store::StoreError::Corrupt(e.to_string())
                     })?;
-                if let Some(key) = push.idempotency_key
-                    && let Some(export) =
-                        Self::export_row(&mut *tx, q::EXPORT_BY_KEY, push.draft_id, key).await?
-                {
+                let replayed: Option<$crate::store::rows::ExportRow> = match push.idempotency_key {
+                    Some(key) => {
+                        sqlx::query_as(q::EXPORT_BY_KEY)
+                            .bind(push.draft_id)
+                            .bind(key)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                    }
+                    None => None,
+                };
+                if let Some(row) = replayed {
                     tx.rollback().await?;
                     return Ok(PushOutcome::Replayed {
-                        export,
+                        export: row.try_into()?,
                         draft_status: status,
                     });
                 }
@@ -590,7 +580,12 @@ macro_rules! impl_export_store {
                 org_id: uuid::Uuid,
                 id: uuid::Uuid,
             ) -> Result<Option<$crate::domain::export::Export>, $crate::store::StoreError> {
-                Self::export_row(&self.pool, $crate::store::exports::EXPORT_BY_ID, org_id, id).await
+                $crate::store::Queries::find::<$crate::store::rows::ExportRow, _>(
+                    &self.pool,
+                    $crate::store::exports::EXPORT_BY_ID,
+                    &[org_id, id],
+                )
+                .await
             }
 
             async fn list_exports(

@@ -12,9 +12,9 @@ use super::{StoreError, now, paginate, storable};
 use crate::domain::audit::NewAuditEntry;
 use crate::domain::page::{Page, PageRequest};
 
-/// Columns of an audit row, in the order the inserts bind them.
-const AUDIT_COLUMNS: &str =
-    "id, org_id, actor_user_id, actor, action, entity_type, entity_id, details, created_at";
+/// The start of an audit insert; the rows follow as `VALUES`, in this column order.
+const INSERT_AUDIT: &str = "INSERT INTO audit_log \
+    (id, org_id, actor_user_id, actor, action, entity_type, entity_id, details, created_at) ";
 
 /// Shared statements, for every backend that binds the types the schema uses.
 pub(crate) trait Queries: sqlx::Database + Sized
@@ -25,8 +25,8 @@ where
     for<'t> Option<Uuid>: Encode<'t, Self> + Type<Self>,
     for<'t> i64: Encode<'t, Self> + Type<Self>,
     for<'t> Option<i64>: Encode<'t, Self> + Type<Self>,
-    for<'t> String: Encode<'t, Self> + Type<Self>,
-    for<'t> Option<String>: Encode<'t, Self> + Type<Self>,
+    for<'t> &'t str: Encode<'t, Self> + Type<Self>,
+    for<'t> Option<&'t str>: Encode<'t, Self> + Type<Self>,
     for<'t> DateTime<Utc>: Encode<'t, Self> + Type<Self>,
     for<'t> Json<Value>: Encode<'t, Self> + Type<Self>,
 {
@@ -66,7 +66,7 @@ where
         let rows: Vec<R> = sqlx::query_as(sql)
             .bind(org_id)
             .bind(page.before_seq)
-            .bind(filter.map(str::to_owned))
+            .bind(filter)
             .bind(i64::from(page.limit) + 1)
             .fetch_all(pool)
             .await?;
@@ -84,16 +84,15 @@ where
             return Ok(());
         }
         let at = now();
-        let mut q =
-            sqlx::QueryBuilder::<Self>::new(format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) "));
+        let mut q = sqlx::QueryBuilder::<Self>::new(INSERT_AUDIT);
         q.push_values(entries, |mut row, e| {
             row.push_bind(Uuid::new_v4())
                 .push_bind(e.org_id)
                 .push_bind(e.actor.user_id)
-                .push_bind(e.actor.label.clone())
-                .push_bind(e.action.to_owned())
-                .push_bind(e.entity_type.to_owned())
-                .push_bind(e.entity_id.clone())
+                .push_bind(e.actor.label.as_str())
+                .push_bind(e.action)
+                .push_bind(e.entity_type)
+                .push_bind(e.entity_id.as_deref())
                 .push_bind(Json(storable(&e.details)))
                 .push_bind(at);
         });
