@@ -56,6 +56,17 @@ impl ConnectorConfig {
         &self.0
     }
 
+    /// The stored form of a typed config: its fields, the absent ones left out.
+    pub fn from_typed<T: serde::Serialize>(typed: &T) -> Self {
+        // Config structs hold strings, numbers and string-keyed maps, which always serialise.
+        let mut fields = match serde_json::to_value(typed) {
+            Ok(Value::Object(fields)) => fields,
+            _ => Map::new(),
+        };
+        fields.retain(|_, value| !value.is_null());
+        Self(fields)
+    }
+
     /// A copy without the named (secret) fields, safe to show.
     pub fn without(&self, secret_fields: &[&str]) -> Map<String, Value> {
         self.0

@@ -1,125 +1,85 @@
-//! Typed readers of connector config fields, shared by every connector type's validation
-//! (pure), and the annotations every type's schema gives its fields. Null counts as absent
-//! everywhere: it is how a client leaves a value out.
+//! The parts connector configs are built from, and how a config is read into its typed form.
+//!
+//! Each part reads itself from a JSON value (null is how a client leaves an optional value
+//! out) and states its own JSON Schema from the same constants, so a config struct made of
+//! parts derives both its validation and its schema: a new field is one edit.
 
+use std::time::Duration;
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::de::{DeserializeOwned, Error as _, IntoDeserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::ConnectorConfig;
 use crate::crypto::SecretString;
 use crate::domain::FieldError;
 
-/// Reads an optional field; null counts as absent.
-pub fn optional<'a>(config: &'a ConnectorConfig, field: &str) -> Option<&'a Value> {
-    config.get(field).filter(|v| !v.is_null())
-}
-
-/// An optional string field.
-pub fn string_field(config: &ConnectorConfig, field: &str) -> Result<Option<String>, FieldError> {
-    match optional(config, field) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(FieldError::new(field, "must be a string")),
-    }
-}
-
-/// A string field that must be there and not empty.
-pub fn required_string(config: &ConnectorConfig, field: &str) -> Result<String, FieldError> {
-    string_field(config, field)?
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| FieldError::new(field, "is required"))
-}
-
-/// An optional string that, when given, is not empty (null is how a value is left out).
-pub fn non_empty_string(
-    config: &ConnectorConfig,
-    field: &str,
-) -> Result<Option<String>, FieldError> {
-    match string_field(config, field)? {
-        Some(s) if s.is_empty() => Err(FieldError::new(
-            field,
-            "must not be empty (send null to leave it out)",
-        )),
-        other => Ok(other),
-    }
-}
-
-/// An optional non-empty string, held as a secret.
-pub fn secret_field(
-    config: &ConnectorConfig,
-    field: &str,
-) -> Result<Option<SecretString>, FieldError> {
-    Ok(non_empty_string(config, field)?.map(SecretString::new))
-}
-
-/// An optional whole number in `range`.
-pub fn integer_field(
-    config: &ConnectorConfig,
-    field: &str,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<Option<u64>, FieldError> {
-    let Some(value) = optional(config, field) else {
-        return Ok(None);
-    };
-    let message = format!(
-        "must be an integer from {} to {}",
-        range.start(),
-        range.end()
-    );
-    // JSON Schema's "integer" includes 22.0, so a whole float counts.
-    let whole = value.as_u64().or_else(|| {
-        value
-            .as_f64()
-            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
-            .map(|f| f as u64)
-    });
-    whole
-        .filter(|n| range.contains(n))
-        .map(Some)
-        .ok_or_else(|| FieldError::new(field, message))
-}
-
 /// `timeout_secs` when a config leaves it out; every connector type's operations share it.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
 /// The longest `timeout_secs` a config may set.
 pub const MAX_TIMEOUT_SECS: u64 = 120;
 
-/// A submitted config's `timeout_secs`: 1 to [`MAX_TIMEOUT_SECS`], [`DEFAULT_TIMEOUT_SECS`]
-/// when left out.
-pub fn timeout_secs(config: &ConnectorConfig) -> Result<u64, FieldError> {
-    Ok(
-        integer_field(config, "timeout_secs", 1..=MAX_TIMEOUT_SECS)?
-            .unwrap_or(DEFAULT_TIMEOUT_SECS),
-    )
+/// Reads a config into its typed form, naming the field at fault.
+pub fn read<T: DeserializeOwned>(config: &ConnectorConfig) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(config.fields().into_deserializer()).map_err(|e| {
+        let path = e.path().to_string();
+        field_error(&path, e.into_inner().to_string())
+    })
 }
 
-/// The timeout a stored config's `timeout_secs` names, read leniently (a stored config was
-/// validated when saved), clamped to the allowed range.
-pub fn timeout(config: &ConnectorConfig) -> std::time::Duration {
-    let secs = config.get("timeout_secs").and_then(Value::as_u64);
-    std::time::Duration::from_secs(
-        secs.unwrap_or(DEFAULT_TIMEOUT_SECS)
-            .clamp(1, MAX_TIMEOUT_SECS),
-    )
+/// A read error as the field it is about and what is wrong with it. Unknown and missing
+/// fields are reported by serde at the top level, naming the field in the message.
+fn field_error(path: &str, message: String) -> FieldError {
+    let named = |prefix: &str| {
+        let rest = message.strip_prefix(prefix)?;
+        let (name, after) = rest.split_once('`')?;
+        Some((name.to_owned(), after.trim_start_matches(", ").to_owned()))
+    };
+    if path == "." {
+        if let Some((name, expected)) = named("unknown field `") {
+            return FieldError::new(
+                name,
+                format!("is not a setting of this connector type; {expected}"),
+            );
+        }
+        if let Some((name, _)) = named("missing field `") {
+            return FieldError::new(name, "is required");
+        }
+    }
+    FieldError::new(path, message)
 }
 
-/// `timeout_secs`'s schema, its limits taken from the same constants the validation uses.
-pub fn timeout_schema(description: &str) -> Value {
-    titled(
-        serde_json::json!({
-            "type": ["integer", "null"],
-            "minimum": 1,
-            "maximum": MAX_TIMEOUT_SECS,
-            "default": DEFAULT_TIMEOUT_SECS,
-            "description": description,
-        }),
-        "Timeout (seconds)",
-        7,
-    )
+/// The JSON Schema (2020-12) of a config struct, every part inlined: forms and clients read one
+/// self-contained document.
+pub fn schema_of<T: JsonSchema>() -> Value {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator()
+        .into_root_schema_for::<T>();
+    let mut schema = schema.to_value();
+    unwrap_descriptions(&mut schema);
+    schema
 }
 
-/// A field's schema that also admits null (how a client leaves an optional value out).
-pub fn nullable(schema: Value) -> Value {
-    serde_json::json!({ "anyOf": [schema, { "type": "null" }] })
+/// Descriptions come from doc comments, wrapped at source width; a form shows them as one
+/// paragraph.
+fn unwrap_descriptions(schema: &mut Value) {
+    match schema {
+        Value::Object(fields) => {
+            for (key, value) in fields.iter_mut() {
+                match value {
+                    Value::String(text) if key == "description" => *text = text.replace('\n', " "),
+                    other => unwrap_descriptions(other),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
 }
 
 /// A field's schema with what a form needs beside the rules: a human `title` and its place
@@ -130,4 +90,229 @@ pub fn titled(mut schema: Value, title: &str, order: u32) -> Value {
         fields.insert("propertyOrder".into(), order.into());
     }
     schema
+}
+
+/// The text of a string value.
+pub fn text(value: Value) -> Result<String, String> {
+    match value {
+        Value::String(s) => Ok(s),
+        _ => Err("must be a string".into()),
+    }
+}
+
+/// The text of a string value that may not be empty (null is how a value is left out).
+pub fn non_empty_text(value: Value) -> Result<String, String> {
+    match text(value)? {
+        s if s.is_empty() => Err("must not be empty (send null to leave it out)".into()),
+        s => Ok(s),
+    }
+}
+
+/// A whole number in `range`. JSON Schema's "integer" includes 22.0, so a whole float counts.
+pub fn whole_number(value: &Value, range: std::ops::RangeInclusive<u64>) -> Result<u64, String> {
+    let whole = value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    whole.filter(|n| range.contains(n)).ok_or_else(|| {
+        format!(
+            "must be an integer from {} to {}",
+            range.start(),
+            range.end()
+        )
+    })
+}
+
+/// The timeout of every operation of a connection (and of a whole connection test): 1 to
+/// [`MAX_TIMEOUT_SECS`] seconds; null or absent means [`DEFAULT_TIMEOUT_SECS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "Value")]
+#[schemars(inline, schema_with = "timeout_schema")]
+pub struct TimeoutSecs(u64);
+
+impl TimeoutSecs {
+    /// As a duration.
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(self.0)
+    }
+
+    /// The timeout a stored config names, read leniently (a stored config was validated when
+    /// saved), clamped to the allowed range.
+    pub fn of_stored(config: &ConnectorConfig) -> Duration {
+        let secs = config.get("timeout_secs").and_then(Value::as_u64);
+        Duration::from_secs(
+            secs.unwrap_or(DEFAULT_TIMEOUT_SECS)
+                .clamp(1, MAX_TIMEOUT_SECS),
+        )
+    }
+}
+
+impl Default for TimeoutSecs {
+    fn default() -> Self {
+        Self(DEFAULT_TIMEOUT_SECS)
+    }
+}
+
+impl TryFrom<Value> for TimeoutSecs {
+    type Error = String;
+
+    fn try_from(value: Value) -> Result<Self, String> {
+        if value.is_null() {
+            return Ok(Self::default());
+        }
+        whole_number(&value, 1..=MAX_TIMEOUT_SECS).map(Self)
+    }
+}
+
+fn timeout_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": MAX_TIMEOUT_SECS,
+        "default": DEFAULT_TIMEOUT_SECS,
+    })
+}
+
+/// What a checked text value must be: its check (which may normalise the text), the JSON
+/// Schema of the values the check accepts, and whether it is a secret.
+pub trait TextRule {
+    /// A secret is never empty, never shown (`writeOnly`) and `Debug` prints `[redacted]`.
+    const SECRET: bool = false;
+    /// The text as stored, or what is wrong with it.
+    fn check(text: String) -> Result<String, String>;
+    /// The schema of what [`TextRule::check`] accepts.
+    fn schema() -> Value;
+}
+
+/// A text value its rule accepted, stored as given (normalised). The text is wiped from
+/// memory when dropped, as secrets are.
+pub struct Text<R>(SecretString, PhantomData<fn() -> R>);
+
+impl<R> Text<R> {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        self.0.expose()
+    }
+
+    /// The text, as a secret to hand on.
+    pub fn secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+impl<R> Clone for Text<R> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone(), PhantomData)
+    }
+}
+
+impl<R: TextRule> std::fmt::Debug for Text<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if R::SECRET {
+            self.0.fmt(f)
+        } else {
+            self.as_str().fmt(f)
+        }
+    }
+}
+
+impl<'de, R: TextRule> Deserialize<'de> for Text<R> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        let given = if R::SECRET {
+            non_empty_text(value)
+        } else {
+            text(value)
+        };
+        given
+            .and_then(R::check)
+            .map(|t| Self(SecretString::new(t), PhantomData))
+            .map_err(D::Error::custom)
+    }
+}
+
+impl<R> Serialize for Text<R> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<R: TextRule> JsonSchema for Text<R> {
+    fn schema_name() -> Cow<'static, str> {
+        std::any::type_name::<R>().into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let mut schema = R::schema();
+        if let Some(fields) = schema.as_object_mut().filter(|_| R::SECRET) {
+            fields.insert("writeOnly".into(), true.into());
+        }
+        Schema::try_from(schema).unwrap_or_default()
+    }
+}
+
+/// A secret that is not empty: a password, a passphrase.
+pub struct Password;
+
+/// A [`Password`] rule's value.
+pub type SecretText = Text<Password>;
+
+impl TextRule for Password {
+    const SECRET: bool = true;
+
+    fn check(text: String) -> Result<String, String> {
+        Ok(text)
+    }
+
+    fn schema() -> Value {
+        serde_json::json!({ "type": "string", "minLength": 1 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::connectors::testing::cfg;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Sample {
+        name: String,
+        #[serde(default)]
+        timeout_secs: TimeoutSecs,
+        secret: Option<SecretText>,
+    }
+
+    #[test]
+    fn a_read_error_names_the_field_at_fault() {
+        let field = |value: Value| read::<Sample>(&cfg(value)).unwrap_err().field;
+        assert_eq!(field(json!({"timeout_secs": 5})), "name");
+        assert_eq!(field(json!({"name": "a", "colour": 1})), "colour");
+        assert_eq!(
+            field(json!({"name": "a", "timeout_secs": 0})),
+            "timeout_secs"
+        );
+        assert_eq!(
+            field(json!({"name": "a", "timeout_secs": "5"})),
+            "timeout_secs"
+        );
+        assert_eq!(field(json!({"name": "a", "secret": ""})), "secret");
+        let sample = read::<Sample>(&cfg(
+            json!({"name": "a", "timeout_secs": 30.0, "secret": null}),
+        ))
+        .unwrap();
+        assert_eq!(sample.timeout_secs.duration(), Duration::from_secs(30));
+        assert!(sample.secret.is_none());
+        let defaulted = read::<Sample>(&cfg(json!({"name": "a", "timeout_secs": null}))).unwrap();
+        assert_eq!(defaulted.timeout_secs, TimeoutSecs::default());
+    }
 }

@@ -330,7 +330,7 @@ pub trait Connector: Send + Sync + 'static {
     }
     /// The timeout for one test of this (validated) config: its `timeout_secs`.
     fn timeout(&self, config: &ConnectorConfig) -> Duration {
-        fields::timeout(config)
+        fields::TimeoutSecs::of_stored(config)
     }
     /// Rehearses an export without sending an order. Called through [`run_test`].
     async fn test_connection(

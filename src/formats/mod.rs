@@ -265,13 +265,7 @@ impl FormatConfig {
     pub fn schema() -> serde_json::Value {
         // Inlined: the value is embedded in each connector type's schema, where a `$ref` to
         // this document's `$defs` would point nowhere.
-        let mut schema = serde_json::to_value(
-            schemars::generate::SchemaSettings::draft2020_12()
-                .with(|s| s.inline_subschemas = true)
-                .into_generator()
-                .into_root_schema_for::<Self>(),
-        )
-        .unwrap_or_default();
+        let mut schema = crate::connectors::fields::schema_of::<Self>();
         if let Some(root) = schema.as_object_mut() {
             root.remove("$schema");
         }

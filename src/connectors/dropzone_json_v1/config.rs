@@ -1,28 +1,19 @@
-//! `DROPZONE_JSON_V1` config: parsing and validation, without I/O.
-//!
-//! The same parser reads submitted configs (then [`DropzoneConfig::to_config`] stores the
-//! normalised form) and stored ones (a stored config that no longer parses is
-//! `CONFIG_UNREADABLE`).
+//! `DROPZONE_JSON_V1` config: one typed struct, from which both the validation and the JSON
+//! Schema served to clients are derived; no I/O.
 
 use std::time::Duration;
 
-use ipnet::IpNet;
-use serde_json::{Map, Value, json};
+use schemars::{JsonSchema, Schema};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use crate::connectors::fields::{
-    integer_field, nullable, optional, required_string, secret_field, string_field, timeout_schema,
-    timeout_secs, titled,
+use super::parts::{
+    DropzonePath, Fingerprint, Host, Port, PrivateKey, Username, host_schema, path_schema,
 };
-use crate::connectors::network::{HostLiteral, embedded_ipv4, is_blocked, parse_host};
+use crate::connectors::fields::{self, SecretText, TimeoutSecs};
 use crate::connectors::transport::sftp::SftpTarget;
 use crate::connectors::{ConnectorConfig, ConnectorInfo, ValidationEnv};
-use crate::crypto::SecretString;
 use crate::domain::FieldError;
-
-/// Default SFTP port.
-pub const DEFAULT_PORT: u16 = 22;
-/// Longest accepted path.
-const MAX_PATH_LEN: usize = 1024;
 
 /// The type's names and field classes.
 pub static INFO: ConnectorInfo = ConnectorInfo {
@@ -36,18 +27,12 @@ pub static INFO: ConnectorInfo = ConnectorInfo {
     // A host key recorded on first use must not be forgotten just because an update did not
     // repeat it.
     sticky_fields: &["host_key_fingerprint"],
-    schema,
-    validate: |config, env| DropzoneConfig::parse(config, env).map(|c| c.to_config()),
+    schema: fields::schema_of::<DropzoneConfig>,
+    validate: |config, env| DropzoneConfig::validate(config, env).map(|c| c.to_config()),
 };
 
-const COMMON_FIELDS: &[&str] = &[
-    "mode",
-    "export_path",
-    "ack_path",
-    "atomic_write",
-    "timeout_secs",
-];
-const SFTP_FIELDS: &[&str] = &[
+/// The fields only sftp mode takes; in filesystem mode they may only be null.
+const SFTP_FIELDS: [&str; 7] = [
     "host",
     "port",
     "username",
@@ -57,458 +42,189 @@ const SFTP_FIELDS: &[&str] = &[
     "host_key_fingerprint",
 ];
 
-/// Where the dropzone is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the dropzone is: `sftp`, a remote SFTP server; `filesystem`, a folder under
+/// `DROPZONE_FS_ROOT/<org slug>/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// A remote SFTP server.
     Sftp,
-    /// A folder under `DROPZONE_FS_ROOT/<org slug>/`.
     Filesystem,
 }
 
-/// A validated `DROPZONE_JSON_V1` config.
-#[derive(Debug, Clone)]
+/// A `DROPZONE_JSON_V1` config: what a client sends, what is stored (normalised, defaults
+/// filled in) and what the connector reads. Field docs are the schema's descriptions.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "DROPZONE_JSON_V1",
+    description = "One JSON file per order in a folder the ERP's import job watches, on SFTP or a local/mounted filesystem.",
+    transform = one_variant_per_mode
+)]
 pub struct DropzoneConfig {
-    /// sftp or filesystem.
+    /// sftp: a folder on the ERP's SFTP server. filesystem: a folder under
+    /// DROPZONE_FS_ROOT/<org>/ on this server (local or mounted).
+    #[schemars(title = "Where the dropzone is", extend("propertyOrder" = 1))]
     pub mode: Mode,
-    /// Folder export files are written to.
-    pub export_path: String,
-    /// Folder the ERP writes acknowledgements to.
-    pub ack_path: Option<String>,
-    /// Write `<name>.tmp` and rename.
-    pub atomic_write: bool,
-    /// Per-operation timeout (and the whole connection test's).
-    pub timeout_secs: u64,
-    /// Present in sftp mode: where and how to connect (its timeout is `timeout_secs`).
-    pub sftp: Option<SftpTarget>,
-}
-
-fn has_control(text: &str) -> bool {
-    text.chars().any(char::is_control)
-}
-
-/// Invisible characters that make a path display differently from what it is: bidi overrides
-/// and isolates, zero-width characters, line and paragraph separators, the BOM.
-fn is_deceptive_format_char(c: char) -> bool {
-    matches!(c,
-        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
-        | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-}
-
-/// Normalises and checks a dropzone path. `/` separates segments; empty and `.` segments are
-/// dropped; `..`, NUL and other control characters are refused. Filesystem paths may be
-/// relative to the org folder (a leading `/` means that folder's root); SFTP paths must be
-/// absolute.
-pub fn normalize_path(
-    field: &str,
-    raw: &str,
-    must_be_absolute: bool,
-) -> Result<String, FieldError> {
-    if raw.is_empty() {
-        return Err(FieldError::new(field, "is required"));
-    }
-    if raw.chars().count() > MAX_PATH_LEN {
-        return Err(FieldError::new(field, "is too long (max 1024 characters)"));
-    }
-    if has_control(raw) {
-        return Err(FieldError::new(
-            field,
-            "must not contain control characters or NUL",
-        ));
-    }
-    if raw.chars().any(is_deceptive_format_char) {
-        return Err(FieldError::new(
-            field,
-            "must not contain invisible formatting characters (bidi overrides, zero-width, line separators)",
-        ));
-    }
-    if must_be_absolute && !raw.starts_with('/') {
-        return Err(FieldError::new(
-            field,
-            "must be an absolute path starting with /",
-        ));
-    }
-    let mut segments = Vec::new();
-    for segment in raw.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => return Err(FieldError::new(field, "must not contain '..' segments")),
-            s => segments.push(s),
-        }
-    }
-    Ok(format!("/{}", segments.join("/")))
-}
-
-/// A host name or IP literal: no scheme, port, user, path or brackets. A literal in a blocked
-/// network is refused in every spelling (`::`, `::ffff:127.0.0.1`, `127.1`, `0x7f.0.0.1`, …).
-/// Accepted literals are plain dotted-quad IPv4 or IPv6 that embeds no IPv4 address: other
-/// spellings of an address are refused rather than guessed at, so what is stored is what the
-/// document describes.
-fn validate_host(raw: &str, blocked: &[IpNet]) -> Result<String, FieldError> {
-    let bad_name = || {
-        FieldError::new(
-            "host",
-            "must be a plain host name or IP address (no scheme, port, path or brackets)",
-        )
-    };
-    let blocked_error = || {
-        FieldError::new(
-            "host",
-            "is in a blocked network (CONNECTOR_BLOCKED_NETWORKS)",
-        )
-    };
-    if raw.is_empty() || raw.chars().count() > 253 {
-        return Err(bad_name());
-    }
-    let name = match parse_host(raw) {
-        HostLiteral::Ip(ip) if is_blocked(ip, blocked) => return Err(blocked_error()),
-        HostLiteral::Ip(ip) => {
-            let canonical = raw.parse::<std::net::IpAddr>().ok() == Some(ip);
-            let embeds_v4 = matches!(ip, std::net::IpAddr::V6(v6) if embedded_ipv4(v6).is_some());
-            if !canonical {
-                return Err(FieldError::new(
-                    "host",
-                    "write IPv4 addresses as four decimal numbers (a.b.c.d) and IPv6 without brackets",
-                ));
-            }
-            if embeds_v4 {
-                return Err(FieldError::new(
-                    "host",
-                    "is an IPv6 form of an IPv4 address; give the IPv4 address itself",
-                ));
-            }
-            return Ok(ip.to_string());
-        }
-        HostLiteral::BadNumeric => return Err(bad_name()),
-        HostLiteral::Name(name) => name,
-    };
-    let labels = raw.strip_suffix('.').unwrap_or(raw);
-    let valid_name = !labels.is_empty()
-        && labels.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        });
-    if valid_name {
-        Ok(name)
-    } else {
-        Err(bad_name())
-    }
-}
-
-/// `SHA256:` followed by 43 unpadded base64 characters, as `ssh-keygen -lf` prints.
-fn validate_fingerprint(raw: &str) -> Result<String, FieldError> {
-    let body = raw.strip_prefix("SHA256:");
-    let ok = body.is_some_and(|b| {
-        b.len() == 43
-            && b.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
-    });
-    match body {
-        Some(b) if ok => Ok(format!("SHA256:{b}")),
-        _ => Err(FieldError::new(
-            "host_key_fingerprint",
-            "must look like SHA256:<43 base64 characters>, as `ssh-keygen -lf` prints",
-        )),
-    }
-}
-
-const KEY_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
-const KEY_END: &str = "-----END OPENSSH PRIVATE KEY-----";
-
-/// The OpenSSH armor: BEGIN line, base64 body, END line (the document's pattern).
-fn is_openssh_armored(key: &str) -> bool {
-    let Some(body) = key
-        .strip_prefix(KEY_BEGIN)
-        .and_then(|rest| rest.trim_end().strip_suffix(KEY_END))
-    else {
-        return false;
-    };
-    body.starts_with(['\n', '\r'])
-        && body.chars().any(|c| c.is_ascii_alphanumeric())
-        && body
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '\r' | '\n'))
-}
-
-/// The key must be an armored OpenSSH private key; an encrypted one needs the passphrase
-/// that opens it. A body that does not decode is left to the connection test (AUTH_FAILED
-/// "the private key cannot be read"): the save-time rule is the armor the document states.
-fn validate_private_key(
-    key: &SecretString,
-    passphrase: Option<&SecretString>,
-) -> Result<(), FieldError> {
-    if !is_openssh_armored(key.expose()) {
-        return Err(FieldError::new(
-            "private_key",
-            "is not an OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY-----)",
-        ));
-    }
-    match russh::keys::decode_secret_key(key.expose(), None) {
-        Err(russh::keys::Error::KeyIsEncrypted) => {
-            let Some(passphrase) = passphrase else {
-                return Err(FieldError::new(
-                    "private_key_passphrase",
-                    "is required: the private key is encrypted",
-                ));
-            };
-            russh::keys::decode_secret_key(key.expose(), Some(passphrase.expose()))
-                .map(|_| ())
-                .map_err(|_| {
-                    FieldError::new("private_key_passphrase", "does not decrypt the private key")
-                })
-        }
-        _ => Ok(()),
-    }
+    /// Folder for export files. sftp: absolute path on the server. filesystem: path inside the
+    /// org's folder under DROPZONE_FS_ROOT (a leading / means that folder's root). No '..'
+    /// segments, control or invisible formatting characters.
+    #[schemars(title = "Export folder", extend("propertyOrder" = 2))]
+    pub export_path: DropzonePath,
+    /// Folder the ERP writes ack_/error_ files to; polled when set.
+    #[schemars(title = "Acknowledgement folder", extend("propertyOrder" = 3))]
+    pub ack_path: Option<DropzonePath>,
+    /// Write <name>.tmp, then rename, so the ERP never sees a partial file.
+    #[schemars(title = "Write atomically", extend("propertyOrder" = 6, "default" = true))]
+    pub atomic_write: Option<bool>,
+    /// Timeout for each network operation and for a whole connection test.
+    #[serde(default)]
+    #[schemars(title = "Timeout (seconds)", extend("propertyOrder" = 7))]
+    pub timeout_secs: TimeoutSecs,
+    /// sftp: host name or IP literal (no scheme, port or brackets). An address in
+    /// CONNECTOR_BLOCKED_NETWORKS is refused.
+    #[schemars(title = "SFTP host", extend("propertyOrder" = 10))]
+    pub host: Option<Host>,
+    /// sftp: the server's port.
+    #[schemars(title = "SFTP port", extend("propertyOrder" = 11))]
+    pub port: Option<Port>,
+    /// sftp: the user to log in as.
+    #[schemars(title = "SFTP user name", extend("propertyOrder" = 12))]
+    pub username: Option<Username>,
+    /// Pinned server key as `ssh-keygen -lf` prints it. If unset, the first successful
+    /// connection records it (trust on first use); null resets it.
+    #[schemars(title = "Host key fingerprint", extend("propertyOrder" = 13))]
+    pub host_key_fingerprint: Option<Fingerprint>,
+    /// sftp: password (and/or private_key).
+    #[schemars(title = "Password", extend("propertyOrder" = 20))]
+    pub password: Option<SecretText>,
+    /// sftp: OpenSSH private key (PEM text); an encrypted key needs private_key_passphrase.
+    #[schemars(title = "Private key", extend("propertyOrder" = 21))]
+    pub private_key: Option<PrivateKey>,
+    /// sftp: passphrase of an encrypted private_key.
+    #[schemars(title = "Private key passphrase", extend("propertyOrder" = 22))]
+    pub private_key_passphrase: Option<SecretText>,
 }
 
 impl DropzoneConfig {
-    /// Parses and validates a config.
-    pub fn parse(config: &ConnectorConfig, env: &ValidationEnv) -> Result<Self, FieldError> {
-        let mode = match string_field(config, "mode")?.as_deref() {
-            Some("sftp") => Mode::Sftp,
-            Some("filesystem") => Mode::Filesystem,
-            Some(_) => {
-                return Err(FieldError::new(
-                    "mode",
-                    "must be \"sftp\" or \"filesystem\"",
-                ));
+    /// Reads a stored config: its fields and the rules of its mode. What depends on this
+    /// server's network policy applies when connecting; a key's passphrase was checked when
+    /// the config was saved (running the key derivation for every read would cost each export
+    /// a runtime thread's worth of hashing).
+    pub fn read(config: &ConnectorConfig) -> Result<Self, FieldError> {
+        let mut typed: Self = fields::read(config)?;
+        match typed.mode {
+            Mode::Filesystem => {
+                if let Some(field) = SFTP_FIELDS.into_iter().find(|f| config.has(f)) {
+                    return Err(FieldError::new(field, "is only allowed in sftp mode"));
+                }
             }
-            None => {
-                return Err(FieldError::new(
-                    "mode",
-                    "is required (\"sftp\" or \"filesystem\")",
-                ));
-            }
-        };
-        for field in config.fields().keys() {
-            let known = COMMON_FIELDS.contains(&field.as_str())
-                || (mode == Mode::Sftp && SFTP_FIELDS.contains(&field.as_str()));
-            // An sftp setting set to null in filesystem mode says "none"; anything else unknown
-            // is refused even when null, so a typo never passes unnoticed.
-            let harmless = SFTP_FIELDS.contains(&field.as_str()) && !config.has(field);
-            if !known && !harmless {
-                let why = if SFTP_FIELDS.contains(&field.as_str()) {
-                    "is only allowed in sftp mode"
-                } else {
-                    "is not a DROPZONE_JSON_V1 setting"
-                };
-                return Err(FieldError::new(field, why));
-            }
+            Mode::Sftp => typed.read_sftp()?,
         }
-        let absolute = mode == Mode::Sftp;
-        let export_path = normalize_path(
-            "export_path",
-            &string_field(config, "export_path")?.unwrap_or_default(),
-            absolute,
-        )?;
-        let ack_path = string_field(config, "ack_path")?
-            .map(|p| normalize_path("ack_path", &p, absolute))
-            .transpose()?;
-        let atomic_write = match optional(config, "atomic_write") {
-            None => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(FieldError::new("atomic_write", "must be true or false")),
-        };
-        let timeout_secs = timeout_secs(config)?;
-        let sftp = match mode {
-            Mode::Filesystem => None,
-            Mode::Sftp => Some(Self::parse_sftp(config, env, timeout_secs)?),
-        };
-        Ok(Self {
-            mode,
-            export_path,
-            ack_path,
-            atomic_write,
-            timeout_secs,
-            sftp,
-        })
+        typed.atomic_write.get_or_insert(true);
+        Ok(typed)
     }
 
-    fn parse_sftp(
-        config: &ConnectorConfig,
-        env: &ValidationEnv,
-        timeout_secs: u64,
-    ) -> Result<SftpTarget, FieldError> {
-        let host = validate_host(
-            &string_field(config, "host")?.unwrap_or_default(),
-            &env.blocked_networks,
-        )?;
-        let port = integer_field(config, "port", 1..=65535)?
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(DEFAULT_PORT);
-        let username = required_string(config, "username")?;
-        if has_control(&username) || username.chars().count() > 255 {
+    fn read_sftp(&mut self) -> Result<(), FieldError> {
+        self.export_path.require_absolute("export_path")?;
+        if let Some(ack_path) = &self.ack_path {
+            ack_path.require_absolute("ack_path")?;
+        }
+        if self.host.is_none() {
+            return Err(FieldError::new("host", "is required"));
+        }
+        if self.username.is_none() {
+            return Err(FieldError::new("username", "is required"));
+        }
+        if self.password.is_none() && self.private_key.is_none() {
             return Err(FieldError::new(
-                "username",
-                "must be at most 255 printable characters",
+                "password",
+                "sftp needs a password or a private_key",
             ));
         }
-        let password = secret_field(config, "password")?;
-        let private_key = secret_field(config, "private_key")?;
-        let private_key_passphrase = secret_field(config, "private_key_passphrase")?;
-        match (&password, &private_key) {
-            (None, None) => {
-                return Err(FieldError::new(
-                    "password",
-                    "sftp needs a password or a private_key",
-                ));
-            }
-            (_, Some(key)) => validate_private_key(key, private_key_passphrase.as_ref())?,
-            _ => {}
+        self.port.get_or_insert_default();
+        Ok(())
+    }
+
+    /// Checks a submitted config and returns it normalised: also that an address literal is
+    /// not in a blocked network and that the passphrase opens an encrypted key.
+    pub fn validate(config: &ConnectorConfig, env: &ValidationEnv) -> Result<Self, FieldError> {
+        let typed = Self::read(config)?;
+        if let Some(host) = &typed.host {
+            host.require_allowed(&env.blocked_networks)?;
         }
-        let host_key_fingerprint = string_field(config, "host_key_fingerprint")?
-            .map(|f| validate_fingerprint(&f))
-            .transpose()?;
-        Ok(SftpTarget {
-            host,
-            port,
-            username,
-            password,
-            private_key,
-            private_key_passphrase,
-            host_key_fingerprint,
-            timeout: Duration::from_secs(timeout_secs),
+        if let Some(key) = &typed.private_key {
+            key.require_opens(
+                typed
+                    .private_key_passphrase
+                    .as_ref()
+                    .map(SecretText::secret),
+            )?;
+        }
+        Ok(typed)
+    }
+
+    /// The normalised config to store (defaults filled in, absent optionals left out).
+    pub fn to_config(&self) -> ConnectorConfig {
+        ConnectorConfig::from_typed(self)
+    }
+
+    /// Whether files are written under a temporary name and renamed.
+    pub fn atomic_write(&self) -> bool {
+        self.atomic_write.unwrap_or(true)
+    }
+
+    /// The per-operation timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout_secs.duration()
+    }
+
+    /// Where and how to connect, in sftp mode.
+    pub fn sftp_target(&self) -> Option<SftpTarget> {
+        if self.mode != Mode::Sftp {
+            return None;
+        }
+        Some(SftpTarget {
+            host: self.host.as_ref()?.as_str().to_owned(),
+            port: self.port.unwrap_or_default().get(),
+            username: self.username.as_ref()?.as_str().to_owned(),
+            password: self.password.as_ref().map(|p| p.secret().clone()),
+            private_key: self.private_key.as_ref().map(|k| k.secret().clone()),
+            private_key_passphrase: self
+                .private_key_passphrase
+                .as_ref()
+                .map(|p| p.secret().clone()),
+            host_key_fingerprint: self
+                .host_key_fingerprint
+                .as_ref()
+                .map(|f| f.as_str().to_owned()),
+            timeout: self.timeout(),
         })
     }
-
-    /// The normalised config to store (defaults filled in, absent optionals omitted).
-    pub fn to_config(&self) -> ConnectorConfig {
-        let mut map = Map::new();
-        let mode = match self.mode {
-            Mode::Sftp => "sftp",
-            Mode::Filesystem => "filesystem",
-        };
-        map.insert("mode".into(), json!(mode));
-        map.insert("export_path".into(), json!(self.export_path));
-        if let Some(ack) = &self.ack_path {
-            map.insert("ack_path".into(), json!(ack));
-        }
-        map.insert("atomic_write".into(), json!(self.atomic_write));
-        map.insert("timeout_secs".into(), json!(self.timeout_secs));
-        if let Some(sftp) = &self.sftp {
-            map.insert("host".into(), json!(sftp.host));
-            map.insert("port".into(), json!(sftp.port));
-            map.insert("username".into(), json!(sftp.username));
-            let secrets = [
-                ("password", &sftp.password),
-                ("private_key", &sftp.private_key),
-                ("private_key_passphrase", &sftp.private_key_passphrase),
-            ];
-            for (name, value) in secrets {
-                if let Some(secret) = value {
-                    map.insert(name.into(), json!(secret.expose()));
-                }
-            }
-            if let Some(fp) = &sftp.host_key_fingerprint {
-                map.insert("host_key_fingerprint".into(), json!(fp));
-            }
-        }
-        ConnectorConfig::new(map)
-    }
 }
 
-/// A character allowed in a path segment: no `/`, no control character, no invisible
-/// formatting character (the same set [`normalize_path`] refuses).
-const PATH_CHAR: &str =
-    r"[^/\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]";
-const PATH_CHAR_NO_DOT: &str =
-    r"[^./\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]";
-
-/// A path as [`normalize_path`] accepts it: segments between slashes, none of them `..`.
-fn path_pattern(absolute: bool) -> String {
-    let segment = format!(
-        r"(?:\.|\.\.{c}+|\.{d}{c}*|{d}{c}*)",
-        c = PATH_CHAR,
-        d = PATH_CHAR_NO_DOT
-    );
-    let lead = if absolute { "/+" } else { "/*" };
-    format!("^{lead}(?:{segment}/+)*(?:{segment})?$")
-}
-
-/// A DNS name with at least one label that does not start with a digit (all-numeric names are
-/// read as addresses, as resolvers do).
-const NAME_PATTERN: &str = r"^(?:[A-Za-z0-9_][A-Za-z0-9_-]{0,62}\.)*[A-Za-z_][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?$";
-/// A dotted-quad IPv4 address without leading zeros.
-const IPV4_PATTERN: &str = r"^(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$";
-/// The default blocked IPv4 networks (loopback, this network, link-local, Alibaba metadata).
-const BLOCKED_V4_PATTERN: &str = r"^(?:0|127)\.|^169\.254\.|^100\.100\.100\.200$";
-/// The default blocked IPv6 addresses, and the forms that embed an IPv4 address (refused as
-/// literals: give the IPv4 address itself).
-const BLOCKED_V6_PATTERN: &str =
-    r"^::|^[fF][eE][89aAbB]|^64:[fF][fF]9[bB]:|^2002:|^[fF][dD]00:[eE][cC]2::254$";
-
-/// The config's JSON Schema (served by `GET /connectors/types`, and the request body of
-/// `POST /connectors/dropzone-json-v1` in the OpenAPI document). It states every rule the
-/// validation applies, save the ones that depend on this server: the configured blocked
-/// networks (the patterns exclude the defaults) and symlinks on disk.
-pub fn schema() -> Value {
-    let path = json!({ "type": "string", "minLength": 1, "maxLength": 1024, "pattern": path_pattern(false) });
-    let sftp_path = json!({ "type": "string", "minLength": 1, "maxLength": 1024, "pattern": path_pattern(true) });
-    let host = json!({
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 253,
-        "description": "sftp: host name or IP literal (no scheme, port or brackets). An address in CONNECTOR_BLOCKED_NETWORKS is refused.",
-        "anyOf": [
-            { "pattern": NAME_PATTERN },
-            { "pattern": IPV4_PATTERN, "not": { "pattern": BLOCKED_V4_PATTERN } },
-            { "format": "ipv6", "pattern": "^[0-9A-Fa-f:]+$", "not": { "pattern": BLOCKED_V6_PATTERN } }
-        ]
-    });
-    let secret = |description: &str| {
-        json!({ "anyOf": [
-            { "type": "string", "minLength": 1, "writeOnly": true },
-            { "type": "null" }
-        ], "writeOnly": true, "description": description })
-    };
-    let private_key = json!({ "anyOf": [
-        { "type": "string", "writeOnly": true,
-          "pattern": r"^-----BEGIN OPENSSH PRIVATE KEY-----[\r\n][A-Za-z0-9+/=\r\n]*[A-Za-z0-9][A-Za-z0-9+/=\r\n]*-----END OPENSSH PRIVATE KEY-----\s*$" },
-        { "type": "null" }
-    ], "writeOnly": true, "description": "sftp: OpenSSH private key (PEM text); an encrypted key needs private_key_passphrase." });
+/// One variant per mode, each stating its own rules (no if/then: generators that read the
+/// schema, such as Schemathesis, handle oneOf but not conditionals): in filesystem mode the
+/// sftp fields are null; in sftp mode the host and user are required, with a password or a
+/// key, and paths are absolute.
+fn one_variant_per_mode(schema: &mut Schema) {
     let none = json!({ "type": "null" });
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "DROPZONE_JSON_V1",
-        "description": "One JSON file per order in a folder the ERP's import job watches, on SFTP or a local/mounted filesystem.",
-        "type": "object",
-        "additionalProperties": false,
-        "required": ["mode", "export_path"],
-        "properties": {
-            "mode": { "title": "Where the dropzone is", "propertyOrder": 1, "enum": ["sftp", "filesystem"], "description": "sftp: a folder on the ERP's SFTP server. filesystem: a folder under DROPZONE_FS_ROOT/<org>/ on this server (local or mounted)." },
-            "export_path": { "title": "Export folder", "propertyOrder": 2, "allOf": [path], "description": "Folder for export files. sftp: absolute path on the server. filesystem: path inside the org's folder under DROPZONE_FS_ROOT (a leading / means that folder's root). No '..' segments, control or invisible formatting characters." },
-            "ack_path": { "title": "Acknowledgement folder", "propertyOrder": 3, "anyOf": [path, none], "description": "Folder the ERP writes ack_/error_ files to; polled when set." },
-            "atomic_write": { "title": "Write atomically", "propertyOrder": 6, "type": ["boolean", "null"], "default": true, "description": "Write <name>.tmp, then rename, so the ERP never sees a partial file." },
-            "timeout_secs": timeout_schema("Timeout for each network operation and for a whole connection test."),
-            "host": titled(nullable(host.clone()), "SFTP host", 10),
-            "port": { "title": "SFTP port", "propertyOrder": 11, "type": ["integer", "null"], "minimum": 1, "maximum": 65535, "default": 22 },
-            "username": titled(nullable(json!({ "type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[^\u0000-\u001f\u007f-\u009f]+$" })), "SFTP user name", 12),
-            "password": titled(secret("sftp: password (and/or private_key)."), "Password", 20),
-            "private_key": titled(private_key, "Private key", 21),
-            "private_key_passphrase": titled(secret("sftp: passphrase of an encrypted private_key."), "Private key passphrase", 22),
-            "host_key_fingerprint": { "title": "Host key fingerprint", "propertyOrder": 13, "type": ["string", "null"], "pattern": "^SHA256:[A-Za-z0-9+/]{43}$", "description": "Pinned server key as `ssh-keygen -lf` prints it. If unset, the first successful connection records it (trust on first use); null resets it." }
-        },
-        // One variant per mode, each stating its own rules (no if/then: generators that read
-        // this document, such as Schemathesis, handle oneOf but not conditionals).
-        "oneOf": [
-            {
-                "properties": {
-                    "mode": { "const": "filesystem" },
-                    "host": none, "port": none, "username": none, "password": none,
-                    "private_key": none, "private_key_passphrase": none, "host_key_fingerprint": none
-                }
-            },
+    let filesystem: serde_json::Map<_, _> = SFTP_FIELDS
+        .iter()
+        .map(|f| ((*f).to_owned(), none.clone()))
+        .chain([("mode".to_owned(), json!({ "const": "filesystem" }))])
+        .collect();
+    let sftp_path = path_schema(true);
+    schema.insert(
+        "oneOf".into(),
+        json!([
+            { "properties": filesystem },
             {
                 "required": ["host", "username"],
                 "properties": {
                     "mode": { "const": "sftp" },
                     "export_path": sftp_path,
                     "ack_path": { "anyOf": [sftp_path, none] },
-                    "host": host,
+                    "host": host_schema(),
                     "username": { "type": "string" }
                 },
                 "anyOf": [
@@ -516,14 +232,15 @@ pub fn schema() -> Value {
                     { "required": ["private_key"], "properties": { "private_key": { "type": "string" } } }
                 ]
             }
-        ]
-    })
+        ]),
+    );
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use serde_json::Value;
 
+    use super::*;
     use crate::connectors::testing::cfg;
 
     fn env() -> ValidationEnv {
@@ -531,21 +248,21 @@ mod tests {
     }
 
     fn field_of(value: Value) -> String {
-        DropzoneConfig::parse(&cfg(value), &env())
+        DropzoneConfig::validate(&cfg(value), &env())
             .unwrap_err()
             .field
     }
 
     #[test]
     fn filesystem_defaults_are_filled_in() {
-        let parsed = DropzoneConfig::parse(
+        let parsed = DropzoneConfig::validate(
             &cfg(json!({"mode": "filesystem", "export_path": "import//orders/"})),
             &env(),
         )
         .unwrap();
-        assert_eq!(parsed.export_path, "/import/orders");
-        assert!(parsed.atomic_write);
-        assert_eq!(parsed.timeout_secs, 10);
+        assert_eq!(parsed.export_path.as_str(), "/import/orders");
+        assert!(parsed.atomic_write());
+        assert_eq!(parsed.timeout(), Duration::from_secs(10));
         let stored = parsed.to_config();
         assert_eq!(stored.get("atomic_write"), Some(&json!(true)));
         assert!(stored.get("host").is_none());
@@ -714,11 +431,11 @@ mod tests {
     fn the_schema_and_the_validation_agree() {
         let validator = jsonschema::options()
             .should_validate_formats(true)
-            .build(&schema())
+            .build(&fields::schema_of::<DropzoneConfig>())
             .unwrap();
         for case in agreement_cases() {
             let by_schema = validator.is_valid(&case);
-            let by_code = DropzoneConfig::parse(&cfg(case.clone()), &env()).is_ok();
+            let by_code = DropzoneConfig::validate(&cfg(case.clone()), &env()).is_ok();
             assert_eq!(
                 by_schema, by_code,
                 "schema {by_schema}, validation {by_code}: {case}"
@@ -756,15 +473,37 @@ mod tests {
         assert_eq!(field_of(odd), "host");
     }
 
+    /// Saving checks that the passphrase opens an encrypted key; reading a stored config does
+    /// not run the key derivation again (each export reads its config).
+    #[test]
+    fn the_passphrase_is_checked_when_saving_and_not_on_every_read() {
+        // A throwaway ed25519 key made for this test with
+        // `ssh-keygen -t ed25519 -N "right passphrase"`; it opens nothing anywhere.
+        let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABAEdZYabA\ncHvwcTCgveq9yZAAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAICVlqPcAC6SFWHPC\nxTOKYM/5HiEipqArTNPd3ABC6jK3AAAAkKN0pM1w8I/139Kg+5Eqbep6rJ8e0RBcw34kYR\nlAtALLaO88yXIcmAvoKmruOGYovIfIYzRuFSBjj8AR4atZH2chbNlxd1IK7zfeRrbMNz8t\n30oFgkbNeGzmqSrIKhGaPQ9MLfmmwugWZCYOUqpW7Agnusl/8Cg3LTUxOwa4fbDi4nyIHe\nBobeViS9PmDOn9pw==\n-----END OPENSSH PRIVATE KEY-----\n";
+        let with = |passphrase: Value| {
+            cfg(
+                json!({"mode": "sftp", "export_path": "/in", "host": "sftp.example.com",
+                       "username": "u", "private_key": pem, "private_key_passphrase": passphrase}),
+            )
+        };
+        assert!(DropzoneConfig::validate(&with(json!("right passphrase")), &env()).is_ok());
+        for wrong in [json!("wrong"), Value::Null] {
+            let config = with(wrong);
+            let err = DropzoneConfig::validate(&config, &env()).unwrap_err();
+            assert_eq!(err.field, "private_key_passphrase");
+            assert!(DropzoneConfig::read(&config).is_ok());
+        }
+    }
+
     #[test]
     fn sftp_config_normalises_and_keeps_secrets() {
         let fp = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
-        let parsed = DropzoneConfig::parse(
+        let parsed = DropzoneConfig::validate(
             &cfg(json!({"mode": "sftp", "export_path": "/in/", "host": "SFTP.Example.com", "username": "u", "password": "pw", "host_key_fingerprint": fp})),
             &env(),
         )
         .unwrap();
-        let sftp = parsed.sftp.as_ref().unwrap();
+        let sftp = parsed.sftp_target().unwrap();
         assert_eq!((sftp.host.as_str(), sftp.port), ("sftp.example.com", 22));
         assert_eq!(sftp.host_key_fingerprint.as_deref(), Some(fp));
         let stored = parsed.to_config();

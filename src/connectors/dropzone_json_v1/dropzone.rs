@@ -108,7 +108,7 @@ pub async fn rehearse(
         &config.export_path,
         &name,
         &bytes,
-        config.atomic_write,
+        config.atomic_write(),
     )
     .await?;
     transport.delete(&published.path).await?;

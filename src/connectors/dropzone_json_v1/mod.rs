@@ -1,14 +1,14 @@
 //! `DROPZONE_JSON_V1`: one JSON file per order in a folder the ERP's import job watches, on an
 //! SFTP server or a local/mounted filesystem; acknowledgements are read back from `ack_path`.
 //!
-//! - `config`: the settings and their validation (pure).
+//! - `config`: the settings, their validation and their schema, derived from one struct (pure).
+//! - `parts`: the validated values the settings are made of (paths, host, port, key, …).
 //! - `dropzone`: publish-exactly-once and the connection test, over any transport.
 
 pub mod acks;
 pub mod config;
 pub mod dropzone;
-
-use std::time::Duration;
+pub mod parts;
 
 use async_trait::async_trait;
 
@@ -18,7 +18,7 @@ use super::transport::filesystem::{FilesystemTransport, check_confined};
 use super::transport::sftp::SftpTransport;
 use super::{
     AckInbox, ConnectorConfig, ConnectorContext, ConnectorError, Delivered, Delivery, ErrorCode,
-    Learned, ValidationEnv,
+    Learned,
 };
 use crate::domain::FieldError;
 
@@ -30,7 +30,7 @@ pub struct DropzoneJsonV1;
 /// The network policy is not applied here but when connecting, so a host that became blocked
 /// after the config was saved is `HOST_BLOCKED`, not an unreadable config.
 fn parse(config: &ConnectorConfig) -> Result<DropzoneConfig, ConnectorError> {
-    DropzoneConfig::parse(config, &ValidationEnv::default())
+    DropzoneConfig::read(config)
         .map_err(|e| ConnectorError::with_detail(ErrorCode::ConfigUnreadable, e))
 }
 
@@ -49,16 +49,14 @@ impl DropzoneTransport {
         config: &DropzoneConfig,
         pooled: bool,
     ) -> Result<Self, ConnectorError> {
-        let Some(sftp) = config.sftp.as_ref().filter(|_| config.mode == Mode::Sftp) else {
+        let Some(target) = config.sftp_target() else {
             let root = &ctx.env.dropzone_fs_root;
             let slug = ctx.org_slug.as_str();
             let lane = ctx.env.fs_lanes.of(slug);
-            let timeout = Duration::from_secs(config.timeout_secs);
             return Ok(Self::Filesystem(
-                FilesystemTransport::open(root, slug, lane, timeout).await?,
+                FilesystemTransport::open(root, slug, lane, config.timeout()).await?,
             ));
         };
-        let target = sftp.clone();
         let key = if pooled { ctx.connection } else { None };
         let pool = ctx.env.sftp_pool.clone();
         Ok(Self::Sftp(Box::new(SftpTransport::new(
@@ -108,7 +106,7 @@ impl super::Connector for DropzoneJsonV1 {
         ctx: &ConnectorContext,
         config: &ConnectorConfig,
     ) -> Result<(), FieldError> {
-        let parsed = DropzoneConfig::parse(config, &ctx.env.validation())?;
+        let parsed = DropzoneConfig::validate(config, &ctx.env.validation())?;
         if parsed.mode != Mode::Filesystem {
             return Ok(());
         }
@@ -144,7 +142,7 @@ impl super::Connector for DropzoneJsonV1 {
         config: &ConnectorConfig,
     ) -> Result<Option<Box<dyn AckInbox>>, ConnectorError> {
         let parsed = parse(config)?;
-        let Some(ack_path) = parsed.ack_path.clone() else {
+        let Some(ack_path) = parsed.ack_path.as_ref().map(|p| p.as_str().to_owned()) else {
             return Ok(None);
         };
         let transport = DropzoneTransport::open(ctx, &parsed, true).await?;
@@ -166,7 +164,7 @@ impl super::Connector for DropzoneJsonV1 {
             &parsed.export_path,
             delivery.file_name,
             &delivery.content.bytes,
-            parsed.atomic_write,
+            parsed.atomic_write(),
         )
         .await
         .map_err(|e| after_failure(ctx, e))?;

@@ -102,14 +102,14 @@ fn build(config: &HttpConfig, blocked: &[IpNet]) -> Result<reqwest::Client, Conn
         .tls_info(true)
         .user_agent(concat!("OrderFlow-Connect/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &config.ca_certificate_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+        let certs = reqwest::Certificate::from_pem_bundle(ca.as_str().as_bytes())
             .map_err(|_| unreadable("ca_certificate_pem"))?;
         builder = builder.tls_certs_only(certs);
     }
     if let (Some(cert), Some(key)) = (&config.client_certificate_pem, &config.client_key_pem) {
-        let mut pem = zeroize::Zeroizing::new(cert.clone().into_bytes());
+        let mut pem = zeroize::Zeroizing::new(cert.as_str().as_bytes().to_vec());
         pem.push(b'\n');
-        pem.extend_from_slice(key.expose().as_bytes());
+        pem.extend_from_slice(key.secret().expose().as_bytes());
         let identity =
             reqwest::Identity::from_pem(&pem).map_err(|_| unreadable("client_key_pem"))?;
         builder = builder.identity(identity);
@@ -319,7 +319,7 @@ pub fn signed_headers(
 ) -> Result<HeaderMap, ConnectorError> {
     let bad = |what: &str| ConnectorError::with_detail(ErrorCode::ConfigUnreadable, what);
     let mut headers = HeaderMap::new();
-    for (name, value) in &config.headers {
+    for (name, value) in config.headers() {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("headers"))?;
         let mut value = HeaderValue::from_str(value.expose()).map_err(|_| bad("headers"))?;
         value.set_sensitive(true);

@@ -2,12 +2,14 @@
 //! signed per Standard Webhooks; the ERP acknowledges in its response, by calling us back, or
 //! not at all.
 //!
-//! - `config`: the settings and their validation (pure).
+//! - `config`: the settings, their validation and their schema, derived from one struct (pure).
+//! - `parts`: the validated values the settings are made of (URL, secret, headers, PEM, …).
 //! - `signing`: Standard Webhooks signatures, for deliveries and callbacks.
 //! - `client`: pooled HTTPS clients with the network policy, and HTTP outcomes as error codes.
 
 pub mod client;
 pub mod config;
+pub mod parts;
 pub mod signing;
 
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use self::client::{ClientPool, check_target, post, signed_headers};
 use self::config::{AckMode, HttpConfig, generate_secret, secret_key};
 use super::{
     CallbackRefused, ConnectorConfig, ConnectorContext, ConnectorError, Delivered, Delivery,
-    ErrorCode, Learned, ValidationEnv, VerifiedCallback,
+    ErrorCode, Learned, VerifiedCallback,
 };
 use crate::crypto::SecretBytes;
 use crate::domain::ack::{AckOutcome, identifier_value};
@@ -32,11 +34,7 @@ pub struct HttpJsonV1 {
 
 /// Re-reads a stored config (the network policy applies when connecting).
 fn parse(config: &ConnectorConfig) -> Result<HttpConfig, ConnectorError> {
-    let env = ValidationEnv {
-        blocked_networks: Vec::new(),
-        allow_plain_http: true,
-    };
-    HttpConfig::parse(config, &env)
+    HttpConfig::read(config)
         .map_err(|e| ConnectorError::with_detail(ErrorCode::ConfigUnreadable, e))
 }
 
@@ -44,7 +42,7 @@ fn signing_key(config: &HttpConfig) -> Result<SecretBytes, ConnectorError> {
     config
         .signing_secret
         .as_ref()
-        .and_then(|s| secret_key(s.expose()))
+        .and_then(|s| secret_key(s.secret().expose()))
         .ok_or_else(|| {
             ConnectorError::with_detail(ErrorCode::ConfigUnreadable, "no signing_secret")
         })
@@ -86,7 +84,7 @@ impl HttpJsonV1 {
             self.clients
                 .prepared(key, || parse(config), &ctx.env.blocked_networks)?;
         check_target(
-            &parsed.url,
+            parsed.url.url(),
             &ctx.env.blocked_networks,
             ctx.env.allow_plain_http,
         )?;
@@ -100,7 +98,7 @@ impl HttpJsonV1 {
             &body,
             content_type,
         )?;
-        let answer = post(&client, &parsed.url, headers, body).await?;
+        let answer = post(&client, parsed.url.url(), headers, body).await?;
         Ok((parsed, answer))
     }
 }
@@ -177,9 +175,9 @@ impl super::Connector for HttpJsonV1 {
                 true,
             )
             .await?;
-        let ack = match (parsed.ack_mode, &parsed.erp_order_id_pointer) {
+        let ack = match (parsed.ack_mode(), &parsed.erp_order_id_pointer) {
             (AckMode::Response, Some(pointer)) => {
-                order_number(&answer.body, pointer).map(|erp_order_id| AckOutcome::Acked {
+                order_number(&answer.body, pointer.as_str()).map(|erp_order_id| AckOutcome::Acked {
                     erp_order_id: Some(erp_order_id),
                     processed_at: None,
                 })
@@ -187,7 +185,7 @@ impl super::Connector for HttpJsonV1 {
             _ => None,
         };
         // Where it went, without a query (which may carry a token the ERP asked for).
-        let mut destination = parsed.url.clone();
+        let mut destination = parsed.url.url().clone();
         destination.set_query(None);
         Ok(Delivered {
             dropzone_path: destination.to_string(),
@@ -205,7 +203,7 @@ impl super::Connector for HttpJsonV1 {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<VerifiedCallback, CallbackRefused> {
         let parsed = parse(config).map_err(|_| CallbackRefused::NotAccepted)?;
-        if parsed.ack_mode != AckMode::Callback {
+        if parsed.ack_mode() != AckMode::Callback {
             return Err(CallbackRefused::NotAccepted);
         }
         let key = signing_key(&parsed).map_err(|_| CallbackRefused::NotAccepted)?;

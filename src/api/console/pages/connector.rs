@@ -69,11 +69,12 @@ fn multiline(name: &str) -> bool {
 
 /// Whether a property takes a JSON object (typed into the form as JSON text).
 fn takes_object(prop: &Value) -> bool {
-    ["anyOf", "oneOf"].iter().any(|k| {
-        prop[*k]
-            .as_array()
-            .is_some_and(|v| v.iter().any(|alt| alt["type"] == "object"))
-    })
+    types(prop).contains(&"object")
+        || ["anyOf", "oneOf"].iter().any(|k| {
+            prop[*k]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|alt| alt["type"] == "object"))
+        })
 }
 
 /// One field of a generated form.
