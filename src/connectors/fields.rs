@@ -4,10 +4,9 @@
 //! out) and states its own JSON Schema from the same constants, so a config struct made of
 //! parts derives both its validation and its schema: a new field is one edit.
 
-use std::time::Duration;
-
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{DeserializeOwned, Error as _, IntoDeserializer};

@@ -106,7 +106,8 @@ impl super::Connector for DropzoneJsonV1 {
         ctx: &ConnectorContext,
         config: &ConnectorConfig,
     ) -> Result<(), FieldError> {
-        let parsed = DropzoneConfig::validate(config, &ctx.env.validation())?;
+        // Called after the config was validated: only the folders on disk are left to check.
+        let parsed = DropzoneConfig::read(config)?;
         if parsed.mode != Mode::Filesystem {
             return Ok(());
         }
