@@ -139,7 +139,18 @@ impl TestSftpServer {
         if let Some(key) = host_key {
             self.host_key = key;
         }
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        // The stopped server's listener may take a moment to close; the port stays ours.
+        let mut attempts = 0;
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => break listener,
+                Err(_) if attempts < 100 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("port {} did not come free: {e}", self.port),
+            }
+        };
         self.run(listener).await;
     }
 }
