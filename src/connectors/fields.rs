@@ -30,24 +30,22 @@ pub fn read<T: DeserializeOwned>(config: &ConnectorConfig) -> Result<T, FieldErr
     })
 }
 
-/// A read error as the field it is about and what is wrong with it. Unknown and missing
-/// fields are reported by serde at the top level, naming the field in the message.
+/// A read error as the field it is about and what is wrong with it. Serde names unknown and
+/// missing fields in its message; the message then says it in the words of the other errors.
 fn field_error(path: &str, message: String) -> FieldError {
     let named = |prefix: &str| {
         let rest = message.strip_prefix(prefix)?;
         let (name, after) = rest.split_once('`')?;
         Some((name.to_owned(), after.trim_start_matches(", ").to_owned()))
     };
-    if path == "." {
-        if let Some((name, expected)) = named("unknown field `") {
-            return FieldError::new(
-                name,
-                format!("is not a setting of this connector type; {expected}"),
-            );
-        }
-        if let Some((name, _)) = named("missing field `") {
-            return FieldError::new(name, "is required");
-        }
+    if let Some((name, expected)) = named("unknown field `") {
+        return FieldError::new(
+            name,
+            format!("is not a setting of this connector type; {expected}"),
+        );
+    }
+    if let Some((name, _)) = named("missing field `") {
+        return FieldError::new(name, "is required");
     }
     FieldError::new(path, message)
 }
@@ -296,6 +294,17 @@ mod tests {
         let field = |value: Value| read::<Sample>(&cfg(value)).unwrap_err().field;
         assert_eq!(field(json!({"timeout_secs": 5})), "name");
         assert_eq!(field(json!({"name": "a", "colour": 1})), "colour");
+        let unknown = read::<Sample>(&cfg(json!({"name": "a", "colour": 1}))).unwrap_err();
+        assert!(
+            unknown.message.starts_with("is not a setting"),
+            "{}",
+            unknown.message
+        );
+        let missing = read::<Sample>(&cfg(json!({}))).unwrap_err();
+        assert_eq!(
+            (missing.field.as_str(), missing.message.as_str()),
+            ("name", "is required")
+        );
         assert_eq!(
             field(json!({"name": "a", "timeout_secs": 0})),
             "timeout_secs"
