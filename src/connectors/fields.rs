@@ -177,6 +177,10 @@ fn timeout_schema(_: &mut SchemaGenerator) -> Schema {
 pub trait TextRule {
     /// A secret is never empty, never shown (`writeOnly`) and `Debug` prints `[redacted]`.
     const SECRET: bool = false;
+    /// Whether empty text is refused before [`TextRule::check`] sees it, with the one message
+    /// that tells a client null is how a value is left out. Rules whose empty text deserves
+    /// a message of its own (a host, a user name) leave it to their check.
+    const NOT_EMPTY: bool = Self::SECRET;
     /// The text as stored, or what is wrong with it.
     fn check(text: String) -> Result<String, String>;
     /// The schema of what [`TextRule::check`] accepts.
@@ -218,7 +222,7 @@ impl<R: TextRule> std::fmt::Debug for Text<R> {
 impl<'de, R: TextRule> Deserialize<'de> for Text<R> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
-        let given = if R::SECRET {
+        let given = if R::NOT_EMPTY {
             non_empty_text(value)
         } else {
             text(value)

@@ -207,6 +207,27 @@ mod tests {
     }
 
     #[test]
+    fn empty_text_is_told_that_null_leaves_a_value_out() {
+        for field in [
+            "erp_order_id_pointer",
+            "ca_certificate_pem",
+            "client_certificate_pem",
+            "client_key_pem",
+            "signing_secret",
+        ] {
+            let err = HttpConfig::validate(
+                &cfg(json!({"url": "https://e.example", field: ""})),
+                &env(false),
+            )
+            .unwrap_err();
+            assert_eq!(
+                (err.field.as_str(), err.message.as_str()),
+                (field, "must not be empty (send null to leave it out)")
+            );
+        }
+    }
+
+    #[test]
     fn invalid_configs_name_the_field() {
         for (value, field) in [
             (json!({}), "url"),

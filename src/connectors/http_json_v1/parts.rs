@@ -220,9 +220,6 @@ fn headers_schema(_: &mut SchemaGenerator) -> Schema {
 
 /// PEM text of at most 64 KiB holding a `-----BEGIN <label>` block.
 fn pem(text: String, label: &str) -> Result<String, String> {
-    if text.is_empty() {
-        return Err("must not be empty (send null to leave it out)".into());
-    }
     if text.len() > MAX_PEM_LEN {
         return Err("is too long (max 64 KiB)".into());
     }
@@ -249,6 +246,8 @@ impl CertificatePem {
 }
 
 impl TextRule for Certificates {
+    const NOT_EMPTY: bool = true;
+
     fn check(text: String) -> Result<String, String> {
         pem(text, "CERTIFICATE")
     }
@@ -299,6 +298,8 @@ pub struct Pointer;
 pub type JsonPointer = Text<Pointer>;
 
 impl TextRule for Pointer {
+    const NOT_EMPTY: bool = true;
+
     fn check(pointer: String) -> Result<String, String> {
         // Every `~` escapes a 0 or a 1.
         let bytes = pointer.as_bytes();
@@ -306,9 +307,6 @@ impl TextRule for Pointer {
             .iter()
             .enumerate()
             .any(|(i, b)| *b == b'~' && !matches!(bytes.get(i + 1), Some(b'0' | b'1')));
-        if pointer.is_empty() {
-            return Err("must not be empty (send null to leave it out)".into());
-        }
         if !pointer.starts_with('/') || pointer.len() > MAX_POINTER_LEN || bad_escape {
             return Err("must be a JSON Pointer such as /order/number".into());
         }
