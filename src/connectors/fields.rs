@@ -175,7 +175,8 @@ fn timeout_schema(_: &mut SchemaGenerator) -> Schema {
 /// What a checked text value must be: its check (which may normalise the text), the JSON
 /// Schema of the values the check accepts, and whether it is a secret.
 pub trait TextRule {
-    /// A secret is never empty, never shown (`writeOnly`) and `Debug` prints `[redacted]`.
+    /// A secret is never shown (`writeOnly`), `Debug` prints `[redacted]`, and by default it
+    /// may not be empty ([`TextRule::NOT_EMPTY`]).
     const SECRET: bool = false;
     /// Whether empty text is refused before [`TextRule::check`] sees it, with the one message
     /// that tells a client null is how a value is left out. Rules whose empty text deserves
