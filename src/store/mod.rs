@@ -2,10 +2,10 @@
 //! implementation per backend (SQLite for a laptop, PostgreSQL for production), chosen once
 //! from the URL by [`connect`]. Every tenant-owned query takes the caller's org id.
 //!
-//! The trait is split per aggregate (accounts, audit, connections, orders, exports); each
-//! aggregate's SQL is written once and expanded for both backends by a macro in its file.
-//! Statements that need nothing backend-specific live as ordinary generic code in
-//! [`Queries`], whose `where` clause states once what a backend must bind. A state change and
+//! The trait is split per aggregate (accounts, audit, connections, orders, exports, health);
+//! each aggregate's trait and SQL live in its file, and its implementation in `sql/`, ordinary
+//! code compiled once per backend. Statements that need nothing backend-specific live as
+//! generic code in [`Queries`], whose `where` clause states once what a backend must bind. A state change and
 //! its audit row are always one transaction.
 
 mod accounts;
@@ -211,53 +211,6 @@ pub(crate) fn storable(value: &serde_json::Value) -> serde_json::Value {
 /// `COUNT(*)` of the applied migrations, for readiness.
 const COUNT_APPLIED_MIGRATIONS: &str = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
 
-/// Implements [`Store`]'s housekeeping for a [`Backend`].
-macro_rules! impl_store {
-    ($backend:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::store::Store for $backend {
-            async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
-                Self::MIGRATOR.run(&self.pool).await?;
-                Ok(())
-            }
-
-            async fn is_ready(&self) -> Result<bool, $crate::store::StoreError> {
-                let applied: Result<i64, sqlx::Error> =
-                    sqlx::query_scalar($crate::store::COUNT_APPLIED_MIGRATIONS)
-                        .fetch_one(&self.pool)
-                        .await;
-                match applied {
-                    Ok(n) => Ok(n >= Self::MIGRATOR.iter().count() as i64),
-                    // No migrations table yet: reachable but not migrated.
-                    Err(sqlx::Error::Database(_)) => Ok(false),
-                    Err(e) => Err(e.into()),
-                }
-            }
-
-            async fn close(&self) {
-                self.pool.close().await;
-            }
-
-            async fn export_notifications(
-                &self,
-            ) -> Result<Option<futures::stream::BoxStream<'static, ()>>, $crate::store::StoreError>
-            {
-                self.listen_exports().await
-            }
-
-            async fn announce_exports(&self) -> Result<(), $crate::store::StoreError> {
-                self.announce().await
-            }
-
-            async fn refresh_statistics(&self) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("ANALYZE").execute(&self.pool).await?;
-                Ok(())
-            }
-        }
-    };
-}
-use impl_store;
-
 /// Appends `(v, v, …)` to `q`, every value bound: the list form both backends read (SQLite has
 /// no arrays), for `IN` over a batch.
 pub(crate) fn push_list<DB, T>(
@@ -300,7 +253,7 @@ mod tests {
 
     /// The SQL of every store file (the statuses in it are literals where a partial index's
     /// predicate needs them, and for the planner elsewhere).
-    const SOURCES: [&str; 10] = [
+    const SOURCES: [&str; 17] = [
         include_str!("accounts.rs"),
         include_str!("audit.rs"),
         include_str!("connections.rs"),
@@ -311,6 +264,13 @@ mod tests {
         include_str!("queries.rs"),
         include_str!("rows.rs"),
         include_str!("sqlite.rs"),
+        include_str!("sql/accounts.rs"),
+        include_str!("sql/audit.rs"),
+        include_str!("sql/connections.rs"),
+        include_str!("sql/exports.rs"),
+        include_str!("sql/health.rs"),
+        include_str!("sql/mod.rs"),
+        include_str!("sql/orders.rs"),
     ];
 
     /// The words of `source` between single quotes that match `word`, where `before` (the

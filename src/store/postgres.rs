@@ -9,13 +9,8 @@ use futures::StreamExt;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener};
 
-use super::accounts::impl_account_store;
-use super::audit::impl_audit_store;
-use super::connections::impl_connection_store;
-use super::exports::{export_columns, impl_export_store};
-use super::health::impl_health_store;
-use super::orders::impl_order_store;
-use super::{Backend, ClaimRequest, StoreError, impl_store};
+use super::exports::export_columns;
+use super::{Backend, ClaimRequest, StoreError};
 use crate::domain::export::Export;
 
 /// The channel pushes notify.
@@ -394,10 +389,12 @@ impl Backend for PostgresStore {
     }
 }
 
-impl_store!(PostgresStore);
-impl_account_store!(PostgresStore, sqlx::Postgres);
-impl_audit_store!(PostgresStore, sqlx::Postgres);
-impl_connection_store!(PostgresStore, sqlx::Postgres);
-impl_order_store!(PostgresStore, sqlx::Postgres);
-impl_export_store!(PostgresStore, sqlx::Postgres);
-impl_health_store!(PostgresStore, sqlx::Postgres);
+/// The sqlx database the shared implementations in `sql/` are compiled for here.
+type Db = sqlx::Postgres;
+
+#[path = "sql/mod.rs"]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend on purpose, as a generic impl would be"
+)]
+mod sql;

@@ -9,13 +9,8 @@ use std::time::Duration;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 
-use super::accounts::impl_account_store;
-use super::audit::impl_audit_store;
-use super::connections::impl_connection_store;
-use super::exports::{export_columns, impl_export_store};
-use super::health::impl_health_store;
-use super::orders::impl_order_store;
-use super::{Backend, ClaimRequest, StoreError, impl_store};
+use super::exports::export_columns;
+use super::{Backend, ClaimRequest, StoreError};
 use crate::domain::export::Export;
 
 /// The SQLite implementation of [`super::Store`].
@@ -186,10 +181,12 @@ impl Backend for SqliteStore {
     }
 }
 
-impl_store!(SqliteStore);
-impl_account_store!(SqliteStore, sqlx::Sqlite);
-impl_audit_store!(SqliteStore, sqlx::Sqlite);
-impl_connection_store!(SqliteStore, sqlx::Sqlite);
-impl_order_store!(SqliteStore, sqlx::Sqlite);
-impl_export_store!(SqliteStore, sqlx::Sqlite);
-impl_health_store!(SqliteStore, sqlx::Sqlite);
+/// The sqlx database the shared implementations in `sql/` are compiled for here.
+type Db = sqlx::Sqlite;
+
+#[path = "sql/mod.rs"]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend on purpose, as a generic impl would be"
+)]
+mod sql;
