@@ -5,8 +5,8 @@
 //! The trait is split per aggregate (accounts, audit, connections, orders, exports, health);
 //! each aggregate's trait and SQL live in its file, and its implementation in `sql/`, ordinary
 //! code compiled once per backend. Statements that need nothing backend-specific live as
-//! generic code in [`Queries`], whose `where` clause states once what a backend must bind. A state change and
-//! its audit row are always one transaction.
+//! generic code in [`Queries`], whose `where` clause states once what a backend must bind. A
+//! state change and its audit row are always one transaction.
 
 mod accounts;
 mod audit;
