@@ -302,6 +302,28 @@ macro_rules! export_columns {
 }
 pub(super) use export_columns;
 
+/// A probe's lease (connection, owner, until, now): the connection's next PENDING export, due
+/// or not (the circuit decides when the connection is tried), whose lease is free. `$lock` is
+/// how the backend keeps two workers from picking the same row: PostgreSQL locks it (`FOR
+/// UPDATE SKIP LOCKED`); SQLite's one writer needs nothing.
+macro_rules! claim_probe {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE erp_export SET lease_owner = $2, lease_expires_at = $3, attempts = attempts + 1,
+        updated_at = $4
+    WHERE id = (SELECT id FROM erp_export
+        WHERE erp_connection_id = $1 AND status = 'PENDING'
+          AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
+        ORDER BY next_attempt_at, seq LIMIT 1 ",
+            $lock,
+            ")
+    RETURNING ",
+            export_columns!()
+        )
+    };
+}
+pub(super) use claim_probe;
+
 pub(super) const EXPORT_BY_ID: &str = concat!(
     "SELECT ",
     export_columns!(),

@@ -105,14 +105,17 @@ impl<DB: sqlx::Database> std::fmt::Debug for SqlStore<DB> {
 
 /// What each backend provides itself, beside [`Queries`]: its constants, its write
 /// transactions, its fast paths (None: use the general path), its claim and its cross-process
-/// wake-ups. The aggregate implementations call only these and [`Queries`].
+/// wake-ups. The fast paths and wake-ups default to having none, so a backend overrides only
+/// what it has (SQLite: one writer, one process, so nothing). The aggregate implementations
+/// call only these and [`Queries`].
 pub(crate) trait Backend {
     /// The sqlx database.
     type Db: sqlx::Database;
     /// The migrations of this backend's schema.
     const MIGRATOR: sqlx::migrate::Migrator;
-    /// Whether plain pushes are recorded together ([`Backend::push_many`]).
-    const PUSHES_TOGETHER: bool;
+    /// Whether plain pushes are recorded together ([`Backend::push_many`]); by default one by
+    /// one.
+    const PUSHES_TOGETHER: bool = false;
     /// Reads a draft's status (org, id), locking it where the backend can, so pushes of one
     /// draft are serialised.
     const LOCK_DRAFT: &'static str;
@@ -121,24 +124,39 @@ pub(crate) trait Backend {
 
     /// Opens a transaction that will write (SQLite takes its write lock at once).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, StoreError>;
-    /// Tells other processes that exports were pushed.
-    async fn announce(&self) -> Result<(), StoreError>;
-    /// The common push in one statement; None when the general path must answer.
-    async fn push_fast(&self, push: &NewPush<'_>) -> Result<Option<Export>, StoreError>;
-    /// Plain pushes of distinct drafts together; None when the backend pushes one by one.
+    /// Tells other processes that exports were pushed; by default there are none to tell (one
+    /// process, whose pushes wake its worker in-process).
+    async fn announce(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The common push in one statement; None (the default) when the general path must
+    /// answer.
+    async fn push_fast(&self, _push: &NewPush<'_>) -> Result<Option<Export>, StoreError> {
+        Ok(None)
+    }
+    /// Plain pushes of distinct drafts together; None (the default) when the backend pushes
+    /// one by one.
     async fn push_many(
         &self,
-        pushes: &[NewPush<'_>],
-    ) -> Result<Option<Vec<Option<Export>>>, StoreError>;
-    /// Acknowledgements in one statement; None when the general path applies them.
+        _pushes: &[NewPush<'_>],
+    ) -> Result<Option<Vec<Option<Export>>>, StoreError> {
+        Ok(None)
+    }
+    /// Acknowledgements in one statement; None (the default) when the general, chunked path
+    /// applies them.
     async fn apply_acks_fast(
         &self,
-        acks: &[AckApply<'_>],
-    ) -> Result<Option<Vec<uuid::Uuid>>, StoreError>;
-    /// A stream that yields when another process pushed; None without such a channel.
+        _acks: &[AckApply<'_>],
+    ) -> Result<Option<Vec<uuid::Uuid>>, StoreError> {
+        Ok(None)
+    }
+    /// A stream that yields when another process pushed; None (the default) without such a
+    /// channel.
     async fn listen_exports(
         &self,
-    ) -> Result<Option<futures::stream::BoxStream<'static, ()>>, StoreError>;
+    ) -> Result<Option<futures::stream::BoxStream<'static, ()>>, StoreError> {
+        Ok(None)
+    }
     /// Leases due exports fairly across connections.
     async fn claim(&self, claim: &ClaimRequest<'_>) -> Result<Vec<Export>, StoreError>;
 }

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener};
 
-use super::exports::export_columns;
+use super::exports::{claim_probe, export_columns};
 use super::{Backend, ClaimRequest, StoreError};
 use crate::domain::export::Export;
 
@@ -154,19 +154,6 @@ const SESSION_SETTINGS: &str = "SELECT set_config(s.name, v.value, false)
     JOIN pg_settings s ON s.name = v.name
     WHERE s.source = 'default'";
 
-/// A probe: the connection's next PENDING export, due or not (the circuit decides when the
-/// connection is tried), whose lease is free.
-const CLAIM_PROBE: &str = concat!(
-    "UPDATE erp_export SET lease_owner = $2, lease_expires_at = $3, attempts = attempts + 1,
-        updated_at = $4
-    WHERE id = (SELECT id FROM erp_export
-        WHERE erp_connection_id = $1 AND status = 'PENDING'
-          AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
-        ORDER BY next_attempt_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-    RETURNING ",
-    export_columns!()
-);
-
 impl PostgresStore {
     /// Connects to `postgres://…`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -194,7 +181,7 @@ impl PostgresStore {
 impl Backend for PostgresStore {
     type Db = sqlx::Postgres;
 
-    const CLAIM_PROBE: &'static str = CLAIM_PROBE;
+    const CLAIM_PROBE: &'static str = claim_probe!("FOR UPDATE SKIP LOCKED");
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
     /// Plain pushes are recorded together ([`PUSH_MANY`]).
     const PUSHES_TOGETHER: bool = true;

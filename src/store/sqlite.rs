@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 
-use super::exports::export_columns;
+use super::exports::{claim_probe, export_columns};
 use super::{Backend, ClaimRequest, StoreError};
 use crate::domain::export::Export;
 
@@ -54,19 +54,6 @@ const CLAIM_LEASE: &str = concat!(
     export_columns!()
 );
 
-/// A probe: the connection's next PENDING export, due or not (the circuit decides when the
-/// connection is tried), whose lease is free.
-const CLAIM_PROBE: &str = concat!(
-    "UPDATE erp_export SET lease_owner = $2, lease_expires_at = $3, attempts = attempts + 1,
-        updated_at = $4
-    WHERE id = (SELECT id FROM erp_export
-        WHERE erp_connection_id = $1 AND status = 'PENDING'
-          AND (lease_expires_at IS NULL OR lease_expires_at <= $4)
-        ORDER BY next_attempt_at, seq LIMIT 1 )
-    RETURNING ",
-    export_columns!()
-);
-
 impl SqliteStore {
     /// Opens (creating if needed) the database at `sqlite://PATH`.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -93,49 +80,17 @@ impl SqliteStore {
     }
 }
 
+/// SQLite keeps the trait's defaults for the fast paths and wake-ups: one writer at a time
+/// leaves a batch nothing to share, and one process wakes its worker in-process.
 impl Backend for SqliteStore {
     type Db = sqlx::Sqlite;
 
-    const CLAIM_PROBE: &'static str = CLAIM_PROBE;
+    const CLAIM_PROBE: &'static str = claim_probe!("");
     const MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
-    /// One writer at a time: a batch would share nothing.
-    const PUSHES_TOGETHER: bool = false;
     const LOCK_DRAFT: &'static str = "SELECT status FROM draft_order WHERE org_id = $1 AND id = $2";
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    /// One process: pushes wake the worker in-process, nothing to send.
-    async fn announce(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// SQLite's general push is already local and cheap.
-    async fn push_fast(&self, _push: &super::NewPush<'_>) -> Result<Option<Export>, StoreError> {
-        Ok(None)
-    }
-
-    /// SQLite pushes one by one (one writer at a time: nothing to share).
-    async fn push_many(
-        &self,
-        _pushes: &[super::NewPush<'_>],
-    ) -> Result<Option<Vec<Option<Export>>>, StoreError> {
-        Ok(None)
-    }
-
-    /// SQLite applies acknowledgements through the general (chunked) path.
-    async fn apply_acks_fast(
-        &self,
-        _acks: &[super::AckApply<'_>],
-    ) -> Result<Option<Vec<uuid::Uuid>>, StoreError> {
-        Ok(None)
-    }
-
-    async fn listen_exports(
-        &self,
-    ) -> Result<Option<futures::stream::BoxStream<'static, ()>>, StoreError> {
-        Ok(None)
     }
 
     async fn claim(&self, claim: &ClaimRequest<'_>) -> Result<Vec<Export>, StoreError> {
