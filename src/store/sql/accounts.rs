@@ -133,19 +133,10 @@ impl AccountStore for SqlStore<Db> {
         disabled: bool,
         audit: &NewAuditEntry,
     ) -> Result<User, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let row: Option<rows::UserRow> = sqlx::query_as(accounts::SET_USER_DISABLED)
+        let update = sqlx::query_as::<_, rows::UserRow>(accounts::SET_USER_DISABLED)
             .bind(org_id)
             .bind(user_id)
-            .bind(disabled)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Err(StoreError::NotFound);
-        };
-        Db::insert_audits(&mut *tx, &[audit]).await?;
-        tx.commit().await?;
-        row.try_into()
+            .bind(disabled);
+        self.update_one_audited(update, audit).await
     }
 }

@@ -144,21 +144,12 @@ impl ConnectionStore for SqlStore<Db> {
         status: ConnectionStatus,
         audit: &NewAuditEntry,
     ) -> Result<Connection, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let row: Option<rows::ConnectionRow> = sqlx::query_as(connections::SET_CONNECTION_STATUS)
+        let update = sqlx::query_as::<_, rows::ConnectionRow>(connections::SET_CONNECTION_STATUS)
             .bind(org_id)
             .bind(id)
             .bind(status.as_str())
-            .bind(now())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Err(StoreError::NotFound);
-        };
-        Db::insert_audits(&mut *tx, &[audit]).await?;
-        tx.commit().await?;
-        row.try_into()
+            .bind(now());
+        self.update_one_audited(update, audit).await
     }
 
     async fn all_connection_ids(&self) -> Result<Vec<Uuid>, StoreError> {

@@ -14,16 +14,40 @@ use crate::store::{
     PushOutcome, Queries, SqlStore, StoreError, exports, now, push_list, rows, storable,
 };
 
+/// One row of a batch statement's `VALUES` list.
+type Values<'qb> = sqlx::query_builder::Separated<'qb, Db, &'static str>;
+
 impl SqlStore<Db> {
     /// Ends a batch `UPDATE … FROM (VALUES …)` on the exports this worker still
     /// holds. `lease_owner` is set only on a claimed PENDING export and every outcome
     /// clears it, so it alone says the worker still holds the export; a status test
     /// here would match the queue index's predicate and tempt the planner into walking
     /// the whole queue instead of looking the ids up.
-    fn held_by(q: &mut sqlx::QueryBuilder<Db>, worker: Uuid) {
-        q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.lease_owner = ");
-        q.push_bind(worker);
-        q.push(" RETURNING erp_export.id, erp_export.draft_order_id");
+    ///
+    /// `update` is the statement up to its `SET` list; this adds `FROM (VALUES …)` with one
+    /// row per item (its first column the export id), runs it unprepared (its best plan
+    /// depends on the queue's size now) and returns the (export, draft) ids it changed. No
+    /// items, no statement.
+    async fn update_held<'c, T>(
+        mut update: sqlx::QueryBuilder<Db>,
+        items: &[T],
+        values: impl FnMut(Values<'_>, &T),
+        worker: Uuid,
+        executor: impl sqlx::Executor<'c, Database = Db>,
+    ) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        update.push(" FROM (");
+        update.push_values(items, values);
+        update.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.lease_owner = ");
+        update.push_bind(worker);
+        update.push(" RETURNING erp_export.id, erp_export.draft_order_id");
+        Ok(update
+            .build_query_as()
+            .persistent(false)
+            .fetch_all(executor)
+            .await?)
     }
 
     /// Attempts that failed for good: FAILED with their error; (export, draft) ids.
@@ -33,25 +57,22 @@ impl SqlStore<Db> {
         now: chrono::DateTime<chrono::Utc>,
         failed: &[(&FinishedAttempt<'_>, &serde_json::Value)],
     ) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
-        if failed.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut q = sqlx::QueryBuilder::<Db>::new(
             "UPDATE erp_export SET status = 'FAILED', error_json = v.column2, \
              lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
         );
-        q.push_bind(now).push(" FROM (");
-        q.push_values(failed, |mut row, (a, error)| {
-            row.push_bind(a.export.id)
-                .push_bind(sqlx::types::Json(storable(error)));
-        });
-        Self::held_by(&mut q, worker);
-        let rows: Vec<(Uuid, Uuid)> = q
-            .build_query_as()
-            .persistent(false)
-            .fetch_all(&mut **tx)
-            .await?;
-        Ok(rows)
+        q.push_bind(now);
+        Self::update_held(
+            q,
+            failed,
+            |mut row, (a, error)| {
+                row.push_bind(a.export.id)
+                    .push_bind(sqlx::types::Json(storable(error)));
+            },
+            worker,
+            &mut **tx,
+        )
+        .await
     }
 
     /// Drafts whose export was just recorded SENT become PUSHED, FAILED ones ERROR.
@@ -272,27 +293,24 @@ impl ExportStore for SqlStore<Db> {
         worker: Uuid,
         archives: &[ArchiveRecord<'_>],
     ) -> Result<Vec<Uuid>, StoreError> {
-        if archives.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut q = sqlx::QueryBuilder::<Db>::new(
             "UPDATE erp_export SET export_storage_key = v.column2, \
              content_sha256 = v.column3, updated_at = ",
         );
         q.push_bind(now());
-        q.push(" FROM (");
-        q.push_values(archives, |mut row, a| {
-            row.push_bind(a.id)
-                .push_bind(a.storage_key.to_owned())
-                .push_bind(a.content_sha256.to_owned());
-        });
-        q.push(") AS v WHERE erp_export.id = v.column1 AND erp_export.lease_owner = ");
-        q.push_bind(worker);
-        q.push(" RETURNING erp_export.id");
-        Ok(q.build_query_scalar()
-            .persistent(false)
-            .fetch_all(&self.pool)
-            .await?)
+        let recorded = Self::update_held(
+            q,
+            archives,
+            |mut row, a| {
+                row.push_bind(a.id)
+                    .push_bind(a.storage_key.to_owned())
+                    .push_bind(a.content_sha256.to_owned());
+            },
+            worker,
+            &self.pool,
+        )
+        .await?;
+        Ok(recorded.into_iter().map(|(id, _)| id).collect())
     }
 
     async fn finish_attempts(
@@ -313,52 +331,45 @@ impl ExportStore for SqlStore<Db> {
         let mut recorded: Vec<Uuid> = Vec::new();
         let mut pushed_drafts = Vec::new();
         let mut errored_drafts = Vec::new();
-        // Batch statements are planned for each call (not cached): their best plan
-        // depends on the queue's size now.
-        if !sent.is_empty() {
-            let mut q = sqlx::QueryBuilder::<Db>::new(
-                "UPDATE erp_export SET status = 'SENT', dropzone_path = v.column2, \
-                 error_json = NULL, lease_owner = NULL, lease_expires_at = NULL, sent_at = ",
-            );
-            q.push_bind(now)
-                .push(", updated_at = ")
-                .push_bind(now)
-                .push(" FROM (");
-            q.push_values(&sent, |mut row, (a, path)| {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "UPDATE erp_export SET status = 'SENT', dropzone_path = v.column2, \
+             error_json = NULL, lease_owner = NULL, lease_expires_at = NULL, sent_at = ",
+        );
+        q.push_bind(now).push(", updated_at = ").push_bind(now);
+        let sent = Self::update_held(
+            q,
+            &sent,
+            |mut row, (a, path)| {
                 row.push_bind(a.export.id).push_bind((*path).to_owned());
-            });
-            Self::held_by(&mut q, worker);
-            let rows: Vec<(Uuid, Uuid)> = q
-                .build_query_as()
-                .persistent(false)
-                .fetch_all(&mut *tx)
-                .await?;
-            for (id, draft) in rows {
-                recorded.push(id);
-                pushed_drafts.push(draft);
-            }
+            },
+            worker,
+            &mut *tx,
+        )
+        .await?;
+        for (id, draft) in sent {
+            recorded.push(id);
+            pushed_drafts.push(draft);
         }
-        if !retried.is_empty() {
-            let mut q = sqlx::QueryBuilder::<Db>::new(
-                "UPDATE erp_export SET next_attempt_at = v.column2, error_json = v.column3, \
-                 attempts = erp_export.attempts - v.column4, \
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
-            );
-            q.push_bind(now).push(" FROM (");
-            q.push_values(&retried, |mut row, (a, next, error, refund)| {
+        let mut q = sqlx::QueryBuilder::<Db>::new(
+            "UPDATE erp_export SET next_attempt_at = v.column2, error_json = v.column3, \
+             attempts = erp_export.attempts - v.column4, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
+        );
+        q.push_bind(now);
+        let retried = Self::update_held(
+            q,
+            &retried,
+            |mut row, (a, next, error, refund)| {
                 row.push_bind(a.export.id)
                     .push_bind(*next)
                     .push_bind(sqlx::types::Json(storable(error)))
                     .push_bind(*refund);
-            });
-            Self::held_by(&mut q, worker);
-            let rows: Vec<(Uuid, Uuid)> = q
-                .build_query_as()
-                .persistent(false)
-                .fetch_all(&mut *tx)
-                .await?;
-            recorded.extend(rows.into_iter().map(|(id, _)| id));
-        }
+            },
+            worker,
+            &mut *tx,
+        )
+        .await?;
+        recorded.extend(retried.into_iter().map(|(id, _)| id));
         for (id, draft) in Self::record_failed(&mut tx, worker, now, &failed).await? {
             recorded.push(id);
             errored_drafts.push(draft);

@@ -14,7 +14,37 @@ mod health;
 mod orders;
 
 use super::Db;
-use crate::store::{Backend, COUNT_APPLIED_MIGRATIONS, SqlStore, Store, StoreError};
+use crate::domain::audit::NewAuditEntry;
+use crate::store::{Backend, COUNT_APPLIED_MIGRATIONS, Queries, SqlStore, Store, StoreError};
+
+/// A built statement whose rows decode as `R`.
+type RowQuery<'q, R> = sqlx::query::QueryAs<'q, Db, R, <Db as sqlx::Database>::Arguments>;
+
+impl SqlStore<Db> {
+    /// Runs `update` and records `audit` in one write transaction: the one row it changed,
+    /// converted, or `NotFound` with nothing written when it matched no row (another org's
+    /// object reads as absent).
+    async fn update_one_audited<R, T>(
+        &self,
+        update: RowQuery<'_, R>,
+        audit: &NewAuditEntry,
+    ) -> Result<T, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row>
+            + TryInto<T, Error = StoreError>
+            + Send
+            + Unpin,
+    {
+        let mut tx = self.begin_write().await?;
+        let Some(row) = update.fetch_optional(&mut *tx).await? else {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        };
+        Db::insert_audits(&mut *tx, &[audit]).await?;
+        tx.commit().await?;
+        row.try_into()
+    }
+}
 
 #[async_trait::async_trait]
 impl Store for SqlStore<Db> {
