@@ -18,16 +18,15 @@ use crate::store::{
 type Values<'qb> = sqlx::query_builder::Separated<'qb, Db, &'static str>;
 
 impl SqlStore<Db> {
-    /// Ends a batch `UPDATE … FROM (VALUES …)` on the exports this worker still
-    /// holds. `lease_owner` is set only on a claimed PENDING export and every outcome
-    /// clears it, so it alone says the worker still holds the export; a status test
-    /// here would match the queue index's predicate and tempt the planner into walking
-    /// the whole queue instead of looking the ids up.
+    /// Runs a batch `UPDATE … FROM (VALUES …)` on the exports this worker still holds and
+    /// returns the (export, draft) ids it changed. `update` is the statement through its
+    /// `SET` list; this adds one `VALUES` row per item (its first column the export id). No
+    /// items, no statement. It runs unprepared: its best plan depends on the queue's size now.
     ///
-    /// `update` is the statement up to its `SET` list; this adds `FROM (VALUES …)` with one
-    /// row per item (its first column the export id), runs it unprepared (its best plan
-    /// depends on the queue's size now) and returns the (export, draft) ids it changed. No
-    /// items, no statement.
+    /// `lease_owner` is set only on a claimed PENDING export and every outcome clears it, so
+    /// it alone says the worker still holds the export; a status test here would match the
+    /// queue index's predicate and tempt the planner into walking the whole queue instead of
+    /// looking the ids up.
     async fn update_held<'c, T>(
         mut update: sqlx::QueryBuilder<Db>,
         items: &[T],
