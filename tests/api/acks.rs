@@ -2,12 +2,12 @@
 //! who may poll, what the answer says, tenancy, metrics, and acks applied without anyone asking.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use orderflow::domain::user::Role;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, TestDb, assert_error, spawn_app_on};
+use crate::common::{TestApp, TestDb, assert_error, eventually, spawn_app_on};
 
 const CONNECTOR: &str = "/api/v1/connectors/dropzone-json-v1";
 const POLL: &str = "/api/v1/connectors/dropzone-json-v1/poll-acks";
@@ -168,18 +168,14 @@ async fn the_background_poller_applies_acks_without_being_asked() {
         .join(format!("ack_{}", export["file_name"].as_str().unwrap()));
     // The poll commits the ack before it moves the file (so a crash between the two only
     // re-reads a file that changes nothing), so the test waits for both, not for the first.
-    let start = Instant::now();
-    loop {
-        let now: Value = app.get_json(&path, &admin).await;
-        if now["status"] == "ACKED" && processed.exists() {
-            assert_eq!(now["erp_order_id"], "SO-1");
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "not acked and moved: {now}, moved: {}",
-            processed.exists()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let now: Value = eventually(
+        Duration::from_secs(20),
+        "the export ACKED and its file moved",
+        || async {
+            let now: Value = app.get_json(&path, &admin).await;
+            (now["status"] == "ACKED" && processed.exists()).then_some(now)
+        },
+    )
+    .await;
+    assert_eq!(now["erp_order_id"], "SO-1");
 }

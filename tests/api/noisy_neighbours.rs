@@ -8,7 +8,7 @@ use orderflow::domain::user::Role;
 use serde_json::{Value, json};
 
 use crate::common::http_erp::{Answer, HttpErp, Tls};
-use crate::common::{TestApp, TestDb, spawn_app_on};
+use crate::common::{TestApp, TestDb, eventually, spawn_app_on};
 
 /// Loopback is where the test peers live, so only a documentation network is blocked.
 const SETTINGS: &[(&str, &str)] = &[("CONNECTOR_BLOCKED_NETWORKS", "192.0.2.0/24")];
@@ -55,24 +55,16 @@ async fn export(app: &TestApp, token: &str, id: &str) -> Value {
 
 /// Waits until none of these exports has one of the `unsettled` statuses.
 async fn settled(app: &TestApp, exports: &[(String, String)], unsettled: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut waiting = Vec::new();
+    eventually(Duration::from_secs(60), "the exports to settle", || async {
         for (token, id) in exports {
             let status = export(app, token, id).await["status"].clone();
             if unsettled.iter().any(|s| status == *s) {
-                waiting.push(status);
+                return None;
             }
         }
-        if waiting.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "exports still waiting: {waiting:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Some(())
+    })
+    .await
 }
 
 async fn nul_from_an_erp(db: TestDb) {

@@ -10,8 +10,9 @@ use orderflow::domain::page::PageRequest;
 use serde_json::json;
 
 use crate::common::TestDb;
+use crate::common::eventually;
 use crate::crash::{approved_drafts, push_all, seed_org};
-use crate::harness::{Proc, base_env, eventually};
+use crate::harness::{Proc, base_env};
 
 const ACKS: usize = 3;
 

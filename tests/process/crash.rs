@@ -18,8 +18,9 @@ use orderflow::domain::user::Role;
 use orderflow::service::accounts;
 use serde_json::{Value, json};
 
+use crate::common::eventually;
 use crate::common::{TEST_JWT_SECRET, TEST_PASSWORD, TestDb};
-use crate::harness::{Proc, base_env, eventually};
+use crate::harness::{Proc, base_env};
 
 const DRAFTS: usize = 200;
 

@@ -20,10 +20,11 @@ use orderflow::service::orders::PushKind;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::common::eventually;
 use crate::common::http_erp::{HttpErp, Tls};
 use crate::common::{Backend, TestDb, test_settings};
 use crate::crash::seed_org;
-use crate::harness::{Proc, base_env, eventually};
+use crate::harness::{Proc, base_env};
 use crate::sftp_server::{PASSWORD, TestSftpServer, USER};
 
 const HEALTHY_HTTP: usize = 40;

@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::TestDb;
+use crate::common::eventually;
 use crate::crash::{approved_drafts, seed_org};
-use crate::harness::{Proc, base_env, eventually};
+use crate::harness::{Proc, base_env};
 
 struct Moto(Child);
 

@@ -12,9 +12,10 @@ use orderflow::domain::page::PageRequest;
 use orderflow::service::orders::PushKind;
 use serde_json::json;
 
+use crate::common::eventually;
 use crate::common::{TestDb, test_settings};
 use crate::crash::{assert_delivered_once, seed_org};
-use crate::harness::{Proc, base_env, eventually};
+use crate::harness::{Proc, base_env};
 
 const EXPORTS: usize = 300;
 
